@@ -1,0 +1,3 @@
+from jobrunner.cli.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `jobrunner` command: one module per noun, errors turned into one line and an exit code."""

@@ -1,0 +1,251 @@
+"""`jobrunner submit`: one job from options, a named task, or many from a JSON-lines file."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperCommand
+
+from jobrunner.cli.context import state
+from jobrunner.cli.output import note
+from jobrunner.domain.durations import parse_duration
+from jobrunner.domain.jobspec import JobSpec, SpecError, build_spec
+from jobrunner.errors import UsageError
+
+DASHDASH = "jobrunner.words_after_dashdash"
+OPTION_NAMES = {
+    "name": "--name", "queue": "--queue", "priority": "--priority", "retries": "--retries",
+    "timeout": "--timeout", "backoff": "--backoff", "tags": "--tag", "metadata": "--meta",
+    "env": "--env", "cwd": "--cwd", "callable": "--call", "kwargs": "--arg",
+}  # fmt: skip
+
+
+class SubmitCommand(TyperCommand):
+    """Remembers how many words came after `--`: those are a command, never a task name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[DASHDASH] = len(args) - args.index("--") - 1 if "--" in args else None
+        return super().parse_args(ctx, args)
+
+
+def parse_pairs(values: list[str] | None, option: str, decode: bool) -> dict[str, Any]:
+    """KEY=VALUE options into a dict; with `decode`, VALUE is JSON when it parses (5, true, [1])."""
+    pairs: dict[str, Any] = {}
+    for item in values or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"{option} expects KEY=VALUE, got {item!r}")
+        pairs[key] = _json_or_text(value) if decode else value
+    return pairs
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def parse_when(at: str | None, delay: str | None, now: float) -> float | None:
+    """--at (ISO time, local unless it has an offset) or --in (a duration) as epoch seconds."""
+    if at and delay:
+        raise UsageError("give --at or --in, not both")
+    if delay:
+        try:
+            return now + parse_duration(delay)
+        except ValueError as exc:
+            raise UsageError(f"--in: {exc}") from None
+    if at:
+        try:
+            moment = datetime.fromisoformat(at)
+        except ValueError:
+            raise UsageError(
+                f"--at: {at!r} is not a time like 2026-12-01T03:00 or 2026-12-01 03:00+01:00"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as the user sees their clock
+        return moment.timestamp()
+    return None
+
+
+def submit_command(
+    ctx: typer.Context,
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="A task name from jobs.toml, or `-- COMMAND ARGS...` for a shell job.", show_default=False
+        ),
+    ] = None,
+    call: Annotated[
+        str | None, typer.Option("--call", "-c", help="Run a Python callable 'package.module:function'.")
+    ] = None,
+    arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg", "-a", help="KEY=VALUE keyword argument for --call (JSON values decoded); repeatable."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="A name to show in lists.")] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Queue to run in [default: default].")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option("--priority", "-p", help="low, normal, high, critical or 0-9.")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", "-r", help="Retries after a failed attempt [default: 0].")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", "-t", help="Kill an attempt after this long (30s, 10m, 1h).")
+    ] = None,
+    backoff: Annotated[
+        str | None, typer.Option("--backoff", help="Base delay before the first retry, doubled each time.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag to filter by later; repeatable.")
+    ] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE environment for the job; repeatable.")
+    ] = None,
+    cwd: Annotated[
+        str | None, typer.Option("--cwd", help="Working directory [default: the current one].")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Run at this time (ISO 8601, local unless an offset is given).")
+    ] = None,
+    delay: Annotated[str | None, typer.Option("--in", help="Run after this delay (10m, 2h).")] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file", "-f", help="Submit one JSON job per line ('-' for stdin), all in one transaction."
+        ),
+    ] = None,
+) -> None:
+    """Store a new job and print its id (stdout holds the id alone)."""
+    app_state = state(ctx)
+    now = time.time()
+    words = words or []
+    after_dashdash = ctx.meta.get(DASHDASH)
+    command = words[len(words) - after_dashdash :] if after_dashdash is not None else []
+    before = words[: len(words) - len(command)]
+
+    if from_file is not None:
+        if words or call:
+            raise UsageError("--from-file takes the jobs from the file: drop the task, command or --call")
+        specs = read_job_lines(from_file, app_state, now)
+        from jobrunner.store import repo
+
+        ids = repo.submit_many(app_state.store, specs, now)
+        sys.stdout.write("".join(f"{i}\n" for i in ids))
+        if ids:
+            note(f"submitted {len(ids)} jobs (ids {ids[0]}-{ids[-1]})")
+        return
+
+    fields: dict[str, Any] = {}
+    for key, value in (("name", name), ("queue", queue), ("priority", priority),
+                       ("retries", retries), ("timeout", timeout), ("backoff", backoff),
+                       ("cwd", cwd)):  # fmt: skip
+        if value is not None:
+            fields[key] = value
+    if tag:
+        fields["tags"] = [t for item in tag for t in item.split(",") if t]
+    if meta:
+        fields["metadata"] = parse_pairs(meta, "--meta", decode=True)
+    if env:
+        fields["env"] = parse_pairs(env, "--env", decode=False)
+    kwargs = parse_pairs(arg, "--arg", decode=True)
+
+    task_name: str | None = None
+    if len(before) > 1 or (before and call):
+        raise UsageError(
+            f"unexpected words {' '.join(before)!r}: put a shell command after --, "
+            "e.g. jobrunner submit -- echo hello"
+        )
+    if before:
+        task_name = before[0]
+        if task_name not in app_state.config.tasks:
+            raise UsageError(
+                f"{task_name!r} is not a task in {app_state.config.path or 'any jobs.toml (none found)'}; "
+                f"to run a shell command put it after --: jobrunner submit -- {task_name}"
+            )
+    if call:
+        fields["callable"] = call
+        if command:
+            fields["args"] = [_json_or_text(word) for word in command]
+    elif command:
+        if task_name:
+            raise UsageError("give a task name or a command after --, not both")
+        fields["command"] = command
+    elif not task_name:
+        raise UsageError("nothing to run: give a task name, --call module:function, or -- COMMAND")
+    if kwargs:
+        if not call and not (task_name and "callable" in app_state.config.tasks[task_name]):
+            raise UsageError("--arg is for Python callables (--call or a callable task)")
+        fields["kwargs"] = kwargs
+
+    spec = _spec(fields, task_name, app_state, where="")
+    spec.run_at = parse_when(at, delay, now)
+    from jobrunner.store import repo
+
+    job_id = repo.submit(app_state.store, spec, now)
+    sys.stdout.write(f"{job_id}\n")
+
+
+def _spec(fields: dict[str, Any], task_name: str | None, app_state: Any, where: str) -> JobSpec:
+    if task_name:
+        spec = app_state.config.task_spec(task_name, fields)
+    else:
+        try:
+            spec = build_spec(fields)
+        except SpecError as exc:
+            key = exc.key.split(".")[0]
+            if not where and key in OPTION_NAMES:  # from the command line: name the option
+                raise UsageError(f"{OPTION_NAMES[key]}: {str(exc)[len(exc.key) + 2 :]}") from None
+            raise UsageError(f"{where}{exc}") from None
+    if spec.kind == "shell" and spec.cwd is None:
+        spec.cwd = os.getcwd()  # a shell job runs where it was submitted from, like pueue
+    return spec
+
+
+def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
+    """Parse and validate every line before anything is written; errors name file:line and key."""
+    label = "<stdin>" if source == "-" else source
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read {label}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{label}: not UTF-8 text") from None
+    specs: list[JobSpec] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{label}:{number}: "
+        try:
+            data = json.loads(line)
+        except ValueError as exc:
+            raise UsageError(f"{where}invalid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise UsageError(f"{where}expected a JSON object, got {type(data).__name__}")
+        task_name = data.pop("task", None)
+        at, delay = data.pop("at", None), data.pop("in", None)
+        if task_name is not None and task_name not in app_state.config.tasks:
+            raise UsageError(f"{where}task: unknown task {task_name!r}")
+        try:
+            spec = _spec(data, task_name, app_state, where)
+            spec.run_at = parse_when(at, delay, now)
+        except UsageError as exc:
+            message = str(exc)
+            raise UsageError(message if message.startswith(where) else where + message) from None
+        specs.append(spec)
+    if not specs:
+        raise UsageError(f"{label}: no jobs in it (one JSON object per line)")
+    return specs

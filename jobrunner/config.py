@@ -1,0 +1,200 @@
+"""Find and load jobs.toml into typed settings, and decide which database to use.
+
+Lookup order (first wins): --config, $JOBRUNNER_CONFIG, ./jobs.toml,
+$XDG_CONFIG_HOME/jobrunner/jobs.toml. No file at all is fine: defaults apply.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobrunner.domain.jobspec import (
+    NAME_PATTERN,
+    JobSpec,
+    SpecError,
+    build_spec,
+    unknown_key_message,
+)
+from jobrunner.errors import ConfigError
+
+APP_NAME = "jobrunner"
+TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify")
+QUEUE_KEYS = ("concurrency", "description")
+SCHEDULE_KEYS = (
+    "cron", "every", "at", "task", "command", "callable", "args", "kwargs", "timezone",
+    "misfire", "misfire_grace", "max_running", "enabled", "queue", "priority", "tags",
+)  # fmt: skip
+DURABILITY = ("normal", "full")
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """Per-queue settings; `concurrency` caps how many of its jobs run at once (None: no cap)."""
+
+    name: str
+    concurrency: int | None = None
+
+
+@dataclass
+class Config:
+    """What the config file says, validated; `path` is None when there was no file."""
+
+    path: Path | None = None
+    db: str | None = None
+    durability: str = "normal"
+    tasks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+    schedules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sections: dict[str, Any] = field(default_factory=dict)  # daemon, retention, notify
+
+    def task_spec(self, name: str, overrides: dict[str, Any] | None = None) -> JobSpec:
+        """The job a named task makes, with `overrides` (CLI options, JSON fields) on top."""
+        if name not in self.tasks:
+            known = ", ".join(sorted(self.tasks)) or "none are defined"
+            where = f" in {self.path}" if self.path else " (no config file found)"
+            raise ConfigError(f"unknown task {name!r}{where}; known tasks: {known}")
+        fields = {**self.tasks[name], **(overrides or {})}
+        if overrides and ("command" in overrides or "callable" in overrides):
+            fields.pop("callable" if "command" in overrides else "command", None)
+        if overrides and "kwargs" in overrides and "kwargs" in self.tasks[name]:
+            fields["kwargs"] = {**self.tasks[name]["kwargs"], **overrides["kwargs"]}
+        try:
+            return build_spec(fields, task=name)
+        except SpecError as exc:
+            raise ConfigError(f"task {name!r}: {exc}") from None
+
+
+def default_config_path() -> Path:
+    """$XDG_CONFIG_HOME/jobrunner/jobs.toml."""
+    from platformdirs import user_config_dir
+
+    return Path(user_config_dir(APP_NAME)) / "jobs.toml"
+
+
+def default_db_path() -> Path:
+    """$XDG_STATE_HOME/jobrunner/jobs.db (~/.local/state/jobrunner/jobs.db)."""
+    from platformdirs import user_state_dir
+
+    return Path(user_state_dir(APP_NAME)) / "jobs.db"
+
+
+def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The config file to load, or None; an explicitly named file must exist."""
+    chosen = explicit or os.environ.get("JOBRUNNER_CONFIG")
+    if chosen:
+        path = Path(chosen).expanduser()
+        if not path.is_file():
+            source = "--config" if explicit else "JOBRUNNER_CONFIG"
+            raise ConfigError(f"config file {path} (from {source}) does not exist")
+        return path
+    for candidate in (Path.cwd() / "jobs.toml", default_config_path()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    """Find and parse the config; raises ConfigError naming the file and key."""
+    path = find_config(explicit)
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
+    """Validate a parsed TOML document; every error names its key."""
+    where = str(path) if path else "config"
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {message}")
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise fail(key, unknown_key_message(key, TOP_KEYS))
+    config = Config(path=path)
+    db = data.get("db")
+    if db is not None:
+        if not isinstance(db, str) or not db:
+            raise fail("db", "must be a path or a URL string")
+        if "://" not in db and path is not None:
+            db = str((path.parent / Path(db).expanduser()).resolve())
+        config.db = db
+    durability = data.get("durability", "normal")
+    if durability not in DURABILITY:
+        raise fail("durability", f"{durability!r} must be one of {', '.join(DURABILITY)}")
+    config.durability = durability
+
+    for name, table in _tables(data, "tasks", fail).items():
+        fields = {k: v for k, v in table.items() if k != "description"}
+        try:
+            build_spec(fields, task=name)
+        except SpecError as exc:
+            raise fail(f"tasks.{name}.{exc.key}" if exc.key else f"tasks.{name}", _tail(exc)) from None
+        config.tasks[name] = fields
+
+    for name, table in _tables(data, "queues", fail).items():
+        for key in table:
+            if key not in QUEUE_KEYS:
+                raise fail(f"queues.{name}", unknown_key_message(key, QUEUE_KEYS))
+        concurrency = table.get("concurrency")
+        if concurrency is not None and (
+            isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
+        ):
+            raise fail(f"queues.{name}.concurrency", f"{concurrency!r} must be a whole number >= 1")
+        config.queues[name] = QueueConfig(name=name, concurrency=concurrency)
+
+    for name, table in _tables(data, "schedules", fail).items():
+        for key in table:
+            if key not in SCHEDULE_KEYS:
+                raise fail(f"schedules.{name}", unknown_key_message(key, SCHEDULE_KEYS))
+        if sum(k in table for k in ("cron", "every", "at")) != 1:
+            raise fail(f"schedules.{name}", "give exactly one of cron, every or at")
+        if sum(k in table for k in ("task", "command", "callable")) != 1:
+            raise fail(f"schedules.{name}", "give exactly one of task, command or callable")
+        if "task" in table and table["task"] not in config.tasks:
+            raise fail(f"schedules.{name}.task", f"unknown task {table['task']!r}")
+        config.schedules[name] = dict(table)
+
+    for section in ("daemon", "retention", "notify"):
+        if section in data:
+            if not isinstance(data[section], dict):
+                raise fail(section, "must be a table")
+            config.sections[section] = data[section]
+    return config
+
+
+def _tables(data: dict[str, Any], key: str, fail: Any) -> dict[str, dict[str, Any]]:
+    tables = data.get(key, {})
+    if not isinstance(tables, dict):
+        raise fail(key, f"must be tables like [{key}.NAME]")
+    for name, table in tables.items():
+        if not NAME_PATTERN.match(name):
+            raise fail(f"{key}.{name}", "names use letters, digits, '_', '-' and '.'")
+        if not isinstance(table, dict):
+            raise fail(f"{key}.{name}", f"must be a table [{key}.{name}]")
+    return tables
+
+
+def _tail(exc: SpecError) -> str:
+    text = str(exc)
+    return text[len(exc.key) + 2 :] if exc.key and text.startswith(exc.key + ": ") else text
+
+
+def resolve_db_target(explicit: str | None, config: Config | None) -> str:
+    """--db, then $JOBRUNNER_DB, then `db` in the config, then the XDG state default."""
+    for value in (explicit, os.environ.get("JOBRUNNER_DB"), config.db if config else None):
+        if value:
+            return value if "://" in value else str(Path(value).expanduser())
+    path = default_db_path()
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the default place always works
+    return str(path)

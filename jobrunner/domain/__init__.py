@@ -1,0 +1,1 @@
+"""Pure rules of the job runner: stdlib only, no I/O, no peewee, no typer."""

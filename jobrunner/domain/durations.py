@@ -1,0 +1,57 @@
+"""Durations as users write them: "30s", "10m", "1h30m", "7d", "1.5h" or plain seconds.
+
+A twenty-line parser with exact error messages beats a dependency whose failure mode
+is returning None; the accepted grammar is documented in README.
+"""
+
+from __future__ import annotations
+
+import re
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_HINT = 'use a number of seconds or units like "30s", "10m", "1h30m", "7d"'
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Seconds from a duration; raises ValueError saying what is wrong."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration: {_HINT}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = value.strip().lower().replace(" ", "")
+        if not text:
+            raise ValueError(f"empty duration: {_HINT}")
+        try:
+            seconds = float(text)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for match in _PART.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text):
+                raise ValueError(f"{value!r} is not a duration: {_HINT}") from None
+    if seconds < 0 or seconds != seconds or seconds == float("inf"):
+        raise ValueError(f"{value!r} is not a duration: it must be a finite, non-negative time")
+    return seconds
+
+
+def format_duration(seconds: float | None) -> str:
+    """A short human form: 850ms, 12s, 3m05s, 2h10m, 3d4h."""
+    if seconds is None:
+        return ""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours}h"

@@ -1,0 +1,27 @@
+"""Errors the CLI turns into one line on stderr and a meaningful exit code."""
+
+from __future__ import annotations
+
+
+class JobrunnerError(Exception):
+    """Something went wrong that the user should read about: exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(JobrunnerError):
+    """Bad input from the user: shown as one line, exit code 2, nothing written."""
+
+    exit_code = 2
+
+
+class NotFoundError(UsageError):
+    """An id or name the user gave does not exist."""
+
+
+class ConfigError(UsageError):
+    """The config file is unreadable or holds a bad value; the message names file and key."""
+
+
+class StoreError(JobrunnerError):
+    """The database could not be opened or written (locked, full, unreadable)."""

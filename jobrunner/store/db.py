@@ -1,0 +1,161 @@
+"""Open the database by path or URL, set its pragmas, migrate it forward, translate its errors."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlparse
+
+import peewee
+
+from jobrunner.errors import StoreError, UsageError
+from jobrunner.store import migrations
+from jobrunner.store.backends import POSTGRESQL, SQLITE, Backend
+from jobrunner.store.models import database
+
+BUSY_TIMEOUT_S = 30.0
+T = TypeVar("T")
+
+
+class Store:
+    """An open jobrunner database: the peewee handle, its backend's statements, and where it lives."""
+
+    def __init__(self, db: peewee.Database, backend: Backend, target: str) -> None:
+        self.db = db
+        self.backend = backend
+        self.target = target
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.backend is SQLITE
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file, or None for a server database."""
+        return Path(self.target) if self.is_sqlite else None
+
+    def write(self) -> Any:
+        """A write transaction; on SQLite it takes the write lock first (BEGIN IMMEDIATE),
+        so a read-then-write never fails with 'database is locked' under contention."""
+        return self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
+
+    def cursor(self) -> Any:
+        return self.db.cursor()
+
+    def execute(self, sql: str, params: tuple | list = ()) -> Any:
+        cursor = self.db.cursor()
+        cursor.execute(sql, params)
+        return cursor
+
+    def close(self) -> None:
+        if not self.db.is_closed():
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(target: str, *, durability: str = "normal", migrate: bool = True) -> Store:
+    """Open (creating if needed) the database at a path or URL and bring its schema up to date."""
+    with translate_errors(target):
+        store = _open_url(target) if "://" in target else _open_sqlite(target, durability)
+        database.initialize(store.db)
+        store.db.connect(reuse_if_open=True)
+        if migrate:
+            migrations.migrate(store)
+        return store
+
+
+def _open_sqlite(target: str, durability: str) -> Store:
+    path = Path(target).expanduser()
+    if path.is_dir():
+        raise UsageError(f"database path {path} is a directory: give a file path, e.g. {path}/jobs.db")
+    if not path.parent.exists():
+        raise UsageError(f"directory {path.parent} for the database does not exist: create it first")
+    if not path.exists():
+        # Owner-only from the first byte: jobs carry commands, arguments and environments.
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+        except OSError as exc:
+            raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    pragmas = {
+        "journal_mode": "wal",
+        "synchronous": "full" if durability == "full" else "normal",
+        "foreign_keys": 1,
+        "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
+    }
+    db = peewee.SqliteDatabase(str(path), pragmas=pragmas, timeout=BUSY_TIMEOUT_S)
+    return Store(db, SQLITE, str(path))
+
+
+def _open_url(target: str) -> Store:
+    url = urlparse(target)
+    if url.scheme == "sqlite":
+        raise UsageError(f"use a plain file path for SQLite, not {target!r}")
+    if url.scheme not in ("postgresql", "postgres"):
+        raise UsageError(f"unsupported database URL {target!r}: use a file path or postgresql://")
+    db = peewee.PostgresqlDatabase(
+        unquote(url.path.lstrip("/")) or "postgres",
+        user=unquote(url.username) if url.username else None,
+        password=unquote(url.password) if url.password else None,
+        host=url.hostname or None,
+        port=url.port or None,
+    )
+    return Store(db, POSTGRESQL, target)
+
+
+def describe_db_error(target: str, exc: BaseException) -> str:
+    """One line a user can act on, from a driver error."""
+    text = str(exc).strip() or type(exc).__name__
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"database {target} is locked: another process held its write lock for over "
+            f"{BUSY_TIMEOUT_S:.0f}s; nothing was written, try again"
+        )
+    if "disk is full" in lowered or "disk full" in lowered:
+        return f"database {target}: the disk is full; nothing was written"
+    if "not a database" in lowered or "malformed" in lowered:
+        return f"{target} is not a usable jobrunner database ({text})"
+    if "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
+        return f"cannot open database {target}: {text} (check the path and its permissions)"
+    return f"database {target}: {text.splitlines()[0]}"
+
+
+def _driver_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [peewee.PeeweeException, sqlite3.Error]
+    try:
+        import psycopg2
+
+        errors.append(psycopg2.Error)
+    except ImportError:  # pragma: no cover - PostgreSQL support is optional
+        pass
+    return tuple(errors)
+
+
+@contextmanager
+def translate_errors(target: str) -> Iterator[None]:
+    """Turn driver exceptions into StoreError with a readable message."""
+    try:
+        yield
+    except _driver_errors() as exc:
+        raise StoreError(describe_db_error(target, exc)) from exc
+
+
+def guarded(func: Callable[..., T]) -> Callable[..., T]:
+    """Decorate a store function whose first argument is the Store: driver errors become StoreError."""
+
+    @functools.wraps(func)
+    def wrapper(store: Store, *args: Any, **kwargs: Any) -> T:
+        with translate_errors(store.target):
+            return func(store, *args, **kwargs)
+
+    return wrapper

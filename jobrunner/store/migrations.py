@@ -1,0 +1,54 @@
+"""Schema versions, applied forward in order on open; each step is one transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from jobrunner.errors import StoreError
+from jobrunner.store.models import MODELS, Meta
+
+if TYPE_CHECKING:
+    from jobrunner.store.db import Store
+
+
+def _v1_initial(store: Store) -> None:
+    store.db.create_tables(MODELS, safe=True)
+    for sql in (
+        "CREATE INDEX IF NOT EXISTS job_claim ON job (status, priority DESC, id)",
+        "CREATE INDEX IF NOT EXISTS job_due ON job (status, run_at)",
+        "CREATE INDEX IF NOT EXISTS job_finished ON job (status, finished_at)",
+        "CREATE INDEX IF NOT EXISTS job_queue_status ON job (queue, status)",
+    ):
+        store.execute(sql)
+
+
+MIGRATIONS: list[Callable[[Store], None]] = [_v1_initial]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(store: Store) -> int:
+    if not store.db.table_exists("meta"):
+        return 0
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    return int(row.value) if row else 0
+
+
+def migrate(store: Store) -> int:
+    """Bring the schema to SCHEMA_VERSION; safe when several processes open a new file at once."""
+    if current_version(store) == SCHEMA_VERSION:
+        return SCHEMA_VERSION
+    with store.write():
+        if not store.db.table_exists("meta"):
+            store.db.create_tables([Meta], safe=True)
+        version = current_version(store)
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"database {store.target} has schema v{version}, newer than this jobrunner "
+                f"(v{SCHEMA_VERSION}): upgrade jobrunner"
+            )
+        for step in MIGRATIONS[version:]:
+            step(store)
+        Meta.delete().where(Meta.key == "schema_version").execute()
+        Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+    return SCHEMA_VERSION

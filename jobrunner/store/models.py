@@ -1,0 +1,111 @@
+"""The schema as peewee models. Times are UTC epoch seconds (REAL): cheap to index and compare.
+
+JSON-valued columns (command, args, kwargs, tags, metadata, env, result, ...) are TEXT.
+"""
+
+from __future__ import annotations
+
+from peewee import (
+    SQL,
+    AutoField,
+    BooleanField,
+    DatabaseProxy,
+    FloatField,
+    ForeignKeyField,
+    IntegerField,
+    Model,
+    TextField,
+)
+
+database = DatabaseProxy()
+
+
+def db_default(value: object) -> list[SQL]:
+    """A default the database applies too: hot statements insert rows without peewee."""
+    if isinstance(value, bool):
+        literal = "TRUE" if value else "FALSE"
+    else:
+        literal = f"'{value}'" if isinstance(value, str) else str(value)
+    return [SQL(f"DEFAULT {literal}")]
+
+
+class BaseModel(Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Job(BaseModel):
+    id = AutoField()
+    name = TextField()
+    kind = TextField()  # "shell" or "python"
+    task = TextField(null=True)  # the [tasks.NAME] it came from
+    command = TextField(null=True)  # JSON list of argv
+    callable = TextField(null=True)  # "package.module:function"
+    args = TextField(default="[]", constraints=db_default("[]"))
+    kwargs = TextField(default="{}", constraints=db_default("{}"))
+    queue = TextField(default="default", constraints=db_default("default"))
+    priority = IntegerField(default=5, constraints=db_default(5))
+    status = TextField()
+    attempts = IntegerField(
+        default=0, constraints=db_default(0)
+    )  # attempts started, ever; never reused, so stale workers lose
+    max_retries = IntegerField(default=0, constraints=db_default(0))
+    retry_offset = IntegerField(
+        default=0, constraints=db_default(0)
+    )  # attempts at the last manual retry: a fresh budget
+    timeout = FloatField(null=True)
+    backoff_base = FloatField(default=1.0, constraints=db_default(1.0))
+    backoff_factor = FloatField(default=2.0, constraints=db_default(2.0))
+    backoff_max = FloatField(default=300.0, constraints=db_default(300.0))
+    retry_on = TextField(default="[]", constraints=db_default("[]"))
+    retry_on_exit_codes = TextField(default="[]", constraints=db_default("[]"))
+    tags = TextField(default="[]", constraints=db_default("[]"))
+    metadata = TextField(default="{}", constraints=db_default("{}"))
+    cwd = TextField(null=True)
+    env = TextField(default="{}", constraints=db_default("{}"))
+    created_at = FloatField()
+    run_at = FloatField()  # not before this time
+    started_at = FloatField(null=True)
+    finished_at = FloatField(null=True)
+    updated_at = FloatField()
+    lease_owner = TextField(null=True)
+    lease_until = FloatField(null=True)
+    cancel_requested = BooleanField(default=False, constraints=db_default(False))
+    progress = FloatField(null=True)
+    progress_message = TextField(null=True)
+    exit_code = IntegerField(null=True)
+    result = TextField(null=True)
+    error = TextField(null=True)
+    log_path = TextField(null=True)
+
+
+class Event(BaseModel):
+    """One row per state change: the history `show` prints, attempt by attempt."""
+
+    id = AutoField()
+    job = ForeignKeyField(Job, on_delete="CASCADE", column_name="job_id")
+    at = FloatField()
+    attempt = IntegerField(default=0, constraints=db_default(0))
+    from_status = TextField(null=True)
+    to_status = TextField()
+    message = TextField(null=True)
+    details = TextField(null=True)  # JSON: traceback, exit code, signal
+
+
+class QueueState(BaseModel):
+    """Runtime state of a queue that users change from the CLI (pause/resume)."""
+
+    name = TextField(primary_key=True)
+    paused = BooleanField(default=False, constraints=db_default(False))
+    updated_at = FloatField()
+
+
+class Meta(BaseModel):
+    """Key/value facts about the database itself, such as the schema version."""
+
+    key = TextField(primary_key=True)
+    value = TextField()
+
+
+MODELS = [Job, Event, QueueState, Meta]

@@ -1,0 +1,172 @@
+"""Read models for list, show and stats (and later the TUI): plain dicts in the JSON contract."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from jobrunner.domain.priority import priority_label
+from jobrunner.domain.states import ALL_STATUSES, Status
+from jobrunner.errors import NotFoundError
+from jobrunner.store.db import Store, guarded
+
+JOB_COLUMNS = (
+    "id", "name", "kind", "task", "command", "callable", "args", "kwargs", "queue", "priority",
+    "status", "attempts", "max_retries", "retry_offset", "timeout", "backoff_base",
+    "backoff_factor", "backoff_max", "retry_on", "retry_on_exit_codes", "tags", "metadata",
+    "cwd", "env", "created_at", "run_at", "started_at", "finished_at", "updated_at",
+    "lease_owner", "lease_until", "cancel_requested", "progress", "progress_message",
+    "exit_code", "result", "error", "log_path",
+)  # fmt: skip
+_JSON_COLUMNS = frozenset(
+    {"command", "args", "kwargs", "retry_on", "retry_on_exit_codes", "tags", "metadata", "env", "result"}
+)
+_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM job"
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO 8601 in UTC with its offset, as the JSON contract promises."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+def job_to_dict(row: tuple | list) -> dict[str, Any]:
+    """A job row as the stable JSON shape documented in README."""
+    raw = dict(zip(JOB_COLUMNS, row, strict=True))
+    for key in _JSON_COLUMNS:
+        if raw[key] is not None:
+            raw[key] = json.loads(raw[key])
+    started, finished = raw["started_at"], raw["finished_at"]
+    return {
+        "id": raw["id"],
+        "name": raw["name"],
+        "kind": raw["kind"],
+        "task": raw["task"],
+        "command": raw["command"],
+        "callable": raw["callable"],
+        "args": raw["args"],
+        "kwargs": raw["kwargs"],
+        "queue": raw["queue"],
+        "priority": raw["priority"],
+        "priority_name": priority_label(raw["priority"]),
+        "status": raw["status"],
+        "attempts": raw["attempts"],
+        "max_retries": raw["max_retries"],
+        "retries_left": max(raw["max_retries"] - max(raw["attempts"] - raw["retry_offset"] - 1, 0), 0),
+        "timeout": raw["timeout"],
+        "backoff": {"base": raw["backoff_base"], "factor": raw["backoff_factor"], "max": raw["backoff_max"]},
+        "retry_on": raw["retry_on"],
+        "retry_on_exit_codes": raw["retry_on_exit_codes"],
+        "progress": raw["progress"],
+        "progress_message": raw["progress_message"],
+        "created_at": iso(raw["created_at"]),
+        "scheduled_at": iso(raw["run_at"]),
+        "started_at": iso(started),
+        "finished_at": iso(finished),
+        "updated_at": iso(raw["updated_at"]),
+        "duration": (finished - started) if started is not None and finished is not None else None,
+        "exit_code": raw["exit_code"],
+        "result": raw["result"],
+        "error": raw["error"],
+        "tags": raw["tags"],
+        "metadata": raw["metadata"],
+        "cwd": raw["cwd"],
+        "env": raw["env"],
+        "lease_owner": raw["lease_owner"],
+        "lease_until": iso(raw["lease_until"]),
+        "cancel_requested": bool(raw["cancel_requested"]),
+        "log_path": raw["log_path"],
+    }
+
+
+@dataclass
+class JobFilter:
+    """What `list` (and the TUI) narrows by; empty means everything."""
+
+    statuses: list[Status] = field(default_factory=list)
+    queues: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    search: str | None = None
+
+    def where(self, param: str) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if self.statuses:
+            clauses.append(f"status IN ({', '.join([param] * len(self.statuses))})")
+            params += [s.value for s in self.statuses]
+        if self.queues:
+            clauses.append(f"queue IN ({', '.join([param] * len(self.queues))})")
+            params += list(self.queues)
+        for tag in self.tags:
+            clauses.append(f"tags LIKE {param}")  # tags are a JSON list: match the quoted word
+            params.append(f'%"{tag}"%')
+        if self.search:
+            clauses.append(f"(name LIKE {param} OR command LIKE {param} OR callable LIKE {param})")
+            params += [f"%{self.search}%"] * 3
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+@guarded
+def list_jobs(store: Store, where: JobFilter | None = None, limit: int | None = 50,
+              offset: int = 0, newest_first: bool = True) -> list[dict[str, Any]]:  # fmt: skip
+    """One page of jobs, newest first by default."""
+    clause, params = (where or JobFilter()).where(store.backend.param)
+    sql = f"{_SELECT}{clause} ORDER BY id {'DESC' if newest_first else 'ASC'}"
+    if limit:
+        sql += f" LIMIT {int(limit)} OFFSET {int(offset)}"
+    return [job_to_dict(row) for row in store.execute(sql, params).fetchall()]
+
+
+@guarded
+def count_jobs(store: Store, where: JobFilter | None = None) -> int:
+    clause, params = (where or JobFilter()).where(store.backend.param)
+    return int(store.execute(f"SELECT COUNT(*) FROM job{clause}", params).fetchone()[0])
+
+
+@guarded
+def get_job(store: Store, job_id: int) -> dict[str, Any]:
+    """One job, or NotFoundError."""
+    row = store.execute(f"{_SELECT} WHERE id = {store.backend.param}", (job_id,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no job with id {job_id}; `jobrunner list` shows the ids")
+    return job_to_dict(row)
+
+
+@guarded
+def job_events(store: Store, job_id: int) -> list[dict[str, Any]]:
+    """The job's history, oldest first."""
+    sql = (
+        "SELECT at, attempt, from_status, to_status, message, details FROM event "
+        f"WHERE job_id = {store.backend.param} ORDER BY id"
+    )
+    return [
+        {
+            "at": iso(at),
+            "attempt": attempt,
+            "from": old,
+            "to": new,
+            "message": message,
+            "details": json.loads(details) if details else None,
+        }
+        for at, attempt, old, new, message, details in store.execute(sql, (job_id,)).fetchall()
+    ]
+
+
+@guarded
+def stats(store: Store) -> dict[str, Any]:
+    """Counts per status, overall and per queue; every status appears, zero or not."""
+    by_status = {s.value: 0 for s in ALL_STATUSES}
+    by_queue: dict[str, dict[str, int]] = {}
+    sql = "SELECT queue, status, COUNT(*) FROM job GROUP BY queue, status ORDER BY queue"
+    for queue, status, count in store.execute(sql).fetchall():
+        by_status[status] = by_status.get(status, 0) + count
+        by_queue.setdefault(queue, {s.value: 0 for s in ALL_STATUSES})[status] = count
+    paused = {name for (name,) in store.execute("SELECT name FROM queue_state WHERE paused").fetchall()}
+    queues = {
+        name: {"total": sum(counts.values()), "paused": name in paused, "by_status": counts}
+        for name, counts in by_queue.items()
+    }
+    return {"total": sum(by_status.values()), "by_status": by_status, "queues": queues}

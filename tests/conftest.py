@@ -1,0 +1,109 @@
+"""Fixtures: an isolated home and database per test, and a CLI driver that runs the real app."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from jobrunner.cli.app import app
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll a condition until it holds or the deadline passes (then fail with a clear message)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh HOME, XDG dirs and working directory, so no test sees the user's files."""
+    home = tmp_path / "home"
+    home.mkdir()
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / ".local" / "state"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    for name in ("JOBRUNNER_DB", "JOBRUNNER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(work)
+    return home
+
+
+@pytest.fixture
+def db_path(home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "jobs.db"
+    monkeypatch.setenv("JOBRUNNER_DB", str(path))
+    return path
+
+
+@dataclass
+class Cli:
+    """Runs `jobrunner ...` in-process against the test's database."""
+
+    runner: CliRunner
+
+    def __call__(self, *args: str, input: str | None = None) -> Any:
+        return self.runner.invoke(app, list(args), input=input, catch_exceptions=False)
+
+    def ok(self, *args: str, input: str | None = None) -> str:
+        result = self(*args, input=input)
+        assert result.exit_code == 0, f"exit {result.exit_code}: {result.stderr or result.output}"
+        return result.stdout
+
+    def submit(self, *args: str) -> int:
+        return int(self.ok("submit", *args).strip())
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.ok(*args, "--json"))
+
+    def job(self, job_id: int) -> dict[str, Any]:
+        return self.json("show", str(job_id))
+
+    def count(self, status: str | None = None) -> int:
+        data = self.json("stats")
+        return data["total"] if status is None else data["by_status"][status]
+
+
+@pytest.fixture
+def cli(db_path: Path) -> Cli:
+    return Cli(CliRunner())
+
+
+def run_jobrunner(*args: str, env: dict[str, str] | None = None, input: str | None = None,
+                  cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:  # fmt: skip
+    """`jobrunner ...` as a real process, the way a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "jobrunner", *args],
+        env={**os.environ, **(env or {})},
+        input=input,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Any]:
+    from jobrunner.store import open_store
+
+    opened = open_store(str(db_path))
+    yield opened
+    opened.close()

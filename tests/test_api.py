@@ -1,0 +1,52 @@
+"""The Python API: `submit` and `@task(...).submit(...)` store jobs the CLI can see."""
+
+from __future__ import annotations
+
+import pytest
+
+import jobrunner
+from jobrunner import submit, task
+from jobrunner.errors import UsageError
+
+
+@task(retries=3, timeout="5m", queue="emails", priority="high")
+def send_email(to: str, subject: str = "hi") -> str:
+    return f"sent {subject} to {to}"
+
+
+def test_task_decorator_submits_by_import_path(cli):
+    job_id = send_email.submit("a@example.com", subject="report")
+    job = cli.job(job_id)
+    assert job["callable"] == "tests.test_api:send_email"
+    assert job["args"] == ["a@example.com"] and job["kwargs"] == {"subject": "report"}
+    assert (job["max_retries"], job["timeout"], job["queue"], job["priority"]) == (3, 300, "emails", 7)
+
+
+def test_task_is_still_callable():
+    assert send_email("b") == "sent hi to b"
+
+
+def test_with_options(cli):
+    job = cli.job(send_email.with_options(priority="low").submit("c"))
+    assert job["priority"] == 2 and job["max_retries"] == 3
+
+
+def test_submit_forms(cli):
+    assert cli.job(submit(["echo", "hi"]))["command"] == ["echo", "hi"]
+    assert cli.job(submit("echo hi | wc -l"))["command"] == ["/bin/sh", "-c", "echo hi | wc -l"]
+    assert cli.job(submit("pkg.mod:func", args=[1], kwargs={"a": 2}))["callable"] == "pkg.mod:func"
+    assert cli.job(submit(send_email, args=["x"]))["callable"] == "tests.test_api:send_email"
+
+
+def test_submit_rejects_unimportable_and_unserialisable(cli):
+    with pytest.raises(UsageError, match="importable module"):
+        submit(lambda: None)
+    with pytest.raises(UsageError, match="JSON-serialisable"):
+        submit("a:b", args=[object()])
+    with pytest.raises(UsageError, match="priority"):
+        submit(["true"], priority="urgent")
+    assert cli.count() == 0
+
+
+def test_version_is_exported():
+    assert jobrunner.__version__
