@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
 
 def _v1_initial(store: Store) -> None:
-    store.db.create_tables(MODELS, safe=True)
+    store.db.create_tables([m for m in MODELS if m._meta.table_name != "daemon"], safe=True)
     for sql in (
         "CREATE INDEX IF NOT EXISTS job_claim ON job (status, priority DESC, id)",
         "CREATE INDEX IF NOT EXISTS job_due ON job (status, run_at)",
@@ -23,7 +23,13 @@ def _v1_initial(store: Store) -> None:
         store.execute(sql)
 
 
-MIGRATIONS: list[Callable[[Store], None]] = [_v1_initial]
+def _v2_daemons(store: Store) -> None:
+    from jobrunner.store.models import Daemon
+
+    store.db.create_tables([Daemon], safe=True)
+
+
+MIGRATIONS: list[Callable[[Store], None]] = [_v1_initial, _v2_daemons]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -108,4 +108,19 @@ class Meta(BaseModel):
     value = TextField()
 
 
-MODELS = [Job, Event, QueueState, Meta]
+class Daemon(BaseModel):
+    """A running (or lately running) daemon, kept fresh by its heartbeat; the TUI and `status` read it."""
+
+    id = TextField(primary_key=True)  # the lease owner name: host:pid:random
+    host = TextField()
+    pid = IntegerField()
+    version = TextField()
+    started_at = FloatField()
+    heartbeat_at = FloatField()
+    workers = IntegerField(default=0, constraints=db_default(0))
+    busy = IntegerField(default=0, constraints=db_default(0))
+    queues = TextField(default="[]", constraints=db_default("[]"))  # JSON list; [] means all
+    state = TextField(default="running", constraints=db_default("running"))  # running, stopping, stopped
+
+
+MODELS = [Job, Event, QueueState, Meta, Daemon]

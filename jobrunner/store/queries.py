@@ -170,3 +170,35 @@ def stats(store: Store) -> dict[str, Any]:
         for name, counts in by_queue.items()
     }
     return {"total": sum(by_status.values()), "by_status": by_status, "queues": queues}
+
+
+#: A daemon whose heartbeat is older than this is taken for dead.
+DAEMON_STALE_AFTER_S = 15.0
+
+
+@guarded
+def daemons(store: Store, now: float) -> list[dict[str, Any]]:
+    """Known daemons, newest heartbeat first, with `alive` judged from the heartbeat's age."""
+    sql = (
+        "SELECT id, host, pid, version, started_at, heartbeat_at, workers, busy, queues, state "
+        "FROM daemon ORDER BY heartbeat_at DESC"
+    )
+    result = []
+    for row in store.execute(sql).fetchall():
+        ident, host, pid, version, started, beat, workers, busy, queues, daemon_state = row
+        age = now - beat
+        result.append(
+            {
+                "id": ident, "host": host, "pid": pid, "version": version,
+                "started_at": iso(started), "heartbeat_at": iso(beat),
+                "heartbeat_age": round(age, 3),
+                "alive": daemon_state != "stopped" and age < DAEMON_STALE_AFTER_S,
+                "workers": workers, "busy": busy, "queues": json.loads(queues), "state": daemon_state,
+            }
+        )  # fmt: skip
+    return result
+
+
+@guarded
+def paused_queues(store: Store) -> list[str]:
+    return sorted(name for (name,) in store.execute("SELECT name FROM queue_state WHERE paused").fetchall())

@@ -188,3 +188,25 @@ def purge(store: Store, older_than: float, statuses: Iterable[Status], now: floa
             store.execute(f"DELETE FROM job WHERE id IN ({id_marks})", batch)
         removed.extend(batch)
     return removed
+
+
+@guarded
+def set_queue_paused(store: Store, queue: str, paused: bool, now: float) -> bool:
+    """Pause or resume a queue: running jobs finish, nothing new starts. Returns the old state."""
+    from jobrunner.domain.jobspec import NAME_PATTERN
+
+    if not NAME_PATTERN.match(queue):
+        raise UsageError(f"{queue!r} is not a queue name (letters, digits, '_', '-', '.')")
+    p = store.backend.param
+    with store.write():
+        row = store.execute(f"SELECT paused FROM queue_state WHERE name={p}", (queue,)).fetchone()
+        if row is None:
+            store.execute(
+                f"INSERT INTO queue_state (name, paused, updated_at) VALUES ({p}, {p}, {p})",
+                (queue, paused, now),
+            )
+            return False
+        store.execute(
+            f"UPDATE queue_state SET paused={p}, updated_at={p} WHERE name={p}", (paused, now, queue)
+        )
+        return bool(row[0])
