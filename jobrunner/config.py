@@ -198,3 +198,13 @@ def resolve_db_target(explicit: str | None, config: Config | None) -> str:
     path = default_db_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the default place always works
     return str(path)
+
+
+def log_dir_for(db_target: str) -> str:
+    """Where job logs go: beside a SQLite file (jobs.db -> jobs.logs/), else the XDG state dir."""
+    if "://" in db_target:
+        from platformdirs import user_state_dir
+
+        return str(Path(user_state_dir(APP_NAME)) / "logs")
+    path = Path(db_target)
+    return str(path.parent / f"{path.stem}.logs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -107,3 +108,71 @@ def store(db_path: Path) -> Iterator[Any]:
     opened = open_store(str(db_path))
     yield opened
     opened.close()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class DaemonProcess:
+    """A real `jobrunner daemon` subprocess in its own process group, killed in teardown."""
+
+    def __init__(self, db_path: Path, log_path: Path) -> None:
+        self.db_path = db_path
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+        self.args: list[str] = []
+
+    def start(self, *args: str) -> DaemonProcess:
+        self.args = list(args) or self.args or ["--workers", "2"]
+        env = {**os.environ, "JOBRUNNER_DB": str(self.db_path), "PYTHONPATH": str(ROOT)}
+        self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "jobrunner", "daemon", "--kill-grace", "1", *self.args],
+            env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        wait_until(lambda: "started:" in self.output(), timeout=20)
+        return self
+
+    def output(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def kill(self, signum: int = 9) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+        self.proc.wait(timeout=10)
+
+    def wait(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        return self.proc.wait(timeout=timeout)
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, 9)  # anything left in its process group
+        self.log.close()
+
+
+@pytest.fixture
+def daemon(db_path: Path, tmp_path: Path) -> Iterator[DaemonProcess]:
+    """A daemon on the test's database: `daemon.start("--workers", "1")` runs it."""
+    started: list[DaemonProcess] = []
+
+    def make() -> DaemonProcess:
+        process = DaemonProcess(db_path, tmp_path / f"daemon-{len(started)}.log")
+        started.append(process)
+        return process
+
+    first = make()
+    first.make = make  # type: ignore[attr-defined]
+    yield first
+    for process in started:
+        process.stop()

@@ -74,9 +74,11 @@ def root(
 
 
 def _register() -> None:
-    from jobrunner.cli import jobs
+    from jobrunner.cli import daemon, jobs, watch
 
     jobs.register(app)
+    watch.register(app)
+    daemon.register(app)
 
 
 _register()

@@ -39,10 +39,20 @@ class Store:
         """The SQLite file, or None for a server database."""
         return Path(self.target) if self.is_sqlite else None
 
-    def write(self) -> Any:
+    #: Clients wake an idle daemon after each write; the daemon turns this off for itself.
+    poke_on_commit = True
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
         """A write transaction; on SQLite it takes the write lock first (BEGIN IMMEDIATE),
-        so a read-then-write never fails with 'database is locked' under contention."""
-        return self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()
+        so a read-then-write never fails with 'database is locked' under contention.
+        After it commits, a daemon listening on this database is poked awake."""
+        with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
+            yield
+        if self.poke_on_commit and self.db.transaction_depth() == 0:
+            from jobrunner.wakeup import poke
+
+            poke(self.target)
 
     def cursor(self) -> Any:
         return self.db.cursor()

@@ -1,0 +1,74 @@
+"""`jobrunner daemon` and the queue switches it obeys: `pause` and `resume`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from jobrunner.cli.context import state
+from jobrunner.errors import UsageError
+
+
+def daemon_command(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, help="Worker processes [default: CPU count].")] = None,
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only run jobs from these queues (repeatable).")] = None,
+    grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30.0,
+    kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped.")] = 5.0,
+    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run jobs: a supervised pool of workers, in the foreground. Ctrl-C or SIGTERM stops it gracefully."""
+    level = getattr(logging, log_level.upper(), None)
+    if not isinstance(level, int):
+        raise UsageError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
+    from jobrunner.config import log_dir_for
+    from jobrunner.daemon.service import Options, Service
+
+    app_state = state(ctx)
+    config = app_state.config
+    store = app_state.store
+    options = Options(queues=list(queue or []), grace=grace, kill_grace=kill_grace)
+    if workers:
+        options.workers = workers
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    root = logging.getLogger("jobrunner")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    service = Service(store, config, options, log_dir_for(store.target))
+    raise typer.Exit(service.run())
+
+
+def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:
+    from jobrunner import wakeup
+    from jobrunner.store import repo
+
+    store = state(ctx).store
+    was = repo.set_queue_paused(store, queue, paused, time.time())
+    word = "paused" if paused else "resumed"
+    if was == paused:
+        typer.echo(f"queue {queue} was already {'paused' if paused else 'running'}")
+    else:
+        typer.echo(f"queue {queue} {word}" + (": running jobs finish, nothing new starts" if paused else ""))
+    if not paused:
+        wakeup.poke(store.target)
+
+
+def pause_command(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Stop starting jobs from a queue; running ones finish."""
+    _set_paused(ctx, queue, True)
+
+
+def resume_command(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+    """Start jobs from a paused queue again."""
+    _set_paused(ctx, queue, False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("daemon")(daemon_command)
+    app.command("pause")(pause_command)
+    app.command("resume")(resume_command)

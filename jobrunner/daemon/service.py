@@ -1,0 +1,343 @@
+"""The daemon's main loop: wake up, collect what workers report, record it, claim, dispatch.
+
+Only the supervisor writes job state (workers report over their pipes), in small
+batches. Signals only set a flag and write to a wake-up socket; the loop acts.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import random
+import secrets
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from multiprocessing.connection import wait
+from typing import Any
+
+from jobrunner import __version__
+from jobrunner.config import Config
+from jobrunner.daemon.pool import Pool, Stop, Worker
+from jobrunner.domain.durations import format_duration
+from jobrunner.domain.failures import Failure, FailureKind, describe_exit
+from jobrunner.domain.states import Status
+from jobrunner.store import runs
+from jobrunner.store.db import Store
+from jobrunner.wakeup import Listener
+
+log = logging.getLogger("jobrunner.daemon")
+
+
+@dataclass
+class Options:
+    workers: int = field(default_factory=lambda: os.cpu_count() or 2)
+    queues: list[str] = field(default_factory=list)  # empty: every queue
+    grace: float = 30.0  # how long running jobs may finish after SIGTERM
+    kill_grace: float = 5.0  # SIGTERM -> SIGKILL for a timed-out or cancelled job
+    lease: float = 30.0
+    heartbeat: float = 5.0
+    recover_every: float = 10.0
+    poll: float = 1.0  # the slow fallback when no poke arrives
+    cancel_poll: float = 0.5
+
+
+class Service:
+    """One daemon: a pool of workers bound to one database."""
+
+    def __init__(self, store: Store, config: Config, options: Options, log_dir: str) -> None:
+        self.store = store
+        self.store.poke_on_commit = False  # our own writes must not wake us
+        self.config = config
+        self.options = options
+        self.log_dir = log_dir
+        self.host = socket.gethostname()
+        self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.rng = random.Random()
+        self.pending: list[runs.Outcome] = []
+        self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.signals: list[int] = []
+        self.stopping = False
+        self.drain_deadline = math.inf
+        self.maybe_work = True
+        self.next_due: float | None = None
+        self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
+
+    # ------------------------------------------------------------------ lifecycle
+    def run(self) -> int:
+        """Run until stopped by a signal; returns the process exit code."""
+        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        sig_read, sig_write = socket.socketpair()
+        sig_read.setblocking(False)
+        sig_write.setblocking(False)
+        previous = self._install_signals(sig_write)
+        listener = Listener(self.store.target)
+        if not listener.bound:
+            log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
+            self.options.poll = min(self.options.poll, 0.1)
+        now = time.time()
+        self._recover(now)
+        runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
+                             self.options.workers, self.options.queues, now)  # fmt: skip
+        self.store.close()  # children start without our connection
+        self.pool = Pool(self.options.workers, self.store.target)
+        log.info(
+            "daemon %s started: %d workers, queues %s, database %s",
+            self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
+        )  # fmt: skip
+        try:
+            self._loop(listener, sig_read)
+        finally:
+            self.pool.close()
+            runs.mark_stopped(self.store, self.owner, time.time())
+            listener.close()
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            signal.set_wakeup_fd(-1)
+            sig_read.close()
+            sig_write.close()
+        log.info("daemon %s stopped", self.owner)
+        return 0
+
+    def _install_signals(self, sig_write: socket.socket) -> dict[int, Any]:
+        signal.set_wakeup_fd(sig_write.fileno(), warn_on_full_buffer=False)
+        previous = {}
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            previous[signum] = signal.signal(signum, lambda n, _f: self.signals.append(n))
+        return previous
+
+    def _loop(self, listener: Listener, sig_read: socket.socket) -> None:
+        while True:
+            if self.stopping and not self.pool.busy():
+                self._flush(time.time())
+                return
+            timeout = self._sleep_time(time.time())
+            waitables: list[Any] = [listener.sock, sig_read]
+            for worker in self.pool.workers:
+                waitables += [worker.conn, worker.process.sentinel]
+            ready = wait(waitables, timeout)
+            if listener.sock in ready and listener.drain():
+                self.maybe_work = True
+                self.timers["cancel"] = 0.0  # a cancel also pokes: look now
+                self.timers["poll"] = 0.0
+            if sig_read in ready:
+                self._drain_socket(sig_read)
+                self._handle_signals()
+            self._collect()
+            now = time.time()
+            self._flush(now)
+            self._tick(now)
+            if not self.stopping:
+                self._dispatch(time.time())
+
+    def _sleep_time(self, now: float) -> float:
+        deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
+        if self.pool.busy():
+            deadlines.append(self.timers["cancel"] + self.options.cancel_poll)
+        if self.next_due is not None:
+            deadlines.append(self.next_due)
+        for worker in self.pool.busy():
+            if worker.stop is not None:
+                deadlines.append(worker.stop.kill_at)
+            elif worker.job and worker.job.timeout:
+                deadlines.append(worker.started + worker.job.timeout)
+        if self.stopping:
+            deadlines.append(self.drain_deadline)
+        return min(max(min(deadlines) - now, 0.0), self.options.poll)
+
+    @staticmethod
+    def _drain_socket(sock: socket.socket) -> None:
+        try:
+            while sock.recv(256):
+                pass
+        except (BlockingIOError, InterruptedError):
+            pass
+
+    def _handle_signals(self) -> None:
+        while self.signals:
+            signum = self.signals.pop(0)
+            now = time.time()
+            if not self.stopping:
+                self.stopping = True
+                self.drain_deadline = now + self.options.grace
+                busy = len(self.pool.busy())
+                log.info(
+                    "%s: stopping; %d running job(s) get %s to finish (signal again to stop now)",
+                    signal.Signals(signum).name, busy, format_duration(self.options.grace),
+                )  # fmt: skip
+                runs.heartbeat(self.store, self.owner, now, self.options.lease, busy, state="stopping")
+            else:
+                log.info("%s again: stopping running jobs now", signal.Signals(signum).name)
+                for worker in self.pool.busy():
+                    self._stop(worker, FailureKind.INTERRUPTED, "interrupted: daemon stopped", now, kill_now=True)
+
+    # ------------------------------------------------------------------ workers
+    def _collect(self) -> None:
+        """Read every message waiting on every pipe, then deal with workers that died."""
+        for worker in list(self.pool.workers):
+            try:
+                while worker.conn.poll():
+                    self._on_message(worker, worker.conn.recv())
+            except (EOFError, OSError):
+                pass
+            if not worker.process.is_alive():
+                self._on_worker_death(worker)
+
+    def _on_message(self, worker: Worker, message: tuple) -> None:
+        kind = message[0]
+        job = worker.job
+        if job is None or message[1] != job.id or message[2] != job.attempt:
+            return
+        if kind == "started":
+            worker.child_pid = message[3]
+            if worker.stop is not None:  # asked to stop before we knew the process group
+                worker.signal_job(signal.SIGTERM)
+                worker.sent_term = True
+        elif kind == "progress":
+            self.progress[(job.id, job.attempt)] = (message[3], message[4])
+        elif kind == "done":
+            _, job_id, attempt, result, failure, exit_code = message
+            outcome = runs.Outcome(job_id, attempt, result=result, exit_code=exit_code)
+            if failure is not None:
+                outcome.failure = Failure(
+                    kind=FailureKind(failure["kind"]), message=failure["message"],
+                    exception_names=failure.get("exception_names", []),
+                    exit_code=failure.get("exit_code"), traceback=failure.get("traceback"),
+                )  # fmt: skip
+                if worker.stop is not None:  # it failed because we stopped it: say why
+                    outcome.failure = Failure(worker.stop.kind, worker.stop.message, exit_code=exit_code)
+            self._finished(worker, outcome)
+
+    def _on_worker_death(self, worker: Worker) -> None:
+        job = worker.job
+        code = worker.process.exitcode
+        if job is not None:
+            if worker.stop is not None:
+                failure = Failure(worker.stop.kind, worker.stop.message)
+            else:
+                failure = Failure(FailureKind.WORKER_DIED, f"worker died: {describe_exit(code or 0)}")
+            self._finished(worker, runs.Outcome(job.id, job.attempt, failure=failure))
+        else:
+            log.warning("worker %d exited (%s) while idle; starting a new one", worker.index, describe_exit(code or 0))
+        self.pool.replace(worker)
+
+    def _finished(self, worker: Worker, outcome: runs.Outcome) -> None:
+        worker.release()
+        self.pending.append(outcome)
+        self.maybe_work = True
+
+    def _stop(self, worker: Worker, kind: FailureKind, message: str, now: float, kill_now: bool = False) -> None:
+        """SIGTERM the job's process tree now and SIGKILL it after the grace period."""
+        worker.stop = Stop(kind, message, kill_at=now if kill_now else now + self.options.kill_grace)
+        worker.signal_job(signal.SIGTERM)
+        worker.sent_term = worker.job is not None and (worker.job.kind != "shell" or worker.child_pid is not None)
+
+    # ------------------------------------------------------------------ store
+    def _flush(self, now: float) -> None:
+        if self.progress:
+            updates = [(job_id, attempt, f, m) for (job_id, attempt), (f, m) in self.progress.items()]
+            self.progress.clear()
+            runs.save_progress(self.store, updates, now)
+        if not self.pending:
+            return
+        outcomes, self.pending = self.pending, []
+        for record in runs.finish(self.store, self.owner, outcomes, now, self.rng):
+            if record.status is None:
+                log.warning("job %d attempt %d: %s", record.job_id, record.attempt, record.message)
+            elif record.status is Status.SUCCEEDED:
+                log.info("job %d succeeded", record.job_id)
+            else:
+                log.info("job %d %s: %s", record.job_id, record.status.value, record.message)
+            if record.status is Status.RETRYING:
+                self.next_due = None
+                self.timers["poll"] = 0.0  # recompute the next due time
+
+    def _tick(self, now: float) -> None:
+        opts = self.options
+        if now - self.timers["heartbeat"] >= opts.heartbeat:
+            self.timers["heartbeat"] = now
+            state = "stopping" if self.stopping else "running"
+            runs.heartbeat(self.store, self.owner, now, opts.lease, len(self.pool.busy()), state)
+        if now - self.timers["recover"] >= opts.recover_every:
+            self.timers["recover"] = now
+            self._recover(now)
+        if self.pool.busy() and now - self.timers["cancel"] >= opts.cancel_poll:
+            self.timers["cancel"] = now
+            wanted = set(runs.cancel_requests(self.store, self.owner))
+            for worker in self.pool.busy():
+                if worker.job and worker.stop is None and (worker.job.id, worker.job.attempt) in wanted:
+                    log.info("job %d: cancel requested; stopping it", worker.job.id)
+                    self._stop(worker, FailureKind.CANCELLED, "cancelled by user while running", now)
+        for worker in self.pool.busy():
+            job = worker.job
+            assert job is not None
+            if worker.stop is None and job.timeout and now - worker.started >= job.timeout:
+                log.info("job %d: over its timeout of %s; stopping it", job.id, format_duration(job.timeout))
+                self._stop(worker, FailureKind.TIMEOUT, f"timed out after {format_duration(job.timeout)}", now)
+            elif worker.stop is None and self.stopping and now >= self.drain_deadline:
+                self._stop(worker, FailureKind.INTERRUPTED, "interrupted: daemon stopped", now)
+            elif worker.stop is not None:
+                if not worker.sent_term:
+                    worker.signal_job(signal.SIGTERM)
+                    worker.sent_term = worker.child_pid is not None or job.kind != "shell"
+                if now >= worker.stop.kill_at:
+                    worker.signal_job(signal.SIGKILL)
+                    worker.stop.kill_at = now + 1.0  # and again, should it somehow survive
+        if now - self.timers["poll"] >= opts.poll:
+            self.timers["poll"] = now
+            self.maybe_work = True
+            self.next_due = runs.next_due(self.store)
+        if self.next_due is not None and self.next_due <= now:
+            if runs.promote_due(self.store, now):
+                self.maybe_work = True
+            self.next_due = runs.next_due(self.store)
+
+    def _recover(self, now: float) -> None:
+        """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""
+        for owner, pid in runs.stale_daemons(self.store, self.host, self.owner):
+            if not _pid_alive(pid):
+                for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
+                    log.info("job %d recovered from dead daemon %s: %s", record.job_id, owner, record.message)
+        for record in runs.recover_expired(self.store, now, self.rng):
+            log.info("job %d recovered (lease expired): %s", record.job_id, record.message)
+        if self.pool_started:
+            self.maybe_work = True
+
+    @property
+    def pool_started(self) -> bool:
+        return hasattr(self, "pool")
+
+    def _dispatch(self, now: float) -> None:
+        """Claim as many jobs as there are idle workers, within the queues' concurrency limits."""
+        idle = self.pool.idle()
+        if not idle or not self.maybe_work:
+            return
+        running: dict[str, int] = {}
+        for worker in self.pool.busy():
+            assert worker.job is not None
+            running[worker.job.queue] = running.get(worker.job.queue, 0) + 1
+        limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
+        only = self.options.queues
+        claims = runs.claim(self.store, self.owner, now, len(idle), self.options.lease, self.log_dir,
+                            only_queues=only, exclude_queues=list(limits))  # fmt: skip
+        for queue, cap in limits.items():
+            free = min(cap - running.get(queue, 0), len(idle) - len(claims))
+            if free > 0 and (not only or queue in only):
+                claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
+                                     only_queues=[queue])  # fmt: skip
+        self.maybe_work = len(claims) >= len(idle)  # a short claim means the queue is empty for now
+        for worker, claim in zip(idle, claims, strict=False):
+            worker.assign(claim, time.time())
+            log.info("job %d started: attempt %d on worker %d (%s)", claim.id, claim.attempt, worker.index, claim.name)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,31 @@
+"""`jobrunner.current_job()`: what a running Python job knows about itself, and its progress reporter."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_current: JobContext | None = None
+
+
+@dataclass
+class JobContext:
+    """Given to a running Python job: its id, attempt, and `report(fraction, message)`."""
+
+    id: int
+    attempt: int
+    _send: Callable[[float, str | None], None]
+
+    def report(self, fraction: float, message: str | None = None) -> None:
+        """Record progress: a fraction from 0 to 1 (clamped) and an optional short message."""
+        self._send(min(max(float(fraction), 0.0), 1.0), message)
+
+
+def current_job() -> JobContext | None:
+    """The job running in this process, or None outside a jobrunner worker."""
+    return _current
+
+
+def _set_current(context: JobContext | None) -> None:
+    global _current
+    _current = context

@@ -1,0 +1,344 @@
+"""The daemon's writes: claim, finish, renew leases, recover, promote due jobs, progress.
+
+Every finish is guarded by (id, lease_owner, attempts): a stale worker whose lease was
+taken over changes nothing, because attempt numbers are never reused.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobrunner.domain.failures import Failure, FailureKind, RetryPolicy, after_failure
+from jobrunner.domain.retry import Backoff
+from jobrunner.domain.states import Status
+from jobrunner.store.db import Store, guarded
+
+CLAIM_COLUMNS = (
+    "id", "attempts", "priority", "name", "kind", "command", "callable", "args", "kwargs",
+    "cwd", "env", "timeout", "queue", "log_path",
+)  # fmt: skip
+
+
+@dataclass
+class Claim:
+    """A job this daemon now holds: what to run and the attempt it is."""
+
+    id: int
+    attempt: int
+    priority: int
+    name: str
+    kind: str
+    command: list[str] | None
+    callable: str | None
+    args: list[Any]
+    kwargs: dict[str, Any]
+    cwd: str | None
+    env: dict[str, str]
+    timeout: float | None
+    queue: str
+    log_path: str
+
+
+@dataclass
+class Outcome:
+    """How an attempt ended, reported by a worker or decided by the supervisor."""
+
+    job_id: int
+    attempt: int
+    failure: Failure | None = None  # None: it succeeded
+    result: Any = None
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What a finish did, for the daemon's log line (None status: the attempt was stale)."""
+
+    job_id: int
+    attempt: int
+    status: Status | None
+    message: str
+
+
+_claim_sql: dict[tuple[str, int, int], str] = {}
+
+
+def _claim_statement(store: Store, only: int, exclude: int) -> str:
+    """Built once per shape: the query builder costs more than the claim itself."""
+    key = (store.backend.name, only, exclude)
+    if key not in _claim_sql:
+        p = store.backend.param
+        filters = ""
+        if only:
+            filters += f" AND queue IN ({', '.join([p] * only)})"
+        if exclude:
+            filters += f" AND queue NOT IN ({', '.join([p] * exclude)})"
+        lock = " FOR UPDATE SKIP LOCKED" if store.backend.name == "postgresql" else ""
+        _claim_sql[key] = (
+            f"UPDATE job SET status='running', attempts=attempts+1, lease_owner={p}, "
+            f"lease_until={p}, started_at={p}, updated_at={p}, finished_at=NULL, progress=NULL, "
+            "progress_message=NULL, exit_code=NULL, result=NULL, error=NULL, "
+            f"log_path=COALESCE(log_path, {p} || id || '.log') "
+            f"WHERE id IN (SELECT id FROM job WHERE status='queued' AND run_at <= {p} "
+            "AND queue NOT IN (SELECT name FROM queue_state WHERE paused)"
+            f"{filters} ORDER BY priority DESC, id LIMIT {p}{lock}) "
+            f"RETURNING {', '.join(CLAIM_COLUMNS)}"
+        )
+    return _claim_sql[key]
+
+
+@guarded
+def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_dir: str,
+          only_queues: Sequence[str] = (), exclude_queues: Sequence[str] = ()) -> list[Claim]:  # fmt: skip
+    """Claim up to `limit` due jobs, highest priority first, FIFO within a priority: one transaction."""
+    if limit <= 0:
+        return []
+    sql = _claim_statement(store, len(only_queues), len(exclude_queues))
+    params = [owner, now + lease_s, now, now, log_dir.rstrip("/") + "/", now,
+              *only_queues, *exclude_queues, limit]  # fmt: skip
+    with store.write():
+        rows = store.execute(sql, params).fetchall()
+        claims = [_claim_from_row(row) for row in rows]
+        claims.sort(key=lambda c: (-c.priority, c.id))
+        if claims:
+            store.cursor().executemany(
+                store.backend.insert_event,
+                [(c.id, now, c.attempt, "queued", "running", f"attempt {c.attempt} started by {owner}", None)
+                 for c in claims],
+            )  # fmt: skip
+    return claims
+
+
+def _claim_from_row(row: Sequence[Any]) -> Claim:
+    data = dict(zip(CLAIM_COLUMNS, row, strict=True))
+    return Claim(
+        id=data["id"], attempt=data["attempts"], priority=data["priority"], name=data["name"],
+        kind=data["kind"], command=json.loads(data["command"]) if data["command"] else None,
+        callable=data["callable"], args=json.loads(data["args"]), kwargs=json.loads(data["kwargs"]),
+        cwd=data["cwd"], env=json.loads(data["env"]), timeout=data["timeout"], queue=data["queue"],
+        log_path=data["log_path"],
+    )  # fmt: skip
+
+
+@guarded
+def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: float,
+           rng: random.Random | None = None) -> list[Recorded]:  # fmt: skip
+    """Record how attempts ended, all in one transaction. `owner` None: whoever holds the lease."""
+    if not outcomes:
+        return []
+    recorded: list[Recorded] = []
+    with store.write():
+        for outcome in outcomes:
+            if outcome.failure is None:
+                recorded.append(_succeed(store, owner, outcome, now))
+            else:
+                recorded.append(_fail(store, owner, outcome, now, rng))
+    return recorded
+
+
+def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
+    p = store.backend.param
+    return (f" AND lease_owner={p}", [owner]) if owner is not None else ("", [])
+
+
+def _succeed(store: Store, owner: str | None, outcome: Outcome, now: float) -> Recorded:
+    p = store.backend.param
+    clause, extra = _owner_clause(store, owner)
+    try:
+        result = json.dumps(outcome.result, separators=(",", ":")) if outcome.result is not None else None
+    except (TypeError, ValueError) as exc:  # the worker checks; this is the last line of defence
+        failure = Failure(FailureKind.PERMANENT, f"result is not JSON-serialisable: {exc}")
+        return _fail(store, owner, Outcome(outcome.job_id, outcome.attempt, failure), now, None)
+    cursor = store.execute(
+        f"UPDATE job SET status='succeeded', finished_at={p}, updated_at={p}, exit_code={p}, "
+        f"result={p}, error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested={p}, "
+        "progress=CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END "
+        f"WHERE id={p} AND attempts={p} AND status='running'{clause}",
+        [now, now, outcome.exit_code, result, False, outcome.job_id, outcome.attempt, *extra],
+    )
+    if cursor.rowcount != 1:
+        return Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")
+    store.execute(
+        store.backend.insert_event,
+        (outcome.job_id, now, outcome.attempt, "running", "succeeded", "succeeded", None),
+    )
+    return Recorded(outcome.job_id, outcome.attempt, Status.SUCCEEDED, "succeeded")
+
+
+def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
+          rng: random.Random | None) -> Recorded:  # fmt: skip
+    p = store.backend.param
+    clause, extra = _owner_clause(store, owner)
+    row = store.execute(
+        "SELECT max_retries, retry_offset, backoff_base, backoff_factor, backoff_max, retry_on, "
+        f"retry_on_exit_codes FROM job WHERE id={p} AND attempts={p} AND status='running'{clause}",
+        [outcome.job_id, outcome.attempt, *extra],
+    ).fetchone()
+    if row is None:
+        return Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")
+    max_retries, offset, base, factor, cap, retry_on, retry_codes = row
+    policy = RetryPolicy(
+        max_retries=max_retries,
+        backoff=Backoff(base=base, factor=factor, max=cap),
+        retry_on=tuple(json.loads(retry_on)),
+        retry_on_exit_codes=tuple(json.loads(retry_codes)),
+    )
+    failure = outcome.failure
+    assert failure is not None
+    decision = after_failure(policy, outcome.attempt, offset, failure, now, rng)
+    finished = now if decision.status in (Status.DEAD, Status.CANCELLED) else None
+    store.execute(
+        f"UPDATE job SET status={p}, run_at=COALESCE({p}, run_at), finished_at={p}, updated_at={p}, "
+        f"error={p}, exit_code={p}, retry_offset=retry_offset+{p}, lease_owner=NULL, "
+        f"lease_until=NULL, cancel_requested={p} WHERE id={p} AND attempts={p}",
+        [decision.status.value, decision.run_at, finished, now, failure.message,
+         failure.exit_code, 0 if decision.consumes_retry else 1, False, outcome.job_id,
+         outcome.attempt],
+    )  # fmt: skip
+    store.execute(
+        store.backend.insert_event,
+        (outcome.job_id, now, outcome.attempt, "running", decision.status.value, decision.message,
+         json.dumps(failure.details())),
+    )  # fmt: skip
+    return Recorded(outcome.job_id, outcome.attempt, decision.status, decision.message)
+
+
+@guarded
+def recover_expired(store: Store, now: float, rng: random.Random | None = None) -> list[Recorded]:
+    """Jobs whose lease ran out (their daemon died) fail this attempt as 'lost' and go on."""
+    p = store.backend.param
+    rows = store.execute(
+        f"SELECT id, attempts, lease_owner FROM job WHERE status='running' AND lease_until < {p}", (now,)
+    ).fetchall()
+    outcomes = [
+        Outcome(job_id, attempt, Failure(FailureKind.LOST, f"lost: daemon {owner} died (lease expired)"))
+        for job_id, attempt, owner in rows
+    ]
+    return finish(store, None, outcomes, now, rng)
+
+
+@guarded
+def recover_owner(store: Store, owner: str, reason: str, now: float,
+                  rng: random.Random | None = None) -> list[Recorded]:  # fmt: skip
+    """All jobs a known-dead daemon held fail this attempt as 'lost', without waiting for leases."""
+    p = store.backend.param
+    rows = store.execute(
+        f"SELECT id, attempts FROM job WHERE status='running' AND lease_owner={p}", (owner,)
+    ).fetchall()
+    outcomes = [Outcome(job_id, attempt, Failure(FailureKind.LOST, reason)) for job_id, attempt in rows]
+    recorded = finish(store, owner, outcomes, now, rng)
+    store.execute(f"UPDATE daemon SET state='stopped' WHERE id={p}", (owner,))
+    return recorded
+
+
+@guarded
+def promote_due(store: Store, now: float, limit: int = 1000) -> int:
+    """Scheduled and retrying jobs whose time has come become queued."""
+    p = store.backend.param
+    with store.write():
+        rows = store.execute(
+            "SELECT id, status, attempts FROM job WHERE status IN ('scheduled', 'retrying') "
+            f"AND run_at <= {p} ORDER BY run_at LIMIT {int(limit)}",
+            (now,),
+        ).fetchall()
+        if not rows:
+            return 0
+        ids = [row[0] for row in rows]
+        store.execute(
+            f"UPDATE job SET status='queued', updated_at={p} WHERE id IN ({', '.join([p] * len(ids))})",
+            [now, *ids],
+        )
+        store.cursor().executemany(
+            store.backend.insert_event,
+            [(job_id, now, attempts, status, "queued", "due", None) for job_id, status, attempts in rows],
+        )
+    return len(rows)
+
+
+@guarded
+def next_due(store: Store) -> float | None:
+    """When the earliest scheduled or retrying job becomes due, so the daemon can sleep until then."""
+    row = store.execute(
+        "SELECT MIN(run_at) FROM job WHERE status IN ('scheduled', 'retrying')"
+    ).fetchone()
+    return row[0] if row else None
+
+
+@guarded
+def register_daemon(store: Store, owner: str, host: str, pid: int, version: str, workers: int,
+                    queues: Sequence[str], now: float) -> None:  # fmt: skip
+    p = store.backend.param
+    with store.write():
+        store.execute(f"DELETE FROM daemon WHERE id={p}", (owner,))
+        store.execute(
+            "INSERT INTO daemon (id, host, pid, version, started_at, heartbeat_at, workers, busy, "
+            f"queues, state) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, 'running')",
+            (owner, host, pid, version, now, now, workers, json.dumps(list(queues))),
+        )
+
+
+@guarded
+def heartbeat(store: Store, owner: str, now: float, lease_s: float, busy: int, state: str = "running") -> int:
+    """Renew this daemon's leases and its heartbeat row; returns how many leases were renewed."""
+    p = store.backend.param
+    with store.write():
+        store.execute(
+            f"UPDATE daemon SET heartbeat_at={p}, busy={p}, state={p} WHERE id={p}", (now, busy, state, owner)
+        )
+        cursor = store.execute(
+            f"UPDATE job SET lease_until={p} WHERE lease_owner={p} AND status='running'",
+            (now + lease_s, owner),
+        )
+        return cursor.rowcount
+
+
+@guarded
+def stale_daemons(store: Store, host: str, exclude: str) -> list[tuple[str, int]]:
+    """Daemons recorded as alive on this host (other than us): (owner, pid) for the caller to check."""
+    p = store.backend.param
+    return [
+        (owner, pid)
+        for owner, pid in store.execute(
+            f"SELECT id, pid FROM daemon WHERE host={p} AND state != 'stopped' AND id != {p}", (host, exclude)
+        ).fetchall()
+    ]
+
+
+@guarded
+def cancel_requests(store: Store, owner: str) -> list[tuple[int, int]]:
+    """(id, attempt) of running jobs this daemon holds that a user asked to cancel."""
+    p = store.backend.param
+    return [
+        (job_id, attempt)
+        for job_id, attempt in store.execute(
+            f"SELECT id, attempts FROM job WHERE status='running' AND lease_owner={p} AND cancel_requested",
+            (owner,),
+        ).fetchall()
+    ]
+
+
+@guarded
+def save_progress(store: Store, updates: Sequence[tuple[int, int, float, str | None]], now: float) -> None:
+    """Latest progress per running attempt, in one transaction: (id, attempt, fraction, message)."""
+    if not updates:
+        return
+    p = store.backend.param
+    with store.write():
+        store.cursor().executemany(
+            f"UPDATE job SET progress={p}, progress_message={p}, updated_at={p} "
+            f"WHERE id={p} AND attempts={p} AND status='running'",
+            [(fraction, message, now, job_id, attempt) for job_id, attempt, fraction, message in updates],
+        )
+
+
+@guarded
+def mark_stopped(store: Store, owner: str, now: float) -> None:
+    p = store.backend.param
+    with store.write():
+        store.execute(
+            f"UPDATE daemon SET state='stopped', busy=0, heartbeat_at={p} WHERE id={p}", (now, owner)
+        )

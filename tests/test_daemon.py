@@ -1,0 +1,270 @@
+"""The daemon as users meet it: a real process, real jobs, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_jobrunner, wait_until
+
+
+def status_of(cli, job_id: int) -> str:
+    return cli.job(job_id)["status"]
+
+
+def finished(cli, *ids: int) -> bool:
+    return all(status_of(cli, i) in ("succeeded", "dead", "cancelled") for i in ids)
+
+
+def test_shell_and_python_jobs_succeed_with_results(cli, daemon, tmp_path):
+    daemon.start()
+    shell = cli.submit("--", "sh", "-c", "echo hello; echo oops >&2")
+    python = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=2", "--arg", "b=3")
+    printer = cli.submit("--call", "tests.jobfuncs:print_lines", "--arg", "count=3")
+    wait_until(lambda: finished(cli, shell, python, printer), timeout=20)
+    job = cli.job(shell)
+    assert job["status"] == "succeeded" and job["exit_code"] == 0 and job["attempts"] == 1
+    assert job["started_at"] and job["finished_at"] and job["duration"] is not None
+    assert "hello\noops\n" in cli.ok("logs", str(shell))
+    assert cli.job(python)["result"] == 5
+    assert "line 0\nline 1\nline 2\n" in cli.ok("logs", str(printer))
+    assert [e["to"] for e in job["events"]] == ["queued", "running", "succeeded"]
+    assert f"job {shell} succeeded" in daemon.output()
+
+
+def test_priorities_order_execution(cli, daemon, tmp_path):
+    out = tmp_path / "order.txt"
+    ids = {}
+    for label, priority in [("low", "low"), ("normal", "normal"), ("critical", "critical"), ("high", "high"), ("normal2", "normal")]:
+        ids[label] = cli.submit("--priority", priority, "--call", "tests.jobfuncs:record",
+                                "--arg", f"path={out}", "--arg", f"label={label}")  # fmt: skip
+    daemon.start("--workers", "1")
+    wait_until(lambda: finished(cli, *ids.values()), timeout=20)
+    assert out.read_text().split() == ["critical", "high", "normal", "normal2", "low"]
+
+
+def test_failing_job_retries_with_backoff_then_dead(cli, daemon):
+    daemon.start()
+    job_id = cli.submit("--retries", "3", "--backoff", "0.2", "--", "sh", "-c", "echo try; exit 3")
+    wait_until(lambda: status_of(cli, job_id) == "dead", timeout=30)
+    job = cli.job(job_id)
+    assert job["attempts"] == 4 and job["exit_code"] == 3 and job["error"] == "exit code 3"
+    retries = [e for e in job["events"] if e["to"] == "retrying"]
+    assert [e["attempt"] for e in retries] == [1, 2, 3]
+    delays = [float(e["message"].rsplit(" in ", 1)[1].rstrip("s")) for e in retries]
+    for attempt, delay in enumerate(delays, start=1):
+        assert 0 <= delay <= 0.2 * 2 ** (attempt - 1) + 0.05  # full jitter under a growing ceiling
+    assert "gave up after 4 attempts" in job["events"][-1]["message"]
+    assert all(e["details"]["exit_code"] == 3 for e in job["events"] if e["to"] in ("retrying", "dead"))
+    assert cli.ok("logs", str(job_id)).count("try\n") == 4
+
+
+def test_permanent_error_is_dead_at_once(cli, daemon):
+    daemon.start()
+    value = cli.submit("--retries", "3", "--call", "tests.jobfuncs:fail_with", "--arg", "kind=value")
+    unknown = cli.submit("--retries", "3", "--call", "tests.nosuch:fn")
+    transient = cli.submit("--retries", "1", "--backoff", "0.1", "--call", "tests.jobfuncs:fail_with", "--arg", "kind=connection")
+    wait_until(lambda: finished(cli, value, unknown, transient), timeout=20)
+    job = cli.job(value)
+    assert job["status"] == "dead" and job["attempts"] == 1
+    assert job["error"] == "ValueError: boom"
+    assert "Traceback" in job["events"][-1]["details"]["traceback"]
+    assert cli.job(unknown)["attempts"] == 1 and "unknown callable" in cli.job(unknown)["error"]
+    assert cli.job(transient)["attempts"] == 2  # ConnectionError is worth a retry
+
+
+def test_unserialisable_result_is_a_clear_error(cli, daemon):
+    daemon.start()
+    job_id = cli.submit("--call", "tests.jobfuncs:unserialisable")
+    wait_until(lambda: finished(cli, job_id), timeout=20)
+    job = cli.job(job_id)
+    assert job["status"] == "dead" and "not JSON-serialisable" in job["error"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open(f"/proc/{pid}/stat") as handle:  # a zombie is dead too
+        return handle.read().split()[2] != "Z"
+
+
+def test_timeout_kills_the_whole_tree_even_if_it_ignores_sigterm(cli, daemon, tmp_path):
+    daemon.start()
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"trap '' TERM; (trap '' TERM; sleep 300) & echo $! > {pidfile}; sleep 300"
+    job_id = cli.submit("--timeout", "1", "--", "sh", "-c", script)
+    wait_until(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10)
+    grandchild = int(pidfile.read_text())
+    wait_until(lambda: status_of(cli, job_id) == "dead", timeout=20)
+    job = cli.job(job_id)
+    assert job["error"] == "timed out after 1s"
+    wait_until(lambda: not _alive(grandchild), timeout=5)
+
+
+def test_cancel_stops_a_running_job(cli, daemon, tmp_path):
+    daemon.start()
+    marker = tmp_path / "started"
+    job_id = cli.submit("--", "sh", "-c", f"touch {marker}; sleep 300")
+    wait_until(marker.exists, timeout=10)
+    started = time.monotonic()
+    cli.ok("cancel", str(job_id))
+    wait_until(lambda: status_of(cli, job_id) == "cancelled", timeout=10)
+    assert time.monotonic() - started < 5
+    assert cli.job(job_id)["error"] == "cancelled by user while running"
+
+
+def test_python_job_timeout_replaces_the_worker(cli, daemon):
+    daemon.start("--workers", "1")
+    slow = cli.submit("--timeout", "0.5", "--call", "tests.jobfuncs:sleep_for", "--arg", "seconds=300")
+    wait_until(lambda: status_of(cli, slow) == "dead", timeout=20)
+    assert cli.job(slow)["error"] == "timed out after 500ms"
+    after = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=1")
+    wait_until(lambda: status_of(cli, after) == "succeeded", timeout=20)
+
+
+def test_killed_worker_is_replaced_and_job_retried(cli, daemon, tmp_path):
+    daemon.start("--workers", "1")
+    job_id = cli.submit("--retries", "1", "--backoff", "0.1", "--call", "tests.jobfuncs:die_once",
+                        "--arg", f"marker={tmp_path / 'm'}")  # fmt: skip
+    exiting = cli.submit("--retries", "1", "--backoff", "0.1", "--call", "tests.jobfuncs:exit_hard_once",
+                         "--arg", f"marker={tmp_path / 'e'}")  # fmt: skip
+    wait_until(lambda: finished(cli, job_id, exiting), timeout=30)
+    job = cli.job(job_id)
+    assert job["status"] == "succeeded" and job["result"] == "survived" and job["attempts"] == 2
+    first = next(e for e in job["events"] if e["to"] == "retrying")
+    assert "worker died: killed by signal 9 (SIGKILL)" in first["message"]
+    other = cli.job(exiting)
+    assert other["status"] == "succeeded"
+    assert "worker died: exit code 3" in next(e for e in other["events"] if e["to"] == "retrying")["message"]
+
+
+def test_kill_minus_nine_loses_no_job(cli, daemon):
+    """A daemon killed mid-job leaves nothing stuck in running after a restart."""
+    ids = [cli.submit("--retries", "2", "--", "sleep", "0.5") for _ in range(12)]
+    daemon.start("--workers", "2")
+    wait_until(lambda: cli.count("running") >= 2, timeout=10)
+    daemon.kill(signal.SIGKILL)
+    daemon.start()
+    wait_until(lambda: cli.count("succeeded") == 12, timeout=60)
+    assert cli.count("running") == 0
+    lost = [e for i in ids for e in cli.job(i)["events"] if "lost: daemon" in (e["message"] or "")]
+    assert len(lost) >= 2
+
+
+def test_sigterm_lets_running_jobs_finish(cli, daemon, tmp_path):
+    daemon.start("--workers", "1")
+    marker = tmp_path / "started"
+    job_id = cli.submit("--", "sh", "-c", f"touch {marker}; sleep 1; echo done")
+    wait_until(marker.exists, timeout=10)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0
+    assert status_of(cli, job_id) == "succeeded"
+    assert "stopping" in daemon.output()
+
+
+def test_sigterm_past_grace_requeues_interrupted_jobs(cli, daemon, tmp_path):
+    daemon.start("--workers", "1", "--grace", "0.3")
+    marker = tmp_path / "started"
+    job_id = cli.submit("--", "sh", "-c", f"touch {marker}; sleep 300")
+    wait_until(marker.exists, timeout=10)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0
+    job = cli.job(job_id)
+    assert job["status"] == "queued" and job["retries_left"] == 0 + job["max_retries"]
+    assert "interrupted" in job["events"][-1]["message"]
+
+
+def test_second_signal_stops_at_once(cli, daemon, tmp_path):
+    daemon.start("--workers", "1")
+    marker = tmp_path / "started"
+    job_id = cli.submit("--", "sh", "-c", f"touch {marker}; sleep 300")
+    wait_until(marker.exists, timeout=10)
+    daemon.signal(signal.SIGTERM)
+    wait_until(lambda: "stopping" in daemon.output(), timeout=5)
+    daemon.signal(signal.SIGINT)
+    assert daemon.wait(timeout=10) == 0
+    assert status_of(cli, job_id) == "queued"
+
+
+def test_two_daemons_never_run_one_attempt_twice(cli, daemon, tmp_path, db_path):
+    out = tmp_path / "runs.txt"
+    lines = "".join(
+        f'{{"callable": "tests.jobfuncs:record", "kwargs": {{"path": "{out}", "label": "{n}", "pause": 0.01}}}}\n'
+        for n in range(300)
+    )
+    Path("jobs.jsonl").write_text(lines)
+    daemon.start("--workers", "2")
+    daemon.make().start("--workers", "2")
+    cli.ok("submit", "--from-file", "jobs.jsonl")
+    wait_until(lambda: cli.count("succeeded") == 300, timeout=60)
+    labels = out.read_text().split()
+    assert sorted(labels, key=int) == [str(n) for n in range(300)]  # each ran exactly once
+    with sqlite3.connect(db_path) as conn:
+        owners = {row[0] for row in conn.execute("SELECT message FROM event WHERE to_status='running'")}
+        assert conn.execute("SELECT MAX(attempts) FROM job").fetchone()[0] == 1
+    assert len({m.rsplit(" ", 1)[1] for m in owners}) == 2  # both daemons did work
+
+
+def test_pause_and_resume_a_queue(cli, daemon):
+    daemon.start()
+    cli.ok("pause", "slow")
+    held = cli.submit("--queue", "slow", "--", "true")
+    other = cli.submit("--queue", "fast", "--", "true")
+    wait_until(lambda: status_of(cli, other) == "succeeded", timeout=10)
+    time.sleep(0.2)  # the daemon has certainly seen both jobs by now; the paused one must stay
+    assert status_of(cli, held) == "queued"
+    assert cli.json("stats")["queues"]["slow"]["paused"] is True
+    assert "queue slow resumed" in cli.ok("resume", "slow")
+    wait_until(lambda: status_of(cli, held) == "succeeded", timeout=10)
+
+
+def test_progress_from_python_and_shell(cli, daemon):
+    daemon.start()
+    python = cli.submit("--call", "tests.jobfuncs:slow_with_progress", "--arg", "steps=4", "--arg", "pause=0.3")
+    shell = cli.submit("--", "sh", "-c", "jobrunner progress 40% 'step 2/5'; sleep 1.5")
+    wait_until(lambda: (cli.job(python)["progress"] or 0) >= 0.5, timeout=10)
+    wait_until(lambda: cli.job(shell)["progress"] == 0.4, timeout=10)
+    assert cli.job(shell)["progress_message"] == "step 2/5"
+    wait_until(lambda: finished(cli, python, shell), timeout=20)
+    job = cli.job(python)
+    assert job["progress"] == 1.0 and job["progress_message"] == "step 4/4"
+
+
+def test_progress_outside_a_job_is_a_usage_error(cli):
+    result = cli("progress", "0.5")
+    assert result.exit_code == 2 and "not inside a jobrunner job" in result.stderr
+
+
+def test_wait_exit_codes(cli, daemon):
+    daemon.start()
+    ok = cli.submit("--", "true")
+    bad = cli.submit("--", "false")
+    assert run_jobrunner("wait", str(ok), "--timeout", "20").returncode == 0
+    failed = run_jobrunner("wait", str(bad), "--timeout", "20")
+    assert failed.returncode == 4 and "dead: exit code 1" in failed.stderr
+    slow = cli.submit("--", "sleep", "30")
+    assert run_jobrunner("wait", str(slow), "--timeout", "0.3").returncode == 124
+    assert run_jobrunner("wait", "9999").returncode == 2
+
+
+def test_logs_follow_streams_until_the_job_ends(cli, daemon):
+    daemon.start()
+    job_id = cli.submit("--", "sh", "-c", "for i in 1 2 3; do echo tick $i; sleep 0.3; done")
+    result = run_jobrunner("logs", "--follow", str(job_id), timeout=30)
+    assert result.returncode == 0
+    assert "tick 1\ntick 2\ntick 3\n" in result.stdout
+    assert status_of(cli, job_id) == "succeeded"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_idle_daemon_exits_zero_on_signal(daemon, signum):
+    daemon.start()
+    daemon.signal(signum)
+    assert daemon.wait(timeout=15) == 0
