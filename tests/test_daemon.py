@@ -268,3 +268,13 @@ def test_idle_daemon_exits_zero_on_signal(daemon, signum):
     daemon.start()
     daemon.signal(signum)
     assert daemon.wait(timeout=15) == 0
+
+
+def test_queue_concurrency_limit_from_config(cli, daemon, tmp_path):
+    Path("jobs.toml").write_text("[queues.single]\nconcurrency = 1\n")  # read by the daemon from its cwd
+    out = tmp_path / "overlap.txt"
+    script = f"echo start >> {out}; sleep 0.3; echo end >> {out}"
+    ids = [cli.submit("--queue", "single", "--", "sh", "-c", script) for _ in range(3)]
+    daemon.start("--workers", "3")
+    wait_until(lambda: finished(cli, *ids), timeout=30)
+    assert out.read_text().split() == ["start", "end"] * 3  # never two at once

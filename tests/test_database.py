@@ -8,6 +8,7 @@ import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from jobrunner.store.migrations import SCHEMA_VERSION
 from tests.conftest import run_jobrunner
 
 
@@ -35,7 +36,7 @@ def test_wal_mode(cli, db_path):
     cli.submit("--", "true")
     with sqlite3.connect(db_path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "2"
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 
 
 def test_not_a_database(cli, db_path):

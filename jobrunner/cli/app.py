@@ -74,9 +74,10 @@ def root(
 
 
 def _register() -> None:
-    from jobrunner.cli import daemon, jobs, watch
+    from jobrunner.cli import daemon, jobs, schedule, watch
 
     jobs.register(app)
+    schedule.register(app)
     watch.register(app)
     daemon.register(app)
 

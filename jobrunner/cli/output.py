@@ -58,6 +58,12 @@ def local_time(text: str | None) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if ts else "-"
 
 
+def short_time(text: str | None) -> str:
+    """Local time to the minute, for narrow columns."""
+    ts = parse_iso(text)
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
 def job_target(job: dict[str, Any], width: int = 60) -> str:
     """What a job runs, in one short line."""
     if job["kind"] == "python":

@@ -58,6 +58,7 @@ class Service:
         self.rng = random.Random()
         self.pending: list[runs.Outcome] = []
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.started: dict[tuple[int, int], float] = {}  # for the duration in each log line
         self.signals: list[int] = []
         self.stopping = False
         self.drain_deadline = math.inf
@@ -79,6 +80,10 @@ class Service:
             self.options.poll = min(self.options.poll, 0.1)
         now = time.time()
         self._recover(now)
+        from jobrunner.daemon.scheduler import Scheduler
+
+        self.scheduler = Scheduler(self.store, self.config)
+        self.scheduler.load(self.config, now)
         runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
                              self.options.workers, self.options.queues, now)  # fmt: skip
         self.store.close()  # children start without our connection
@@ -104,7 +109,7 @@ class Service:
     def _install_signals(self, sig_write: socket.socket) -> dict[int, Any]:
         signal.set_wakeup_fd(sig_write.fileno(), warn_on_full_buffer=False)
         previous = {}
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             previous[signum] = signal.signal(signum, lambda n, _f: self.signals.append(n))
         return previous
 
@@ -138,6 +143,8 @@ class Service:
             deadlines.append(self.timers["cancel"] + self.options.cancel_poll)
         if self.next_due is not None:
             deadlines.append(self.next_due)
+        if self.scheduler.next_at is not None:
+            deadlines.append(self.scheduler.next_at)
         for worker in self.pool.busy():
             if worker.stop is not None:
                 deadlines.append(worker.stop.kill_at)
@@ -159,7 +166,9 @@ class Service:
         while self.signals:
             signum = self.signals.pop(0)
             now = time.time()
-            if not self.stopping:
+            if signum == signal.SIGHUP:
+                self._reload()
+            elif not self.stopping:
                 self.stopping = True
                 self.drain_deadline = now + self.options.grace
                 busy = len(self.pool.busy())
@@ -172,6 +181,20 @@ class Service:
                 log.info("%s again: stopping running jobs now", signal.Signals(signum).name)
                 for worker in self.pool.busy():
                     self._stop(worker, FailureKind.INTERRUPTED, "interrupted: daemon stopped", now, kill_now=True)
+
+    def _reload(self) -> None:
+        """SIGHUP: read the config again; a broken one is logged and the old one kept."""
+        from jobrunner.config import load_config
+        from jobrunner.errors import JobrunnerError
+
+        try:
+            config = load_config(self.config.path)
+        except JobrunnerError as exc:
+            log.error("SIGHUP: config not reloaded, keeping the old one: %s", exc)
+            return
+        self.config = config
+        self.scheduler.load(config, time.time())
+        log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
 
     # ------------------------------------------------------------------ workers
     def _collect(self) -> None:
@@ -244,12 +267,14 @@ class Service:
             return
         outcomes, self.pending = self.pending, []
         for record in runs.finish(self.store, self.owner, outcomes, now, self.rng):
+            started = self.started.pop((record.job_id, record.attempt), None)
+            took = f" after {format_duration(now - started)}" if started else ""
             if record.status is None:
                 log.warning("job %d attempt %d: %s", record.job_id, record.attempt, record.message)
             elif record.status is Status.SUCCEEDED:
-                log.info("job %d succeeded", record.job_id)
+                log.info("job %d succeeded%s", record.job_id, took)
             else:
-                log.info("job %d %s: %s", record.job_id, record.status.value, record.message)
+                log.info("job %d %s%s: %s", record.job_id, record.status.value, took, record.message)
             if record.status is Status.RETRYING:
                 self.next_due = None
                 self.timers["poll"] = 0.0  # recompute the next due time
@@ -289,6 +314,10 @@ class Service:
             self.timers["poll"] = now
             self.maybe_work = True
             self.next_due = runs.next_due(self.store)
+            self.scheduler.refresh()
+        due = self.scheduler.next_at
+        if due is not None and due <= now and not self.stopping and self.scheduler.run_due(now):
+            self.maybe_work = True
         if self.next_due is not None and self.next_due <= now:
             if runs.promote_due(self.store, now):
                 self.maybe_work = True
@@ -330,6 +359,7 @@ class Service:
         self.maybe_work = len(claims) >= len(idle)  # a short claim means the queue is empty for now
         for worker, claim in zip(idle, claims, strict=False):
             worker.assign(claim, time.time())
+            self.started[(claim.id, claim.attempt)] = worker.started
             log.info("job %d started: attempt %d on worker %d (%s)", claim.id, claim.attempt, worker.index, claim.name)
 
 

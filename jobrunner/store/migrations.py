@@ -13,7 +13,8 @@ if TYPE_CHECKING:
 
 
 def _v1_initial(store: Store) -> None:
-    store.db.create_tables([m for m in MODELS if m._meta.table_name != "daemon"], safe=True)
+    later = ("daemon", "schedule", "schedule_fire")
+    store.db.create_tables([m for m in MODELS if m._meta.table_name not in later], safe=True)
     for sql in (
         "CREATE INDEX IF NOT EXISTS job_claim ON job (status, priority DESC, id)",
         "CREATE INDEX IF NOT EXISTS job_due ON job (status, run_at)",
@@ -29,7 +30,17 @@ def _v2_daemons(store: Store) -> None:
     store.db.create_tables([Daemon], safe=True)
 
 
-MIGRATIONS: list[Callable[[Store], None]] = [_v1_initial, _v2_daemons]
+def _v3_schedules(store: Store) -> None:
+    from jobrunner.store.models import Schedule, ScheduleFire
+
+    columns = {c.name for c in store.db.get_columns("job")}
+    if "schedule" not in columns:
+        store.execute("ALTER TABLE job ADD COLUMN schedule TEXT")
+    store.db.create_tables([Schedule, ScheduleFire], safe=True)
+    store.execute("CREATE INDEX IF NOT EXISTS job_schedule ON job (schedule, status)")
+
+
+MIGRATIONS: list[Callable[[Store], None]] = [_v1_initial, _v2_daemons, _v3_schedules]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,6 +9,7 @@ from peewee import (
     SQL,
     AutoField,
     BooleanField,
+    CompositeKey,
     DatabaseProxy,
     FloatField,
     ForeignKeyField,
@@ -78,6 +79,7 @@ class Job(BaseModel):
     result = TextField(null=True)
     error = TextField(null=True)
     log_path = TextField(null=True)
+    schedule = TextField(null=True)  # the schedule that fired it (schema v3)
 
 
 class Event(BaseModel):
@@ -123,4 +125,37 @@ class Daemon(BaseModel):
     state = TextField(default="running", constraints=db_default("running"))  # running, stopping, stopped
 
 
-MODELS = [Job, Event, QueueState, Meta, Daemon]
+class Schedule(BaseModel):
+    """A cron, interval or one-off schedule; the row is the truth about what fired when."""
+
+    name = TextField(primary_key=True)
+    source = TextField()  # "config" (from jobs.toml, replaced on load) or "cli"
+    kind = TextField()  # cron, every, at
+    expression = TextField()
+    timezone = TextField()
+    job = TextField()  # JSON: {"task": ...} or job fields, as in a JSON line of bulk submit
+    misfire = TextField(default="coalesce", constraints=db_default("coalesce"))
+    misfire_grace = FloatField(default=3600.0, constraints=db_default(3600.0))
+    max_running = IntegerField(default=1, constraints=db_default(1))
+    paused = BooleanField(default=False, constraints=db_default(False))
+    next_fire_at = FloatField(null=True)
+    last_fire_at = FloatField(null=True)
+    last_job_id = IntegerField(null=True)
+    missed = IntegerField(default=0, constraints=db_default(0))
+    last_note = TextField(null=True)  # why the last fire time did not run, if it did not
+    created_at = FloatField()
+    updated_at = FloatField()
+
+
+class ScheduleFire(BaseModel):
+    """One row per (schedule, fire time): the unique key that makes a fire happen once."""
+
+    schedule = TextField()
+    fire_at = FloatField()
+    job_id = IntegerField(null=True)
+
+    class Meta:
+        primary_key = CompositeKey("schedule", "fire_at")
+
+
+MODELS = [Job, Event, QueueState, Meta, Daemon, Schedule, ScheduleFire]

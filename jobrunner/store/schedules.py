@@ -1,0 +1,206 @@
+"""Schedules in the database: add, list, pause, remove, and fire exactly once per fire time.
+
+A fire inserts its job(s) and advances the schedule in one transaction, guarded by the
+(schedule, fire_at) primary key of schedule_fire: two daemons or a restart mid-fire
+cannot enqueue a fire time twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jobrunner.domain.jobspec import JobSpec
+from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.store import repo
+from jobrunner.store.db import Store, guarded
+from jobrunner.store.queries import iso
+
+ACTIVE = ("queued", "scheduled", "waiting", "running", "retrying")
+COLUMNS = (
+    "name", "source", "kind", "expression", "timezone", "job", "misfire", "misfire_grace",
+    "max_running", "paused", "next_fire_at", "last_fire_at", "last_job_id", "missed", "last_note",
+    "created_at", "updated_at",
+)  # fmt: skip
+
+
+@dataclass
+class ScheduleRow:
+    name: str
+    source: str
+    kind: str
+    expression: str
+    timezone: str
+    job: dict[str, Any]
+    misfire: str
+    misfire_grace: float
+    max_running: int
+    paused: bool
+    next_fire_at: float | None
+    last_fire_at: float | None
+    last_job_id: int | None
+    missed: int
+    last_note: str | None
+    created_at: float
+    updated_at: float
+
+
+def _row(values: Sequence[Any]) -> ScheduleRow:
+    data = dict(zip(COLUMNS, values, strict=True))
+    data["job"] = json.loads(data["job"])
+    data["paused"] = bool(data["paused"])
+    return ScheduleRow(**data)
+
+
+@guarded
+def all_schedules(store: Store) -> list[ScheduleRow]:
+    sql = f"SELECT {', '.join(COLUMNS)} FROM schedule ORDER BY name"
+    return [_row(r) for r in store.execute(sql).fetchall()]
+
+
+@guarded
+def get_schedule(store: Store, name: str) -> ScheduleRow:
+    p = store.backend.param
+    row = store.execute(f"SELECT {', '.join(COLUMNS)} FROM schedule WHERE name={p}", (name,)).fetchone()
+    if row is None:
+        raise NotFoundError(f"no schedule named {name!r}; `jobrunner schedule list` shows them")
+    return _row(row)
+
+
+@guarded
+def save_schedule(store: Store, row: ScheduleRow, replace: bool) -> None:
+    """Insert a schedule; with `replace`, overwrite one of the same name (config reloads)."""
+    p = store.backend.param
+    with store.write():
+        exists = store.execute(f"SELECT source FROM schedule WHERE name={p}", (row.name,)).fetchone()
+        if exists and not replace:
+            raise UsageError(f"a schedule named {row.name!r} exists already (from {exists[0]}): remove it first")
+        if exists:
+            store.execute(f"DELETE FROM schedule WHERE name={p}", (row.name,))
+        values = [getattr(row, c) for c in COLUMNS]
+        values[COLUMNS.index("job")] = json.dumps(row.job)
+        store.execute(
+            f"INSERT INTO schedule ({', '.join(COLUMNS)}) VALUES ({', '.join([p] * len(COLUMNS))})", values
+        )
+
+
+@guarded
+def remove_config_schedules_except(store: Store, keep: Sequence[str]) -> list[str]:
+    """Config schedules no longer in the file are dropped on load; CLI ones stay."""
+    p = store.backend.param
+    with store.write():
+        names = [r[0] for r in store.execute("SELECT name FROM schedule WHERE source='config'").fetchall()]
+        gone = [n for n in names if n not in keep]
+        for name in gone:
+            store.execute(f"DELETE FROM schedule WHERE name={p}", (name,))
+    return gone
+
+
+@guarded
+def set_paused(store: Store, name: str, paused: bool, now: float, next_fire_at: float | None = None) -> None:
+    p = store.backend.param
+    get_schedule(store, name)
+    with store.write():
+        store.execute(
+            f"UPDATE schedule SET paused={p}, updated_at={p}, next_fire_at=COALESCE({p}, next_fire_at) "
+            f"WHERE name={p}",
+            (paused, now, next_fire_at, name),
+        )
+
+
+@guarded
+def remove(store: Store, name: str) -> None:
+    p = store.backend.param
+    get_schedule(store, name)
+    with store.write():
+        store.execute(f"DELETE FROM schedule WHERE name={p}", (name,))
+        store.execute(f"DELETE FROM schedule_fire WHERE schedule={p}", (name,))
+
+
+@guarded
+def active_runs(store: Store, name: str) -> int:
+    p = store.backend.param
+    marks = ", ".join([p] * len(ACTIVE))
+    return int(
+        store.execute(
+            f"SELECT COUNT(*) FROM job WHERE schedule={p} AND status IN ({marks})", (name, *ACTIVE)
+        ).fetchone()[0]
+    )
+
+
+@dataclass(frozen=True)
+class FireResult:
+    job_ids: list[int]
+    missed: int
+    note: str | None
+
+
+@guarded
+def fire(store: Store, name: str, expected_next: float | None, run_times: Sequence[float], missed: int,
+         next_fire_at: float | None, make_spec: Callable[[ScheduleRow], JobSpec], now: float,
+         manual: bool = False) -> FireResult | None:  # fmt: skip
+    """Enqueue the jobs of due fire times and advance the schedule, in one transaction.
+
+    Returns None when someone else (another daemon) fired it first.
+    """
+    p = store.backend.param
+    with store.write():
+        row = get_schedule(store, name)
+        if not manual and row.next_fire_at != expected_next:
+            return None
+        note = None
+        ids: list[int] = []
+        runnable = list(run_times)
+        if runnable and not manual and active_runs(store, name) >= row.max_running:
+            note = f"skipped {len(runnable)} fire(s): previous run still active (max_running={row.max_running})"
+            missed += len(runnable)
+            runnable = []
+        for fire_at in runnable:
+            inserted = store.execute(
+                f"INSERT INTO schedule_fire (schedule, fire_at) VALUES ({p}, {p}) ON CONFLICT DO NOTHING",
+                (name, fire_at),
+            ).rowcount
+            if inserted != 1:
+                continue  # this fire time was enqueued already
+            spec = make_spec(row)
+            job_id = repo.submit(store, spec, now)
+            store.execute(f"UPDATE job SET schedule={p} WHERE id={p}", (name, job_id))
+            store.execute(
+                f"UPDATE schedule_fire SET job_id={p} WHERE schedule={p} AND fire_at={p}", (job_id, name, fire_at)
+            )
+            ids.append(job_id)
+        if missed and note is None:
+            note = f"missed {missed} fire time(s) while the daemon was down (misfire={row.misfire})"
+        updates = f"missed=missed+{p}, updated_at={p}"
+        params: list[Any] = [missed, now]
+        if not manual:
+            updates += f", next_fire_at={p}"
+            params.append(next_fire_at)
+        if ids:
+            updates += f", last_fire_at={p}, last_job_id={p}"
+            params += [max(runnable) if not manual else now, ids[-1]]
+        if note is not None or ids:
+            updates += f", last_note={p}"
+            params.append(note)
+        store.execute(f"UPDATE schedule SET {updates} WHERE name={p}", [*params, name])
+    return FireResult(ids, missed, note)
+
+
+def schedule_view(store: Store, row: ScheduleRow) -> dict[str, Any]:
+    """A schedule as `schedule list --json` prints it."""
+    last_status = None
+    if row.last_job_id is not None:
+        found = store.execute(
+            f"SELECT status FROM job WHERE id={store.backend.param}", (row.last_job_id,)
+        ).fetchone()
+        last_status = found[0] if found else None
+    return {
+        "name": row.name, "source": row.source, "kind": row.kind, "expression": row.expression,
+        "timezone": row.timezone, "job": row.job, "misfire": row.misfire,
+        "misfire_grace": row.misfire_grace, "max_running": row.max_running, "paused": row.paused,
+        "next_fire_at": iso(row.next_fire_at), "last_fire_at": iso(row.last_fire_at),
+        "last_job_id": row.last_job_id, "last_job_status": last_status, "missed": row.missed,
+        "last_note": row.last_note,
+    }  # fmt: skip

@@ -1,0 +1,183 @@
+"""Schedules: cron as crontab(5) means it, fire times enqueue exactly once, the CLI and the daemon."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from jobrunner.daemon.scheduler import plan
+from jobrunner.domain.cron import CronError, parse_cron
+from jobrunner.triggers import make_trigger, next_fire
+from tests.conftest import wait_until
+
+
+def fires(expression: str, start: str, count: int, tz: str = "UTC") -> list[str]:
+    trigger = make_trigger("cron", expression, tz, 0)
+    at = datetime.fromisoformat(start).timestamp()
+    out = []
+    current = next_fire(trigger, None, at)
+    for _ in range(count):
+        out.append(datetime.fromtimestamp(current, UTC).strftime("%a %Y-%m-%d %H:%M"))
+        current = next_fire(trigger, current, current)
+    return out
+
+
+def test_day_of_week_zero_and_seven_are_sunday():
+    assert fires("0 3 * * 0", "2026-11-25T00:00+00:00", 2) == ["Sun 2026-11-29 03:00", "Sun 2026-12-06 03:00"]
+    assert fires("0 3 * * 7", "2026-11-25T00:00+00:00", 1) == ["Sun 2026-11-29 03:00"]
+    assert fires("0 3 * * 1", "2026-11-25T00:00+00:00", 1) == ["Mon 2026-11-30 03:00"]
+    assert fires("0 3 * * sun", "2026-11-25T00:00+00:00", 1) == ["Sun 2026-11-29 03:00"]
+
+
+def test_day_of_month_or_day_of_week():
+    """Both restricted: cron runs when either matches (the 13th, or any Friday)."""
+    assert fires("0 0 13 * 5", "2026-11-25T00:00+00:00", 4) == [
+        "Fri 2026-11-27 00:00", "Fri 2026-12-04 00:00", "Fri 2026-12-11 00:00", "Sun 2026-12-13 00:00",
+    ]  # fmt: skip
+
+
+def test_macros_and_names_and_steps():
+    assert fires("@daily", "2026-11-25T10:00+00:00", 2) == ["Thu 2026-11-26 00:00", "Fri 2026-11-27 00:00"]
+    assert fires("@hourly", "2026-11-25T10:30+00:00", 1) == ["Wed 2026-11-25 11:00"]
+    assert fires("@weekly", "2026-11-25T10:00+00:00", 1) == ["Sun 2026-11-29 00:00"]
+    assert fires("@monthly", "2026-11-25T10:00+00:00", 1) == ["Tue 2026-12-01 00:00"]
+    assert fires("@yearly", "2026-11-25T10:00+00:00", 1) == ["Fri 2027-01-01 00:00"]
+    assert fires("0 9 * jan mon", "2026-11-25T00:00+00:00", 1) == ["Mon 2027-01-04 09:00"]
+    # */2 in day-of-week counts from Sunday: Sun, Tue, Thu, Sat
+    assert [f[:3] for f in fires("0 0 * * */2", "2026-11-29T00:00+00:00", 4)] == ["Sun", "Tue", "Thu", "Sat"]
+
+
+def test_timezone_and_dst_daily_job_runs_once_a_day():
+    # Europe/Berlin leaves summer time on 2026-10-25: 03:00 local is 02:00 UTC before, 01:00... local 03:00 = UTC+1
+    days = fires("0 3 * * *", "2026-10-24T00:00+00:00", 3, tz="Europe/Berlin")
+    assert days == ["Sat 2026-10-24 01:00", "Sun 2026-10-25 02:00", "Mon 2026-10-26 02:00"]
+
+
+@pytest.mark.parametrize(
+    ("expression", "message"),
+    [
+        ("0 3 * *", "needs 5"),
+        ("61 * * * *", "field 1 (minute) '61': 61 is out of range 0-59"),
+        ("* 24 * * *", "field 2 (hour)"),
+        ("* * 0 * *", "field 3 (day-of-month)"),
+        ("* * * 13 *", "field 4 (month)"),
+        ("* * * * 8", "field 5 (day-of-week) '8': 8 is out of range 0-7"),
+        ("* * * * fun", "field 5 (day-of-week) 'fun': 'fun' is not a value"),
+        ("@reboot", "@reboot is not a schedule"),
+        ("@sometimes", "unknown macro"),
+    ],
+)
+def test_bad_cron_names_the_field(expression, message):
+    with pytest.raises(CronError) as info:
+        parse_cron(expression)
+    assert message in str(info.value)
+
+
+def test_misfire_plans():
+    now = 10_000.0
+    times = [now - 7200, now - 1800, now - 600]
+    assert plan("coalesce", 3600, times, now) == ([now - 600], 2)
+    assert plan("all", 3600, times, now) == ([now - 1800, now - 600], 1)
+    assert plan("skip", 3600, times, now) == ([], 3)
+    assert plan("skip", 3600, [now - 5], now) == ([now - 5], 0)
+
+
+def test_cli_add_list_pause_resume_run_remove(cli, home):
+    out = cli.ok("schedule", "add", "backup", "--cron", "0 3 * * sun", "--tz", "Europe/Berlin", "--", "tar", "czf", "/tmp/b.tgz", ".")
+    assert "schedule backup added" in out
+    [view] = cli.json("schedule", "list")
+    assert view["name"] == "backup" and view["timezone"] == "Europe/Berlin"
+    assert view["description"] == "at 03:00 on Sun" and view["job"]["command"] == ["tar", "czf", "/tmp/b.tgz", "."]
+    assert datetime.fromisoformat(view["next_fire_at"]).astimezone(UTC).hour in (1, 2)
+    assert "backup" in cli.ok("schedule", "list")
+    cli.ok("schedule", "pause", "backup")
+    assert cli.json("schedule", "list")[0]["paused"] is True
+    cli.ok("schedule", "resume", "backup")
+    job_id = int(cli.ok("schedule", "run", "backup"))
+    job = cli.job(job_id)
+    assert job["command"] == ["tar", "czf", "/tmp/b.tgz", "."] and job["status"] == "queued"
+    assert cli.json("schedule", "list")[0]["last_job_id"] == job_id
+    cli.ok("schedule", "remove", "backup")
+    assert cli.json("schedule", "list") == []
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["s", "--cron", "0 3 * * 8", "--", "true"], "field 5 (day-of-week)"),
+        (["s", "--every", "soon", "--", "true"], "--every: 'soon' is not a duration"),
+        (["s", "--cron", "@daily", "--every", "5m", "--", "true"], "exactly one of --cron, --every or --at"),
+        (["s", "--every", "5m"], "exactly one of --task"),
+        (["s", "--every", "5m", "--task", "nope"], "unknown task 'nope'"),
+        (["s", "--every", "5m", "--tz", "Mars/Olympus", "--", "true"], "unknown timezone"),
+        (["s", "--every", "5m", "--misfire", "later", "--", "true"], "--misfire"),
+    ],
+)
+def test_cli_add_bad_input(cli, args, message):
+    result = cli("schedule", "add", *args)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr
+    assert cli.json("schedule", "list") == []
+
+
+def test_cli_duplicate_and_unknown(cli):
+    cli.ok("schedule", "add", "t", "--every", "5m", "--", "true")
+    assert cli("schedule", "add", "t", "--every", "5m", "--", "true").exit_code == 2
+    result = cli("schedule", "pause", "nope")
+    assert result.exit_code == 2 and "no schedule named 'nope'" in result.stderr
+
+
+def test_a_fire_time_enqueues_once_under_concurrent_firing(cli, db_path):
+    """Eight threads with their own connections fire the same due time: one job."""
+    from jobrunner.config import Config
+    from jobrunner.daemon.scheduler import Scheduler
+    from jobrunner.store import open_store
+
+    cli.ok("schedule", "add", "race", "--every", "1s", "--", "true")
+    time.sleep(1.2)  # the first fire time passes
+    errors: list[BaseException] = []
+
+    def fire() -> None:
+        try:
+            store = open_store(str(db_path))
+            Scheduler(store, Config()).run_due(time.time())
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fire) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    jobs = cli.json("list")
+    fired = [j for j in jobs if j["name"] == "race"]
+    assert len(fired) == 1
+
+
+def test_daemon_fires_interval_schedule_and_respects_max_running(cli, daemon, tmp_path):
+    daemon.start()
+    cli.ok("schedule", "add", "tick", "--every", "1s", "--", "sh", "-c", f"echo x >> {tmp_path / 'ticks'}")
+    wait_until(lambda: cli.count("succeeded") >= 2, timeout=15)
+    cli.ok("schedule", "add", "slow", "--every", "1s", "--", "sleep", "3")
+    wait_until(lambda: cli.json("schedule", "list")[0]["missed"] >= 1, timeout=15)  # 'slow' sorts first
+    slow_jobs = [j for j in cli.json("list", "--limit", "0") if j["name"] == "slow"]
+    assert len(slow_jobs) == 1  # a run still active: later fire times are skipped, not stacked
+    assert "previous run still active" in cli.json("schedule", "list")[0]["last_note"]
+
+
+def test_config_schedules_are_loaded_by_the_daemon(cli, daemon, tmp_path):
+    Path("jobs.toml").write_text(
+        '[tasks.ping]\ncommand = ["true"]\n\n[schedules.every-second]\nevery = "1s"\ntask = "ping"\n'
+    )
+    daemon.start()
+    wait_until(lambda: cli.count("succeeded") >= 2, timeout=15)
+    [view] = cli.json("schedule", "list")
+    assert view["source"] == "config" and view["job"] == {"task": "ping"}
+    assert all(j["task"] == "ping" for j in cli.json("list"))
+    assert json.loads(json.dumps(view))["last_job_status"] in ("queued", "running", "succeeded")
