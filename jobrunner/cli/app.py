@@ -80,6 +80,9 @@ def _register() -> None:
     schedule.register(app)
     watch.register(app)
     daemon.register(app)
+    from jobrunner.cli import tui
+
+    tui.register(app)
 
 
 _register()

@@ -1,0 +1,1 @@
+"""The TUI's screens: jobs, dead letters, one job's detail, and dialogs."""

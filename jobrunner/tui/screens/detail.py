@@ -1,0 +1,177 @@
+"""One job: every field `jobrunner show` prints, its history, and its log followed live."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from rich.console import Group
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Label, Log, Static
+from textual.worker import Worker, WorkerState
+
+from jobrunner.domain.states import CANCELLABLE, FINISHED, Status
+from jobrunner.tui import data, format
+from jobrunner.tui.logtail import LogChunk, LogTail
+from jobrunner.tui.screens.dialogs import ConfirmDialog
+from jobrunner.tui.screens.paged import REFRESH_S, error_text
+
+if TYPE_CHECKING:
+    from jobrunner.tui.app import JobrunnerApp
+
+LOG_MAX_LINES = 10_000
+
+
+class DetailScreen(Screen):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "retry", "Retry"),
+        Binding("p", "pause", "Pause queue"),
+        Binding("f", "follow", "Follow log"),
+    ]
+
+    app: JobrunnerApp
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.job: dict[str, Any] | None = None
+        self._shown: tuple | None = None
+        self._tail: LogTail | None = None  # touched only by the (one at a time) loader
+        self._loader: Worker | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label(f"job {self.job_id}", id="detail-title")
+        with VerticalScroll(id="info"):
+            yield Static(id="fields")
+        yield Label("log", id="log-title")
+        yield Log(max_lines=LOG_MAX_LINES, auto_scroll=False, id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_S, self._tick)
+        self._tick()
+
+    def _tick(self) -> None:
+        if self._loader is None or self._loader.is_finished:
+            self._loader = self._load()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="detail", name="detail")
+    def _load(self) -> tuple[dict[str, Any], list[dict[str, Any]], LogChunk | None]:
+        job, events = data.fetch_job(self.app.store, self.job_id)
+        path = job["log_path"]
+        if path and (self._tail is None or self._tail.path != path):
+            self._tail = LogTail(path)
+            chunk = self._tail.read()
+            chunk.reset = True
+        else:
+            chunk = self._tail.read() if path and self._tail else None
+        return job, events, chunk
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name == "detail":
+            if event.state == WorkerState.SUCCESS:
+                self._apply(*worker.result)
+            elif event.state == WorkerState.ERROR:
+                self.query_one("#detail-title", Label).update(
+                    Text.assemble(
+                        (f"job {self.job_id}  ", "bold"), ("error: ", "bold red"), error_text(worker.error)
+                    )
+                )
+        elif worker.name == "action":
+            if event.state == WorkerState.SUCCESS:
+                self.notify(worker.result, timeout=4, markup=False)
+            elif event.state == WorkerState.ERROR:
+                self.notify(error_text(worker.error), severity="error", timeout=8, markup=False)
+            self._tick()
+
+    def _apply(self, job: dict[str, Any], events: list[dict[str, Any]], chunk: LogChunk | None) -> None:
+        self.job = job
+        now = self.app.clock()
+        title = Text.assemble(
+            (f"job {job['id']}  ", "bold"), (job["name"], "bold"), "  ", format.status_text(job["status"])
+        )
+        if job["progress"] is not None:
+            title.append("  ")
+            title.append_text(format.progress_cell(job, 60))
+        self.query_one("#detail-title", Label).update(title)
+        shown = (job, events, format.duration(job, now))
+        if shown != self._shown:  # a running job's duration ticks; otherwise nothing to redraw
+            self._shown = shown
+            fields = format.detail_fields(job, now)
+            history = format.history_table(events)
+            self.query_one("#fields", Static).update(
+                Group(fields, "", Text("history", style="bold"), history)
+            )
+        self._show_log(job, chunk)
+
+    def _show_log(self, job: dict[str, Any], chunk: LogChunk | None) -> None:
+        log = self.query_one(Log)
+        title = self.query_one("#log-title", Label)
+        if chunk is None:
+            title.update(Text("log  (none yet: the daemon writes one when the job runs)", style="dim"))
+            return
+        following = log.max_scroll_y == 0 or log.scroll_y >= log.max_scroll_y
+        if chunk.reset:
+            log.clear()
+            following = True
+        if chunk.lines:
+            log.write_lines(chunk.lines, scroll_end=following)
+        state = (
+            "file not there (yet)" if chunk.missing else ("following" if following else "paused: f follows")
+        )
+        running = job["status"] == Status.RUNNING.value
+        title.update(
+            Text.assemble(
+                ("log  ", "bold"),
+                (job["log_path"], ""),
+                (f"  · {state if running else 'job not running'}", "dim"),
+            )
+        )
+
+    # -- actions
+    def action_back(self) -> None:
+        self.dismiss()
+
+    def action_follow(self) -> None:
+        self.query_one(Log).scroll_end(animate=False)
+
+    def _act(self, action: Any, *args: Any, confirm: str | None = None, yes: str = "Yes") -> None:
+        def go(ok: bool | None = True) -> None:
+            if ok:
+                self._run(action, args)
+
+        if confirm:
+            self.app.push_screen(ConfirmDialog(confirm, yes=yes), go)
+        else:
+            go()
+
+    @work(thread=True, exit_on_error=False, group="actions", name="action")
+    def _run(self, action: Any, args: tuple) -> str:
+        return action(self.app.store, *args, self.app.clock())
+
+    def action_cancel(self) -> None:
+        if self.job is None:
+            return
+        status = Status(self.job["status"])
+        if status in FINISHED:
+            self.notify(
+                f"job {self.job_id} is already {status.value}", severity="warning", timeout=4, markup=False
+            )
+            return
+        what = "It never starts." if status in CANCELLABLE else "The daemon stops it."
+        self._act(data.cancel_jobs, [self.job_id], confirm=f"Cancel job {self.job_id} ({status.value})? {what}",
+                  yes="Cancel job")  # fmt: skip
+
+    def action_retry(self) -> None:
+        self._act(data.retry_jobs, [self.job_id])
+
+    def action_pause(self) -> None:
+        if self.job is not None:
+            self._act(data.toggle_queue_pause, self.job["queue"])

@@ -1,0 +1,125 @@
+"""The main screen: every job, a page at a time, with filters and actions on the selected one."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Footer, Label, Select
+
+from jobrunner.domain.priority import priority_label
+from jobrunner.domain.states import ALL_STATUSES, CANCELLABLE, FINISHED, Status
+from jobrunner.tui import data, format
+from jobrunner.tui.screens.paged import PagedScreen
+from jobrunner.tui.widgets.filter_bar import FilterBar
+from jobrunner.tui.widgets.paged_table import Column, PagedTable
+from jobrunner.tui.widgets.status_header import StatusHeader
+
+PROGRESS_WIDTH = 28
+
+JOB_COLUMNS: list[Column] = [
+    Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True),
+    Column("name", "NAME", 20, lambda job, now: job["name"]),
+    Column("queue", "QUEUE", 9, lambda job, now: job["queue"]),
+    Column("priority", "PRI", 8, lambda job, now: priority_label(job["priority"])),
+    Column("status", "STATUS", 9, lambda job, now: format.status_text(job["status"])),
+    Column(
+        "progress", "PROGRESS", PROGRESS_WIDTH, lambda job, now: format.progress_cell(job, PROGRESS_WIDTH)
+    ),
+    Column("tries", "TRIES", 5, lambda job, now: format.tries(job), right=True),
+    Column("age", "AGE", 4, lambda job, now: format.age(job, now), right=True),
+    Column("took", "TOOK", 7, lambda job, now: format.duration(job, now), right=True),
+]
+
+
+class JobsScreen(PagedScreen):
+    COLUMNS = JOB_COLUMNS
+    EMPTY = "no jobs yet: jobrunner submit -- COMMAND"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c", "cancel", "Cancel"),
+        Binding("r", "retry", "Retry"),
+        Binding("p", "pause", "Pause queue"),
+        Binding("d", "dead_letters", "Dead letters"),
+        Binding("f", "filters", "Filters"),
+        Binding("x", "clear_filters", "Clear filters"),
+        *[
+            Binding(str(number), f"toggle_status({number})", status.value, show=False)
+            for number, status in enumerate(ALL_STATUSES, start=1)
+        ],
+        Binding("0", "all_statuses", "All statuses", show=False),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(data.PageRequest())
+
+    def compose(self) -> ComposeResult:
+        yield StatusHeader("jobrunner", id="header")
+        yield FilterBar(id="filters")
+        yield PagedTable(JOB_COLUMNS, id="jobs")
+        yield Label("", id="empty")
+        yield Footer()
+
+    def after_apply(self, snapshot: data.Snapshot) -> None:
+        self.query_one(FilterBar).set_queues(list(snapshot.stats["queues"]))
+
+    @on(DataTable.RowSelected)
+    def action_detail(self) -> None:
+        from jobrunner.tui.screens.detail import DetailScreen
+
+        job = self.selected_job()
+        if job is not None:
+            self.app.push_screen(DetailScreen(job["id"]))
+
+    def action_cancel(self) -> None:
+        job = self.selected_job()
+        if job is None:
+            return
+        status = Status(job["status"])
+        if status in FINISHED:
+            self.notify(
+                f"job {job['id']} is already {status.value}", severity="warning", timeout=4, markup=False
+            )
+            return
+        what = "It never starts." if status in CANCELLABLE else "The daemon stops it."
+        self.run_action(
+            data.cancel_jobs, [job["id"]],
+            confirm=f"Cancel job {job['id']} ({job['name']}, {status.value})? {what}",
+            yes="Cancel job",
+        )  # fmt: skip
+
+    def action_retry(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.run_action(data.retry_jobs, [job["id"]])
+
+    def action_pause(self) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.run_action(data.toggle_queue_pause, job["queue"])
+
+    def action_dead_letters(self) -> None:
+        from jobrunner.tui.screens.dead import DeadLetterScreen
+
+        self.app.push_screen(DeadLetterScreen())
+
+    def action_filters(self) -> None:
+        self.query_one("#queue", Select).focus()
+
+    def action_clear_filters(self) -> None:
+        self.query_one(FilterBar).clear()
+        self.set_request(statuses=(), queues=(), tags=(), search="")
+        self.table.focus()
+
+    def action_toggle_status(self, number: int) -> None:
+        status = ALL_STATUSES[number - 1]
+        chosen = list(self.request.statuses)
+        if status in chosen:
+            chosen.remove(status)
+        else:
+            chosen.append(status)
+        self.set_request(statuses=tuple(sorted(chosen, key=ALL_STATUSES.index)))
+
+    def action_all_statuses(self) -> None:
+        self.set_request(statuses=())

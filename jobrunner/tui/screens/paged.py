@@ -1,0 +1,195 @@
+"""What the jobs and dead-letter screens share: a page of jobs refreshed off the UI thread,
+actions run in workers, and confirmation before anything destructive."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+from textual.widgets import Input, Label
+from textual.worker import Worker, WorkerState
+
+from jobrunner.errors import JobrunnerError
+from jobrunner.tui import data
+from jobrunner.tui.screens.dialogs import ConfirmDialog
+from jobrunner.tui.widgets.filter_bar import FilterBar
+from jobrunner.tui.widgets.paged_table import Column, PagedTable, render_rows
+from jobrunner.tui.widgets.status_header import StatusHeader
+
+if TYPE_CHECKING:
+    from jobrunner.tui.app import JobrunnerApp
+
+REFRESH_S = 0.5
+
+
+def error_text(error: BaseException | None) -> str:
+    if isinstance(error, JobrunnerError):
+        return str(error)
+    return f"unexpected {type(error).__name__}: {error}"
+
+
+class PagedScreen(Screen):
+    """A table of one page of jobs that follows the database twice a second."""
+
+    AUTO_FOCUS = "PagedTable"
+    COLUMNS: ClassVar[list[Column]] = []
+    EMPTY = "no jobs"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "search", "Search", key_display="/"),
+        Binding("escape", "to_table", "Table", show=False),
+    ]
+
+    app: JobrunnerApp
+
+    def __init__(self, request: data.PageRequest, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.request = request
+        self.snapshot: data.Snapshot | None = None
+        self._loader: Worker | None = None
+        self._cursor: int | None = None  # where the cursor goes when the requested page arrives
+        self._follow = True
+
+    # -- widgets the subclass composes
+    @property
+    def table(self) -> PagedTable:
+        return self.query_one(PagedTable)
+
+    @property
+    def header(self) -> StatusHeader:
+        return self.query_one(StatusHeader)
+
+    def on_mount(self) -> None:
+        self.set_interval(REFRESH_S, self._tick)
+        self.call_after_refresh(self.reload)
+
+    def on_screen_resume(self) -> None:
+        self.reload()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self.reload)
+
+    def _tick(self) -> None:
+        if self.is_current and (self._loader is None or self._loader.is_finished):
+            self.reload()
+
+    def reload(self, cursor: int | None = None, follow: bool = True) -> None:
+        """Fetch the current page now (a newer request supersedes an older one in flight)."""
+        if not self.is_mounted or not self.table.size.height:
+            return  # before the first layout: how many rows fit is not known yet
+        self.request = replace(self.request, limit=self.table.capacity)
+        self._cursor, self._follow = cursor, follow
+        self._loader = self._load(self.request)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="page", name="page")
+    def _load(self, request: data.PageRequest) -> tuple[data.Snapshot, list]:
+        now = self.app.clock()
+        snapshot = data.fetch_page(self.app.store, request, now)
+        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.name == "page":
+            if event.state == WorkerState.SUCCESS:
+                snapshot, rows = worker.result
+                self._apply(snapshot, rows)
+            elif event.state == WorkerState.ERROR:
+                self.header.show_error(error_text(worker.error))
+        elif worker.name == "action":
+            if event.state == WorkerState.SUCCESS:
+                self.notify(worker.result, timeout=4, markup=False)
+                self.reload()
+            elif event.state == WorkerState.ERROR:
+                self.notify(error_text(worker.error), severity="error", timeout=8, markup=False)
+                self.reload()
+
+    def _apply(self, snapshot: data.Snapshot, rows: list) -> None:
+        if snapshot.request != self.request:
+            return  # the user moved or filtered since: a newer page is on its way
+        self.request = self.request.at(snapshot.offset)
+        self.snapshot = snapshot
+        table = self.table
+        selected = table.selected
+        follow = selected["id"] if self._follow and selected else None
+        table.show(snapshot.jobs, rows, cursor=self._cursor, follow=follow)
+        self._cursor, self._follow = None, True
+        self.header.show(snapshot, self.request)
+        empty = self.query_one("#empty", Label)
+        empty.display = not snapshot.jobs
+        empty.update(self.EMPTY if not self.request.filtered else "no jobs match the filters (x clears them)")
+        self.after_apply(snapshot)
+
+    def after_apply(self, snapshot: data.Snapshot) -> None:
+        """A hook for subclasses."""
+
+    # -- paging
+    @on(PagedTable.Shift)
+    def _shift(self, message: PagedTable.Shift) -> None:
+        table = self.table
+        total = self.snapshot.total if self.snapshot else 0
+        last_offset = max(total - table.capacity, 0)
+        offset = min(max(self.request.offset + message.rows, 0), last_offset)
+        if offset == self.request.offset:  # at an edge: put the cursor on the first or last row
+            if table.row_count:
+                table.move_cursor(row=table.row_count - 1 if message.rows > 0 else 0)
+            return
+        self.request = self.request.at(offset)
+        self.reload(cursor=table.cursor_row, follow=False)
+
+    @on(PagedTable.Jump)
+    def _jump(self, message: PagedTable.Jump) -> None:
+        total = self.snapshot.total if self.snapshot else 0
+        capacity = self.table.capacity
+        self.request = self.request.at(max(total - capacity, 0) if message.to_end else 0)
+        self.reload(cursor=capacity if message.to_end else 0, follow=False)
+
+    # -- filters
+    def set_request(self, **changes: Any) -> None:
+        """A new filter starts at the top of its results."""
+        self.request = replace(self.request, offset=0, **changes)
+        self.reload(cursor=0, follow=False)
+
+    @on(FilterBar.Changed)
+    def _filter_changed(self, message: FilterBar.Changed) -> None:
+        self.set_request(
+            queues=(message.queue,) if message.queue else (),
+            tags=tuple(t for t in message.tag.replace(",", " ").split() if t),
+            search=message.search,
+        )
+
+    @on(Input.Submitted)
+    def _input_done(self) -> None:
+        self.table.focus()
+
+    def action_search(self) -> None:
+        self.query_one("#search", Input).focus()
+
+    def action_to_table(self) -> None:
+        self.table.focus()
+
+    # -- actions
+    def selected_job(self) -> dict[str, Any] | None:
+        job = self.table.selected
+        if job is None:
+            self.notify("no job selected", severity="warning", timeout=3, markup=False)
+        return job
+
+    def run_action(self, action: Callable[..., str], *args: Any, confirm: str | None = None,
+                   yes: str = "Yes") -> None:  # fmt: skip
+        """Run a store action in a worker; with `confirm`, only after the user says yes."""
+        if confirm is None:
+            self._act(action, args)
+            return
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self._act(action, args)
+
+        self.app.push_screen(ConfirmDialog(confirm, yes=yes), answered)
+
+    @work(thread=True, exit_on_error=False, group="actions", name="action")
+    def _act(self, action: Callable[..., str], args: tuple) -> str:
+        return action(self.app.store, *args, self.app.clock())

@@ -1,0 +1,148 @@
+"""One DataTable that shows one page of jobs and updates its cells in place.
+
+Rows are slots (keys "0", "1", ...): a refresh changes only the cells whose text
+changed, so the cursor and the view stay put and nothing flickers. The table holds
+only as many rows as fit; moving past an edge asks the screen for another offset.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual import events
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.widgets import DataTable
+
+Cell = str | Text
+
+
+@dataclass(frozen=True)
+class Column:
+    key: str
+    label: str
+    width: int
+    render: Callable[[dict[str, Any], float], Cell]
+    right: bool = False
+
+
+def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float) -> list[tuple[Cell, ...]]:
+    """Cells for every job, cut to their column's width (runs in the worker thread)."""
+    rows = []
+    for job in jobs:
+        cells: list[Cell] = []
+        for column in columns:
+            cell = column.render(job, now)
+            if isinstance(cell, str):
+                cell = Text(cell if len(cell) <= column.width else cell[: column.width - 1] + "…")
+            else:
+                cell.truncate(column.width, overflow="ellipsis")
+            if column.right:
+                cell.justify = "right"
+            cells.append(cell)
+        rows.append(tuple(cells))
+    return rows
+
+
+class PagedTable(DataTable):
+    """A window onto a long list of jobs; the screen decides which page it shows."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("home", "scroll_top", "Top", show=False),
+        Binding("end", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    class Shift(Message):
+        """The user scrolled past an edge: show the page `rows` further (negative: back)."""
+
+        def __init__(self, rows: int) -> None:
+            super().__init__()
+            self.rows = rows
+
+    class Jump(Message):
+        """Home or End: the first or last page."""
+
+        def __init__(self, to_end: bool) -> None:
+            super().__init__()
+            self.to_end = to_end
+
+    def __init__(self, columns: list[Column], **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.job_columns = columns
+        self.jobs: list[dict[str, Any]] = []
+        self._shown: list[tuple[Cell, ...]] = []
+
+    def on_mount(self) -> None:
+        for column in self.job_columns:
+            label = Text(column.label, justify="right" if column.right else "left")
+            self.add_column(label, key=column.key, width=column.width)
+
+    @property
+    def capacity(self) -> int:
+        """How many rows fit without scrolling."""
+        height = self.scrollable_content_region.height - (self.header_height if self.show_header else 0)
+        return max(height, 1)
+
+    @property
+    def selected(self) -> dict[str, Any] | None:
+        if not self.jobs or not 0 <= self.cursor_row < len(self.jobs):
+            return None
+        return self.jobs[self.cursor_row]
+
+    def show(self, jobs: list[dict[str, Any]], rows: list[tuple[Cell, ...]], cursor: int | None = None,
+             follow: int | None = None) -> None:  # fmt: skip
+        """Put a page in place: changed cells only; then the cursor on job `follow` if it is
+        on this page, else on row `cursor`, else where it was."""
+        keys = [column.key for column in self.job_columns]
+        for index, row in enumerate(rows):
+            if index >= len(self._shown):
+                self.add_row(*row, key=str(index))
+                continue
+            for key, old, new in zip(keys, self._shown[index], row, strict=True):
+                if old != new:
+                    self.update_cell(str(index), key, new)
+        for index in range(len(self._shown) - 1, len(rows) - 1, -1):
+            self.remove_row(str(index))
+        self._shown = list(rows)
+        self.jobs = jobs
+        ids = [job["id"] for job in jobs]
+        if follow is not None and follow in ids:
+            cursor = ids.index(follow)
+        if cursor is not None and rows:
+            self.move_cursor(row=min(max(cursor, 0), len(rows) - 1), animate=False)
+
+    # Moving past the edges turns pages instead of scrolling inside the table.
+    def action_cursor_down(self) -> None:
+        if self.row_count and self.cursor_row >= self.row_count - 1:
+            self.post_message(self.Shift(1))
+        else:
+            super().action_cursor_down()
+
+    def action_cursor_up(self) -> None:
+        if self.cursor_row <= 0:
+            self.post_message(self.Shift(-1))
+        else:
+            super().action_cursor_up()
+
+    def action_page_down(self) -> None:
+        self.post_message(self.Shift(self.capacity))
+
+    def action_page_up(self) -> None:
+        self.post_message(self.Shift(-self.capacity))
+
+    def action_scroll_top(self) -> None:
+        self.post_message(self.Jump(to_end=False))
+
+    def action_scroll_bottom(self) -> None:
+        self.post_message(self.Jump(to_end=True))
+
+    def on_mouse_scroll_down(self, event: events.MouseScrollDown) -> None:
+        event.stop()
+        self.post_message(self.Shift(3))
+
+    def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
+        event.stop()
+        self.post_message(self.Shift(-3))
