@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -13,24 +14,109 @@ from jobrunner.domain.jobspec import CALLABLE_PATTERN, JobSpec, SpecError, build
 from jobrunner.errors import UsageError
 
 if TYPE_CHECKING:
+    from jobrunner.config import Config
     from jobrunner.store.db import Store
 
 P = ParamSpec("P")
 R = TypeVar("R")
 _stores: dict[tuple[int, str], Store] = {}
+# What connect() and current_config() found, keyed on everything that decides it: arguments,
+# environment variables and working directory; valid while the config files it could read
+# (their stamps) are unchanged. Looking again costs two stat calls instead of a config load.
+_places: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...], str, str]] = {}
+_configs: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...], Config]] = {}
+SETTLED_S = 2.0  # a config file changed this recently is read again on every call (mtimes are coarse)
 
 
 def connect(db: str | None = None, config: str | None = None) -> Store:
-    """The store this process uses for `db` (or the configured default), opened once per process."""
-    from jobrunner.config import load_config, resolve_db_target
-    from jobrunner.store import open_store
+    """The store this process uses for `db` (or the configured default), opened once per process.
 
-    cfg = load_config(config) if db is None or config else None
-    target = resolve_db_target(db, cfg)
-    key = (os.getpid(), target)  # a forked child opens its own connection
-    if key not in _stores:
-        _stores[key] = open_store(target, durability=cfg.durability if cfg else "normal")
-    return _stores[key]
+    Which database and durability apply is decided as before on every call (arguments,
+    $JOBRUNNER_DB, the config file, XDG directories), but answered from a cache while
+    none of what decides it has changed.
+    """
+    environ = os.environ
+    if db is not None and not config:  # no config involved, as before
+        key: tuple[Any, ...] = (db, environ.get("HOME"))
+    else:
+        key = (db, config, environ.get("JOBRUNNER_DB"), environ.get("JOBRUNNER_CONFIG"), os.getcwd(),
+               environ.get("XDG_CONFIG_HOME"), environ.get("XDG_STATE_HOME"), environ.get("HOME"))  # fmt: skip
+    place = _places.get(key)
+    if place is None or _file_stamps(place[0]) != place[1]:
+        place = _find_place(key, db, config)
+    target, durability = place[2], place[3]
+    store_key = (os.getpid(), target)  # a forked child opens its own connection
+    store = _stores.get(store_key)
+    if store is None:
+        from jobrunner.store import open_store
+
+        store = _stores[store_key] = open_store(target, durability=durability)
+    return store
+
+
+def _find_place(key: tuple[Any, ...], db: str | None, config: str | None) -> tuple[Any, ...]:
+    from jobrunner.config import resolve_db_target
+
+    if db is not None and not config:
+        place: tuple[Any, ...] = ((), (), resolve_db_target(db, None), "normal")
+    else:
+        paths, stamps, cfg = _load_config(config)
+        place = (paths, stamps, resolve_db_target(db, cfg), cfg.durability)
+    if _settled(place[1]):
+        _places[key] = place
+    return place
+
+
+def current_config(explicit: str | None = None) -> Config:
+    """load_config(explicit), read again only when a file it could find has changed or appeared."""
+    environ = os.environ
+    key = (explicit, environ.get("JOBRUNNER_CONFIG"), os.getcwd(), environ.get("XDG_CONFIG_HOME"),
+           environ.get("HOME"))  # fmt: skip
+    cached = _configs.get(key)
+    if cached is not None and _file_stamps(cached[0]) == cached[1]:
+        return cached[2]
+    loaded = _load_config(explicit)
+    if _settled(loaded[1]):
+        _configs[key] = loaded
+    return loaded[2]
+
+
+def _load_config(explicit: str | None) -> tuple[tuple[str, ...], tuple[Any, ...], Config]:
+    """load_config(explicit), with the files it could have read and their stamps beforehand."""
+    from pathlib import Path
+
+    from jobrunner.config import default_config_path, load_config
+
+    chosen = explicit or os.environ.get("JOBRUNNER_CONFIG")  # the files config.find_config looks at
+    if chosen:
+        paths: tuple[str, ...] = (str(Path(chosen).expanduser()),)
+    else:
+        paths = (str(Path.cwd() / "jobs.toml"), str(default_config_path()))
+    stamps = _file_stamps(paths)  # before reading: a change while we read shows up next time
+    return paths, stamps, load_config(explicit)
+
+
+def _settled(stamps: tuple[Any, ...]) -> bool:
+    """No file changed within SETTLED_S: a later change will show in its stamp."""
+    recent = (time.time() - SETTLED_S) * 1e9
+    return all(stamp is None or max(stamp[0], stamp[1]) < recent for stamp in stamps)
+
+
+def _file_stamps(paths: tuple[str, ...]) -> tuple[Any, ...]:
+    """What tells a changed file apart, per path; None for no regular file there."""
+    return tuple([_file_stamp(path) for path in paths])
+
+
+def _file_stamp(path: str) -> Any:
+    if not os.access(path, os.F_OK):  # the usual case, answered without raising an exception
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return None
+    return (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino, st.st_dev)
 
 
 def callable_path(func: Callable[..., Any]) -> str:
@@ -78,16 +164,20 @@ def submit(
     spec.run_at = run_at
     if spec.kind == "shell" and spec.cwd is None:
         spec.cwd = os.getcwd()
+    return _repo().submit(connect(db), spec, time.time())
+
+
+@functools.cache
+def _repo() -> Any:
+    """jobrunner.store.repo, imported on first use (importing jobrunner stays cheap)."""
     from jobrunner.store import repo
 
-    return repo.submit(connect(db), spec, time.time())
+    return repo
 
 
 def _spec(fields: dict[str, Any], task: str | None) -> JobSpec:
     if task is not None:
-        from jobrunner.config import load_config
-
-        return load_config().task_spec(task, fields)
+        return current_config().task_spec(task, fields)
     try:
         return build_spec(fields)
     except SpecError as exc:
@@ -96,8 +186,11 @@ def _spec(fields: dict[str, Any], task: str | None) -> JobSpec:
 
 def _check_json(fields: dict[str, Any]) -> None:
     for key in ("args", "kwargs", "metadata"):
+        value = fields.get(key)
+        if not value and (value is None or type(value) in (list, dict)):
+            continue  # nothing that could fail to encode
         try:
-            json.dumps(fields.get(key))
+            json.dumps(value)
         except (TypeError, ValueError) as exc:
             raise UsageError(f"{key} must be JSON-serialisable: {exc}") from None
 

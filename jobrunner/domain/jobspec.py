@@ -6,13 +6,12 @@ wherever it came from, prefixed with where it was (file:line, config key, option
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.priority import DEFAULT_PRIORITY, parse_priority
+from jobrunner.domain.priority import DEFAULT_PRIORITY, NAMED_PRIORITIES, parse_priority
 from jobrunner.domain.retry import Backoff
 
 CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -24,6 +23,9 @@ JOB_KEYS = (
     "name", "command", "callable", "args", "kwargs", "queue", "priority", "retries",
     "timeout", "backoff", "retry_on", "retry_on_exit_codes", "tags", "metadata", "cwd", "env",
 )  # fmt: skip
+_JOB_KEY_SET = frozenset(JOB_KEYS)
+_MISSING: Any = object()  # a key that is absent, as opposed to present with the value None
+_DEFAULT_BACKOFF = Backoff()  # frozen: one instance serves every job that does not set it
 
 
 class SpecError(ValueError):
@@ -61,48 +63,74 @@ class JobSpec:
 
 def unknown_key_message(key: str, allowed: tuple[str, ...] | list[str]) -> str:
     """`unknown key 'retires' (did you mean 'retries'?)`."""
+    import difflib  # only on the error path: keeps importing this module cheap
+
     close = difflib.get_close_matches(key, allowed, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(allowed)})"
     return f"unknown key {key!r}{hint}"
 
 
 def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
-    """A JobSpec from raw fields (as in JSON or TOML); raises SpecError naming the key."""
-    for key in fields:
-        if key not in JOB_KEYS:
-            raise SpecError(key, unknown_key_message(key, JOB_KEYS))
-    command = _command(fields.get("command"))
-    target = fields.get("callable")
+    """A JobSpec from raw fields (as in JSON or TOML); raises SpecError naming the key.
+
+    Runs once per line of a bulk submit, so an absent key costs a dict lookup and nothing
+    more; present keys are checked in the order of JobSpec's fields (the first bad one wins).
+    """
+    if not _JOB_KEY_SET.issuperset(fields):
+        unknown = next(key for key in fields if key not in _JOB_KEY_SET)
+        raise SpecError(unknown, unknown_key_message(unknown, JOB_KEYS))
+    get = fields.get
+    command = get("command")
+    if command is not None:
+        command = _command(command)
+    target = get("callable")
     if command is not None and target is not None:
         raise SpecError("command", "give either a command or a callable, not both")
     if command is None and target is None:
         raise SpecError("command", "a job needs a command (list or string) or a callable")
     if target is not None:
         target = _callable(target)
-    args = _typed(fields, "args", list, "a list", [])
+    args = get("args")
+    args = [] if args is None else list(_of_type("args", args, list, "a list"))
     if command is not None and args:
         raise SpecError("args", "args are for callables; put a shell job's arguments in its command")
-    spec = JobSpec(
+    name = _name(get("name"), task, command, target)
+    kwargs = get("kwargs")
+    kwargs = {} if kwargs is None else dict(_of_type("kwargs", kwargs, dict, "a table/object of named arguments"))
+    queue = get("queue", _MISSING)
+    queue = DEFAULT_QUEUE if queue is _MISSING else _queue(queue)
+    priority = get("priority", _MISSING)
+    priority = DEFAULT_PRIORITY if priority is _MISSING else _priority(priority)
+    retries = get("retries", _MISSING)
+    retries = 0 if retries is _MISSING else _retries(retries)
+    timeout = get("timeout")
+    backoff = get("backoff")
+    retry_on = get("retry_on")
+    exit_codes = get("retry_on_exit_codes")
+    tags = get("tags")
+    metadata = get("metadata")
+    cwd = get("cwd")
+    env = get("env")
+    return JobSpec(
         kind="shell" if command is not None else "python",
-        name=_name(fields.get("name"), task, command, target),
+        name=name,
         command=command,
         callable=target,
-        args=list(args),
-        kwargs=dict(_typed(fields, "kwargs", dict, "a table/object of named arguments", {})),
-        queue=_queue(fields.get("queue", DEFAULT_QUEUE)),
-        priority=_convert("priority", parse_priority, fields.get("priority", DEFAULT_PRIORITY)),
-        max_retries=_retries(fields.get("retries", 0)),
-        timeout=_timeout(fields.get("timeout")),
-        backoff=_backoff(fields.get("backoff")),
-        retry_on=_str_list(fields, "retry_on"),
-        retry_on_exit_codes=_int_list(fields, "retry_on_exit_codes"),
-        tags=_tags(fields),
-        metadata=dict(_typed(fields, "metadata", dict, "a table/object", {})),
-        cwd=_optional_str(fields, "cwd"),
-        env=_env(fields),
+        args=args,
+        kwargs=kwargs,
+        queue=queue,
+        priority=priority,
+        max_retries=retries,
+        timeout=None if timeout is None else _timeout(timeout),
+        backoff=_DEFAULT_BACKOFF if backoff is None else _backoff(backoff),
+        retry_on=[] if retry_on is None else _str_list("retry_on", retry_on),
+        retry_on_exit_codes=[] if exit_codes is None else _int_list("retry_on_exit_codes", exit_codes),
+        tags=[] if tags is None else _tags(tags),
+        metadata={} if metadata is None else dict(_of_type("metadata", metadata, dict, "a table/object")),
+        cwd=None if cwd is None else _optional_str("cwd", cwd),
+        env={} if env is None else _env(env),
         task=task,
     )
-    return spec
 
 
 def _convert(key: str, parse: Any, value: Any) -> Any:
@@ -112,10 +140,7 @@ def _convert(key: str, parse: Any, value: Any) -> Any:
         raise SpecError(key, str(exc)) from None
 
 
-def _typed(fields: dict[str, Any], key: str, kind: type, what: str, default: Any) -> Any:
-    value = fields.get(key, default)
-    if value is None:
-        return default
+def _of_type(key: str, value: Any, kind: type, what: str) -> Any:
     if not isinstance(value, kind):
         raise SpecError(key, f"must be {what}, got {type(value).__name__}")
     return value
@@ -128,7 +153,7 @@ def _command(value: Any) -> list[str] | None:
         if not value.strip():
             raise SpecError("command", "is empty")
         return ["/bin/sh", "-c", value]
-    if isinstance(value, list) and value and all(isinstance(part, str) for part in value):
+    if isinstance(value, list) and value and all([isinstance(part, str) for part in value]):
         return list(value)
     raise SpecError("command", "must be a non-empty list of strings or a shell string")
 
@@ -158,6 +183,14 @@ def _queue(value: Any) -> str:
     if not isinstance(value, str) or not NAME_PATTERN.match(value):
         raise SpecError("queue", f"{value!r} is not a queue name (letters, digits, '_', '-', '.')")
     return value
+
+
+def _priority(value: Any) -> int:
+    if type(value) is int and 0 <= value <= 9:  # the common forms, without parsing
+        return value
+    if type(value) is str and value in NAMED_PRIORITIES:
+        return NAMED_PRIORITIES[value]
+    return _convert("priority", parse_priority, value)
 
 
 def _retries(value: Any) -> int:
@@ -194,37 +227,37 @@ def _backoff(value: Any) -> Backoff:
     return Backoff(base=base, factor=float(factor), max=top)
 
 
-def _str_list(fields: dict[str, Any], key: str) -> list[str]:
-    value = _typed(fields, key, list, "a list of strings", [])
-    if not all(isinstance(item, str) and item for item in value):
-        raise SpecError(key, "must be a list of non-empty strings")
+def _str_list(key: str, value: Any) -> list[str]:
+    _of_type(key, value, list, "a list of strings")
+    for item in value:
+        if not isinstance(item, str) or not item:
+            raise SpecError(key, "must be a list of non-empty strings")
     return list(value)
 
 
-def _int_list(fields: dict[str, Any], key: str) -> list[int]:
-    value = _typed(fields, key, list, "a list of integers", [])
+def _int_list(key: str, value: Any) -> list[int]:
+    _of_type(key, value, list, "a list of integers")
     if not all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i <= 255 for i in value):
         raise SpecError(key, "must be a list of exit codes (integers 0-255)")
     return list(value)
 
 
-def _tags(fields: dict[str, Any]) -> list[str]:
-    tags = _str_list(fields, "tags")
+def _tags(value: Any) -> list[str]:
+    tags = _str_list("tags", value)
     for tag in tags:
         if not NAME_PATTERN.match(tag):
             raise SpecError("tags", f"{tag!r} is not a tag (letters, digits, '_', '-', '.')")
-    return sorted(set(tags), key=tags.index)
+    return tags if len(tags) < 2 else sorted(set(tags), key=tags.index)
 
 
-def _optional_str(fields: dict[str, Any], key: str) -> str | None:
-    value = fields.get(key)
+def _optional_str(key: str, value: Any) -> str | None:
     if value is not None and (not isinstance(value, str) or not value):
         raise SpecError(key, "must be a non-empty string")
     return value
 
 
-def _env(fields: dict[str, Any]) -> dict[str, str]:
-    value = _typed(fields, "env", dict, "a table/object of NAME = value", {})
+def _env(value: Any) -> dict[str, str]:
+    _of_type("env", value, dict, "a table/object of NAME = value")
     for key, item in value.items():
         if not isinstance(item, str) or not key or "=" in key:
             raise SpecError(f"env.{key}", "environment values must be strings")

@@ -7,6 +7,7 @@ times the statement itself on the submit/claim/finish paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 JOB_INSERT_COLUMNS = (
     "name", "kind", "task", "command", "callable", "args", "kwargs", "queue", "priority",
@@ -51,3 +52,60 @@ class Backend:
 
 SQLITE = Backend(name="sqlite", param="?")
 POSTGRESQL = Backend(name="postgresql", param="%s")
+
+
+# peewee imports psycopg2 when it is imported, if it is installed: about 50 ms of a CLI
+# command's start-up here, spent even when the database is a SQLite file.
+# An entry point that opens SQLite files can block them before anything imports peewee:
+#     for name in POSTGRES_DRIVERS: sys.modules.setdefault(name, None)
+# (it cannot import this module for that: jobrunner.store imports peewee). jobrunner.store.db
+# lifts the block right after its own `import peewee`, and open_store hands peewee the driver
+# when a postgresql:// URL is opened. Without the block, both are no-ops.
+POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi")  # psycopg (3) is left alone: peewee may prefer it
+
+
+def release_deferred_drivers() -> None:
+    """Let later imports of the PostgreSQL drivers work again once peewee is imported."""
+    import sys
+
+    for name in POSTGRES_DRIVERS:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
+def load_postgres_driver(peewee: Any) -> None:
+    """Give a peewee imported with the drivers blocked the psycopg2 it would have imported.
+
+    Mirrors peewee's own import-time driver block (globals, the UUID adapter, the adapter's
+    status constants); a peewee that already has a driver is left alone.
+    """
+    if getattr(peewee, "psycopg2", None) is not None:
+        return
+    try:
+        from psycopg2cffi import compat  # as peewee does: it then answers to `import psycopg2`
+
+        compat.register()
+    except ImportError:
+        pass
+    try:
+        import psycopg2
+        from psycopg2 import extensions
+        from psycopg2.extras import Json, register_uuid
+    except ImportError:
+        return  # peewee reports the missing driver itself, as it would have anyway
+    register_uuid()
+    found = {"psycopg2": psycopg2, "pg_extensions": extensions, "Json_pg2": Json,
+             "pg_register_uuid": register_uuid}  # fmt: skip
+    try:
+        from psycopg2 import errors
+
+        found["pg_errors"] = errors
+    except ImportError:  # pragma: no cover - very old psycopg2
+        pass
+    for name, value in found.items():  # every name the block would have bound, whichever version
+        setattr(peewee, name, value)
+    adapter = getattr(peewee, "Psycopg2Adapter", None)
+    if adapter is not None:  # peewee 4: set in its class body only when psycopg2 was importable
+        adapter.txn_idle = extensions.TRANSACTION_STATUS_IDLE
+        adapter.txn_inerror = extensions.TRANSACTION_STATUS_INERROR
+        adapter.txn_unknown = extensions.TRANSACTION_STATUS_UNKNOWN

@@ -15,8 +15,16 @@ import peewee
 
 from jobrunner.errors import StoreError, UsageError
 from jobrunner.store import migrations
-from jobrunner.store.backends import POSTGRESQL, SQLITE, Backend
+from jobrunner.store.backends import (
+    POSTGRESQL,
+    SQLITE,
+    Backend,
+    load_postgres_driver,
+    release_deferred_drivers,
+)
 from jobrunner.store.models import database
+
+release_deferred_drivers()  # peewee is in: `import psycopg2` works again (see defer_postgres_drivers)
 
 BUSY_TIMEOUT_S = 30.0
 T = TypeVar("T")
@@ -112,6 +120,7 @@ def _open_url(target: str) -> Store:
         raise UsageError(f"use a plain file path for SQLite, not {target!r}")
     if url.scheme not in ("postgresql", "postgres"):
         raise UsageError(f"unsupported database URL {target!r}: use a file path or postgresql://")
+    load_postgres_driver(peewee)  # a no-op unless the CLI deferred it at start-up
     db = peewee.PostgresqlDatabase(
         unquote(url.path.lstrip("/")) or "postgres",
         user=unquote(url.username) if url.username else None,
@@ -165,7 +174,10 @@ def guarded(func: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(func)
     def wrapper(store: Store, *args: Any, **kwargs: Any) -> T:
-        with translate_errors(store.target):
+        # translate_errors inlined: a generator context manager costs more than a submit's SQL
+        try:
             return func(store, *args, **kwargs)
+        except _driver_errors() as exc:
+            raise StoreError(describe_db_error(store.target, exc)) from exc
 
     return wrapper

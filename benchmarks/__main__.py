@@ -1,0 +1,77 @@
+"""Run every benchmark and print one table: each figure is the median of several runs, with min-max.
+
+Usage: python -m benchmarks [--only bulk,enqueue,cli] [--runs N] [--quick] [--json FILE]
+
+--quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sqlite3
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bulk_submit, cli_latency, enqueue
+from benchmarks.common import Figure, table
+
+NAMES = ("bulk", "enqueue", "cli")
+
+
+def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
+    figures: list[Figure] = []
+    if "bulk" in only:
+        figures += bulk_submit.measure(jobs=500 if quick else 10_000, runs=runs or (3 if quick else 5))
+    if "enqueue" in only:
+        figures += enqueue.measure(jobs=200 if quick else 5_000, runs=runs or (3 if quick else 5))
+    if "cli" in only:
+        figures += cli_latency.measure(runs=runs or (3 if quick else 15), jobs=1_000 if quick else 100_000)
+    return figures
+
+
+def versions() -> dict[str, Any]:
+    found: dict[str, Any] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
+                             "machine": f"{platform.system()} {platform.machine()}"}  # fmt: skip
+    for package in ("jobrunner", "peewee", "typer", "rich"):
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            found[package] = None
+    return found
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only", default=",".join(NAMES), help=f"comma-separated subset of {', '.join(NAMES)}"
+    )
+    parser.add_argument("--runs", type=int, help="runs per figure (default: 5; 15 for CLI start-up; min 3)")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
+    parser.add_argument("--json", metavar="FILE", help="also write the figures and versions as JSON")
+    options = parser.parse_args(argv)
+    only = [name.strip() for name in options.only.split(",") if name.strip()]
+    unknown = sorted(set(only) - set(NAMES))
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}: choose from {', '.join(NAMES)}")
+    if options.runs is not None and options.runs < 3:
+        parser.error("--runs must be at least 3 (a median needs them)")
+    started = time.time()
+    figures = run(only, options.runs, options.quick)
+    info = versions()
+    print(table(figures))
+    print("\n" + ", ".join(f"{k} {v}" for k, v in info.items()), file=sys.stderr)
+    if options.json:
+        document = {"started_at": started, "quick": options.quick, "versions": info,
+                    "figures": [f.as_dict() for f in figures]}  # fmt: skip
+        Path(options.json).write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
