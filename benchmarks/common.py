@@ -78,7 +78,7 @@ def table(figures: list[Figure]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
         if n == 0:
-            lines.append("  ".join("-" * w for w in widths))
+            lines.append("  ".join("-" * w for w in widths).rstrip())
     notes = [f"  {f.name.strip()}: {f.note}" for f in figures if f.note]
     return "\n".join(lines + (["", *notes] if notes else []))
 

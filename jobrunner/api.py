@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 P = ParamSpec("P")
 R = TypeVar("R")
 _stores: dict[tuple[int, str], Store] = {}
-# What connect() and current_config() found, keyed on everything that decides it: arguments,
+# What connect() and _current_config() found, keyed on everything that decides it: arguments,
 # environment variables and working directory; valid while the config files it could read
 # (their stamps) are unchanged. Looking again costs two stat calls instead of a config load.
 _places: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...], str, str]] = {}
@@ -67,7 +67,7 @@ def _find_place(key: tuple[Any, ...], db: str | None, config: str | None) -> tup
     return place
 
 
-def current_config(explicit: str | None = None) -> Config:
+def _current_config(explicit: str | None = None) -> Config:
     """load_config(explicit), read again only when a file it could find has changed or appeared."""
     environ = os.environ
     key = (explicit, environ.get("JOBRUNNER_CONFIG"), os.getcwd(), environ.get("XDG_CONFIG_HOME"),
@@ -177,7 +177,7 @@ def _repo() -> Any:
 
 def _spec(fields: dict[str, Any], task: str | None) -> JobSpec:
     if task is not None:
-        return current_config().task_spec(task, fields)
+        return _current_config().task_spec(task, fields)
     try:
         return build_spec(fields)
     except SpecError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from typing import Any
 
 from jobrunner.domain.durations import parse_duration
@@ -96,7 +97,9 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
         raise SpecError("args", "args are for callables; put a shell job's arguments in its command")
     name = _name(get("name"), task, command, target)
     kwargs = get("kwargs")
-    kwargs = {} if kwargs is None else dict(_of_type("kwargs", kwargs, dict, "a table/object of named arguments"))
+    kwargs = (
+        {} if kwargs is None else dict(_of_type("kwargs", kwargs, dict, "a table/object of named arguments"))
+    )
     queue = get("queue", _MISSING)
     queue = DEFAULT_QUEUE if queue is _MISSING else _queue(queue)
     priority = get("priority", _MISSING)
@@ -111,26 +114,35 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
     metadata = get("metadata")
     cwd = get("cwd")
     env = get("env")
+    # Positional, in JobSpec's field order (checked below): 18 keywords cost twice the call.
     return JobSpec(
-        kind="shell" if command is not None else "python",
-        name=name,
-        command=command,
-        callable=target,
-        args=args,
-        kwargs=kwargs,
-        queue=queue,
-        priority=priority,
-        max_retries=retries,
-        timeout=None if timeout is None else _timeout(timeout),
-        backoff=_DEFAULT_BACKOFF if backoff is None else _backoff(backoff),
-        retry_on=[] if retry_on is None else _str_list("retry_on", retry_on),
-        retry_on_exit_codes=[] if exit_codes is None else _int_list("retry_on_exit_codes", exit_codes),
-        tags=[] if tags is None else _tags(tags),
-        metadata={} if metadata is None else dict(_of_type("metadata", metadata, dict, "a table/object")),
-        cwd=None if cwd is None else _optional_str("cwd", cwd),
-        env={} if env is None else _env(env),
-        task=task,
+        "shell" if command is not None else "python",
+        name,
+        command,
+        target,
+        args,
+        kwargs,
+        queue,
+        priority,
+        retries,
+        None if timeout is None else _timeout(timeout),
+        _DEFAULT_BACKOFF if backoff is None else _backoff(backoff),
+        [] if retry_on is None else _str_list("retry_on", retry_on),
+        [] if exit_codes is None else _int_list("retry_on_exit_codes", exit_codes),
+        [] if tags is None else _tags(tags),
+        {} if metadata is None else dict(_of_type("metadata", metadata, dict, "a table/object")),
+        None if cwd is None else _optional_str("cwd", cwd),
+        {} if env is None else _env(env),
+        task,
     )
+
+
+_BUILD_ORDER = (
+    "kind", "name", "command", "callable", "args", "kwargs", "queue", "priority", "max_retries",
+    "timeout", "backoff", "retry_on", "retry_on_exit_codes", "tags", "metadata", "cwd", "env", "task",
+)  # fmt: skip
+if tuple(f.name for f in dataclass_fields(JobSpec))[: len(_BUILD_ORDER)] != _BUILD_ORDER:
+    raise RuntimeError("JobSpec's fields were reordered: update build_spec's positional call")
 
 
 def _convert(key: str, parse: Any, value: Any) -> Any:
