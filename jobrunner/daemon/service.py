@@ -24,6 +24,7 @@ from jobrunner.daemon.pool import Pool, Stop, Worker
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind, describe_exit
 from jobrunner.domain.states import Status
+from jobrunner.errors import StoreError
 from jobrunner.store import runs
 from jobrunner.store.db import Store
 from jobrunner.wakeup import Listener
@@ -57,6 +58,9 @@ class Service:
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
         self.rng = random.Random()
         self.pending: list[runs.Outcome] = []
+        self.recorded: list[runs.Recorded] = []
+        self.finished_at = 0.0
+        self.failed_writes = 0
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
         self.started: dict[tuple[int, int], float] = {}  # for the duration in each log line
         self.signals: list[int] = []
@@ -115,8 +119,7 @@ class Service:
 
     def _loop(self, listener: Listener, sig_read: socket.socket) -> None:
         while True:
-            if self.stopping and not self.pool.busy():
-                self._flush(time.time())
+            if self.stopping and not self.pool.busy() and not self.pending:
                 return
             timeout = self._sleep_time(time.time())
             waitables: list[Any] = [listener.sock, sig_read]
@@ -132,10 +135,31 @@ class Service:
                 self._handle_signals()
             self._collect()
             now = time.time()
-            self._flush(now)
             self._tick(now)
-            if not self.stopping:
-                self._dispatch(time.time())
+            self._record_and_claim(time.time())
+
+    def _record_and_claim(self, now: float) -> None:
+        """One commit for what finished and what starts next; workers get their jobs after it.
+
+        If the database refuses (locked for too long, disk full), nothing is lost: the
+        outcomes stay pending and are written on a later turn of the loop.
+        """
+        wants_claim = not self.stopping and self.maybe_work and bool(self.pool.idle())
+        if not (self.pending or self.progress or wants_claim):
+            return
+        try:
+            with self.store.write():
+                self._flush(now)
+                claims = self._claim(now) if wants_claim else []
+        except StoreError as exc:
+            log.error("database write failed, will retry: %s", exc)
+            self.failed_writes += 1
+            time.sleep(min(0.05 * self.failed_writes, 1.0))
+            return
+        self.failed_writes = 0
+        self._log_records(self.recorded)
+        self.pending, self.recorded = [], []
+        self._assign(claims)
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
@@ -259,14 +283,18 @@ class Service:
 
     # ------------------------------------------------------------------ store
     def _flush(self, now: float) -> None:
+        """Write progress and finished attempts (inside the caller's transaction)."""
         if self.progress:
             updates = [(job_id, attempt, f, m) for (job_id, attempt), (f, m) in self.progress.items()]
-            self.progress.clear()
             runs.save_progress(self.store, updates, now)
-        if not self.pending:
-            return
-        outcomes, self.pending = self.pending, []
-        for record in runs.finish(self.store, self.owner, outcomes, now, self.rng):
+            self.progress.clear()
+        if self.pending:
+            self.recorded = runs.finish(self.store, self.owner, self.pending, now, self.rng)
+            self.finished_at = now
+
+    def _log_records(self, records: list[runs.Recorded]) -> None:
+        now = self.finished_at
+        for record in records:
             started = self.started.pop((record.job_id, record.attempt), None)
             took = f" after {format_duration(now - started)}" if started else ""
             if record.status is None:
@@ -276,7 +304,6 @@ class Service:
             else:
                 log.info("job %d %s%s: %s", record.job_id, record.status.value, took, record.message)
             if record.status is Status.RETRYING:
-                self.next_due = None
                 self.timers["poll"] = 0.0  # recompute the next due time
 
     def _tick(self, now: float) -> None:
@@ -338,26 +365,27 @@ class Service:
     def pool_started(self) -> bool:
         return hasattr(self, "pool")
 
-    def _dispatch(self, now: float) -> None:
+    def _claim(self, now: float) -> list[runs.Claim]:
         """Claim as many jobs as there are idle workers, within the queues' concurrency limits."""
-        idle = self.pool.idle()
-        if not idle or not self.maybe_work:
-            return
+        idle = len(self.pool.idle())
         running: dict[str, int] = {}
         for worker in self.pool.busy():
             assert worker.job is not None
             running[worker.job.queue] = running.get(worker.job.queue, 0) + 1
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
         only = self.options.queues
-        claims = runs.claim(self.store, self.owner, now, len(idle), self.options.lease, self.log_dir,
+        claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
                             only_queues=only, exclude_queues=list(limits))  # fmt: skip
         for queue, cap in limits.items():
-            free = min(cap - running.get(queue, 0), len(idle) - len(claims))
+            free = min(cap - running.get(queue, 0), idle - len(claims))
             if free > 0 and (not only or queue in only):
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
                                      only_queues=[queue])  # fmt: skip
-        self.maybe_work = len(claims) >= len(idle)  # a short claim means the queue is empty for now
-        for worker, claim in zip(idle, claims, strict=False):
+        self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
+        return claims
+
+    def _assign(self, claims: list[runs.Claim]) -> None:
+        for worker, claim in zip(self.pool.idle(), claims, strict=False):  # claims <= idle workers
             worker.assign(claim, time.time())
             self.started[(claim.id, claim.attempt)] = worker.started
             log.info("job %d started: attempt %d on worker %d (%s)", claim.id, claim.attempt, worker.index, claim.name)

@@ -83,7 +83,9 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
             f"lease_until={p}, started_at={p}, updated_at={p}, finished_at=NULL, progress=NULL, "
             "progress_message=NULL, exit_code=NULL, result=NULL, error=NULL, "
             f"log_path=COALESCE(log_path, {p} || id || '.log') "
-            f"WHERE id IN (SELECT id FROM job WHERE status='queued' AND run_at <= {p} "
+            # queued means due (scheduled/retrying jobs are promoted when due), so no run_at
+            # test here: that keeps the planner on job_claim (status, priority DESC, id), no sort
+            "WHERE id IN (SELECT id FROM job WHERE status='queued' "
             "AND queue NOT IN (SELECT name FROM queue_state WHERE paused)"
             f"{filters} ORDER BY priority DESC, id LIMIT {p}{lock}) "
             f"RETURNING {', '.join(CLAIM_COLUMNS)}"
@@ -98,7 +100,7 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
     if limit <= 0:
         return []
     sql = _claim_statement(store, len(only_queues), len(exclude_queues))
-    params = [owner, now + lease_s, now, now, log_dir.rstrip("/") + "/", now,
+    params = [owner, now + lease_s, now, now, log_dir.rstrip("/") + "/",
               *only_queues, *exclude_queues, limit]  # fmt: skip
     with store.write():
         rows = store.execute(sql, params).fetchall()
