@@ -138,6 +138,7 @@ def submit(
     task: str | None = None,
     db: str | None = None,
     run_at: float | None = None,
+    after: Sequence[int] = (),
     **options: Any,
 ) -> int:
     """Store a job and return its id once committed.
@@ -162,6 +163,7 @@ def submit(
     _check_json(fields)
     spec = _spec(fields, task)
     spec.run_at = run_at
+    spec.after = list(after)
     if spec.kind == "shell" and spec.cwd is None:
         spec.cwd = os.getcwd()
     return _repo().submit(connect(db), spec, time.time())

@@ -125,6 +125,9 @@ def submit_command(
         str | None, typer.Option("--at", help="Run at this time (ISO 8601, local unless an offset is given).")
     ] = None,
     delay: Annotated[str | None, typer.Option("--in", help="Run after this delay (10m, 2h).")] = None,
+    after: Annotated[
+        list[int] | None, typer.Option("--after", help="Run only when this job has succeeded; repeatable.")
+    ] = None,
     from_file: Annotated[
         str | None,
         typer.Option(
@@ -193,6 +196,7 @@ def submit_command(
 
     spec = _spec(fields, task_name, app_state, where="")
     spec.run_at = parse_when(at, delay, now)
+    spec.after = list(after or [])
     from jobrunner.store import repo
 
     job_id = repo.submit(app_state.store, spec, now)
@@ -237,6 +241,21 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _resolve_after(after: Any, refs: dict[str, int]) -> list[int]:
+    """Job ids, or refs of earlier lines (stored as -(index + 1) until their ids exist)."""
+    if not isinstance(after, list):
+        after = [after]
+    resolved: list[int] = []
+    for item in after:
+        if isinstance(item, int) and not isinstance(item, bool) and item > 0:
+            resolved.append(item)
+        elif isinstance(item, str) and item in refs:
+            resolved.append(-(refs[item] + 1))
+        else:
+            raise UsageError(f"after: {item!r} is neither a job id nor the ref of an earlier line")
+    return resolved
+
+
 def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
     """Parse and validate every line before anything is written; errors name file:line and key."""
     label = "<stdin>" if source == "-" else source
@@ -247,6 +266,7 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
     except UnicodeDecodeError:
         raise UsageError(f"{label}: not UTF-8 text") from None
     specs: list[JobSpec] = []
+    refs: dict[str, int] = {}  # "ref" names of earlier lines -> their index
     cwd: str | None = None  # a shell job runs where it was submitted from: the same for every line
     for number, line in enumerate(text.splitlines(), start=1):
         if not line or line.isspace():
@@ -254,6 +274,7 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
         data = _parse_line(line, label, number)
         task_name = data.pop("task", None)
         at, delay = data.pop("at", None), data.pop("in", None)
+        ref, after = data.pop("ref", None), data.pop("after", None)
         try:
             if task_name is not None:
                 if task_name not in app_state.config.tasks:
@@ -265,6 +286,12 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
                     spec.cwd = cwd = cwd or os.getcwd()
             if at is not None or delay is not None:
                 spec.run_at = parse_when(at, delay, now)
+            if after is not None:
+                spec.after = _resolve_after(after, refs)
+            if ref is not None:
+                if not isinstance(ref, str) or not ref or ref in refs:
+                    raise UsageError(f"ref: {ref!r} must be a new, non-empty name for this line")
+                refs[ref] = len(specs)
         except SpecError as exc:
             raise UsageError(f"{label}:{number}: {exc}") from None
         except UsageError as exc:

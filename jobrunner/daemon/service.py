@@ -300,7 +300,8 @@ class Service:
             if record.status is None:
                 log.warning("job %d attempt %d: %s", record.job_id, record.attempt, record.message)
             elif record.status is Status.SUCCEEDED:
-                log.info("job %d succeeded%s", record.job_id, took)
+                extra = record.message[len("succeeded"):]  # "; released 12, 13" when dependents start
+                log.info("job %d succeeded%s%s", record.job_id, took, extra)
             else:
                 log.info("job %d %s%s: %s", record.job_id, record.status.value, took, record.message)
             if record.status is Status.RETRYING:

@@ -60,6 +60,7 @@ class JobSpec:
     env: dict[str, str] = field(default_factory=dict)
     task: str | None = None
     run_at: float | None = None
+    after: list[int] = field(default_factory=list)  # ids that must succeed first
 
 
 def unknown_key_message(key: str, allowed: tuple[str, ...] | list[str]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from jobrunner.domain.jobspec import JobSpec
 from jobrunner.domain.states import CANCELLABLE, FINISHED, RETRYABLE, Status
 from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.store import dependencies
 from jobrunner.store.backends import SQLITE
 from jobrunner.store.db import Store, guarded
 
@@ -87,6 +88,8 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
     """Store one job and its 'submitted' event; returns the new id once committed."""
     row = _job_row(spec, now)
     backend = store.backend
+    if spec.after:
+        return _submit_after(store, spec, row, now)
     if backend is SQLITE:
         conn = store.db.connection()
         if not conn.in_transaction:  # inside a caller's transaction peewee nests with a savepoint
@@ -100,6 +103,50 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
         job_id = cursor.fetchone()[0] if backend.name == "postgresql" else cursor.lastrowid
         cursor.execute(backend.insert_event, (job_id, now, 0, None, row[9], "submitted", None))
     return int(job_id)
+
+
+def _insert(store: Store, row: tuple, now: float, message: str = "submitted") -> int:
+    cursor = store.cursor()
+    cursor.execute(store.backend.insert_job, row)
+    job_id = cursor.fetchone()[0] if store.backend.name == "postgresql" else cursor.lastrowid
+    cursor.execute(store.backend.insert_event, (job_id, now, 0, None, row[9], message, None))
+    return int(job_id)
+
+
+def _submit_after(store: Store, spec: JobSpec, row: tuple, now: float) -> int:
+    """A job with dependencies starts waiting (or cancelled, if one already failed)."""
+    with store.write():
+        status, reason = dependencies.initial_status(store, spec.after, Status(row[9]))
+        row = (*row[:9], status.value, *row[10:])
+        waits = ", ".join(str(i) for i in dict.fromkeys(spec.after))
+        job_id = _insert(store, row, now, reason or f"submitted; runs after {waits}")
+        if status is Status.CANCELLED:
+            p = store.backend.param
+            store.execute(f"UPDATE job SET finished_at={p}, error={p} WHERE id={p}", (now, reason, job_id))
+        dependencies.link(store, job_id, spec.after)
+    return job_id
+
+
+def _link_bulk(store: Store, specs: Sequence[JobSpec], ids: list[int], now: float) -> None:
+    """Dependencies of a bulk submit: negative numbers point at earlier lines (-1 is the first)."""
+    p = store.backend.param
+    for spec, job_id in zip(specs, ids, strict=True):
+        if not spec.after:
+            continue
+        after = [ids[-dep - 1] if dep < 0 else dep for dep in spec.after]
+        status, reason = dependencies.initial_status(store, after, Status.QUEUED)
+        if status is not Status.QUEUED:
+            finished = now if status is Status.CANCELLED else None
+            store.execute(
+                f"UPDATE job SET status=CASE WHEN {p}='waiting' AND status='scheduled' THEN 'waiting' "
+                f"ELSE {p} END, finished_at={p}, error={p} WHERE id={p}",
+                (status.value, status.value, finished, reason, job_id),
+            )
+            store.execute(
+                f"UPDATE event SET to_status={p}, message={p} WHERE job_id={p}",
+                (status.value, reason or "submitted; runs after " + ", ".join(map(str, after)), job_id),
+            )
+        dependencies.link(store, job_id, after)
 
 
 def _submit_sqlite(conn: Any, row: tuple, now: float) -> int:
@@ -169,6 +216,8 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
             cursor.executemany(backend.insert_job, rows)
             ids = list(range(before + 1, before + 1 + len(rows)))
         store.execute(backend.events_for_new_jobs, ("submitted", before))
+        if any(spec.after for spec in specs):
+            _link_bulk(store, specs, ids, now)
     return ids
 
 
@@ -222,6 +271,9 @@ def cancel(store: Store, ids: Sequence[int], now: float, reason: str = "cancelle
                 )
                 _event(store, job_id, now, attempts, status, Status.CANCELLED, reason)
                 outcomes.append(Outcome(job_id, status, Status.CANCELLED, "cancelled"))
+                for dependent in dependencies.on_failed(store, job_id, now):
+                    outcomes.append(Outcome(dependent, Status.WAITING, Status.CANCELLED,
+                                            dependencies.failure_reason(job_id)))  # fmt: skip
             else:  # running: the daemon that holds the lease stops the process tree
                 store.execute(
                     f"UPDATE job SET cancel_requested={p}, updated_at={p} WHERE id={p}",
@@ -249,15 +301,20 @@ def retry(store: Store, ids: Sequence[int], now: float) -> list[Outcome]:
             # A manual retry of a finished job grants a fresh retry budget; a pending
             # automatic retry just runs now.
             offset_sql = "retry_offset=attempts, " if status in FINISHED else ""
+            # a job whose own dependencies have not all succeeded waits for them again
+            new = Status.WAITING if dependencies.unmet(store, job_id) else Status.QUEUED
             store.execute(
                 f"UPDATE job SET status={p}, run_at={p}, updated_at={p}, {offset_sql}"
                 "finished_at=NULL, error=NULL, exit_code=NULL, result=NULL, progress=NULL, "
                 f"progress_message=NULL, cancel_requested={p}, lease_owner=NULL, lease_until=NULL "
                 f"WHERE id={p}",
-                (Status.QUEUED.value, now, now, False, job_id),
+                (new.value, now, now, False, job_id),
             )
-            _event(store, job_id, now, attempts, status, Status.QUEUED, "retried by user")
-            outcomes.append(Outcome(job_id, status, Status.QUEUED, "queued"))
+            _event(store, job_id, now, attempts, status, new, "retried by user")
+            outcomes.append(Outcome(job_id, status, new, new.value))
+            for dependent in dependencies.on_retried(store, job_id, now):
+                outcomes.append(Outcome(dependent, Status.CANCELLED, Status.WAITING,
+                                        f"dependency {job_id} retried"))  # fmt: skip
     return outcomes
 
 
@@ -315,3 +372,35 @@ def set_queue_paused(store: Store, queue: str, paused: bool, now: float) -> bool
             f"UPDATE queue_state SET paused={p}, updated_at={p} WHERE name={p}", (paused, now, queue)
         )
         return bool(row[0])
+
+
+@guarded
+def set_priority(store: Store, ids: Sequence[int], priority: str | int, now: float) -> list[Outcome]:
+    """Give jobs that have not started yet a new priority (a name or 0-9). All or nothing."""
+    from jobrunner.domain.priority import parse_priority, priority_label
+
+    if not ids:
+        raise UsageError("give at least one job id")
+    try:
+        value = parse_priority(priority)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    p = store.backend.param
+    outcomes: list[Outcome] = []
+    with store.write():
+        states = _load_states(store, ids)
+        refused = [f"job {i} is {s.value}" for i, (s, _) in states.items() if s not in CANCELLABLE]
+        if refused:
+            raise UsageError(
+                f"no priority changed: {'; '.join(refused)} (only jobs that have not started can be reprioritised)"
+            )
+        for job_id, (status, attempts) in states.items():
+            (before,) = store.execute(f"SELECT priority FROM job WHERE id={p}", (job_id,)).fetchone()
+            if before == value:
+                outcomes.append(Outcome(job_id, status, status, f"priority already {priority_label(value)}"))
+                continue
+            store.execute(f"UPDATE job SET priority={p}, updated_at={p} WHERE id={p}", (value, now, job_id))
+            change = f"priority {priority_label(before)} → {priority_label(value)}"
+            _event(store, job_id, now, attempts, status, status, change)
+            outcomes.append(Outcome(job_id, status, status, change))
+    return outcomes

@@ -15,6 +15,7 @@ from typing import Any
 from jobrunner.domain.failures import Failure, FailureKind, RetryPolicy, after_failure
 from jobrunner.domain.retry import Backoff
 from jobrunner.domain.states import Status
+from jobrunner.store import dependencies
 from jobrunner.store.db import Store, guarded
 
 CLAIM_COLUMNS = (
@@ -168,7 +169,9 @@ def _succeed(store: Store, owner: str | None, outcome: Outcome, now: float) -> R
         store.backend.insert_event,
         (outcome.job_id, now, outcome.attempt, "running", "succeeded", "succeeded", None),
     )
-    return Recorded(outcome.job_id, outcome.attempt, Status.SUCCEEDED, "succeeded")
+    released = dependencies.on_succeeded(store, outcome.job_id, now)
+    note = f"; released {', '.join(map(str, released))}" if released else ""
+    return Recorded(outcome.job_id, outcome.attempt, Status.SUCCEEDED, "succeeded" + note)
 
 
 def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
@@ -206,7 +209,12 @@ def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
         (outcome.job_id, now, outcome.attempt, "running", decision.status.value, decision.message,
          json.dumps(failure.details())),
     )  # fmt: skip
-    return Recorded(outcome.job_id, outcome.attempt, decision.status, decision.message)
+    message = decision.message
+    if decision.status in (Status.DEAD, Status.CANCELLED):
+        cancelled = dependencies.on_failed(store, outcome.job_id, now)
+        if cancelled:
+            message += f"; cancelled dependents {', '.join(map(str, cancelled))}"
+    return Recorded(outcome.job_id, outcome.attempt, decision.status, message)
 
 
 @guarded
