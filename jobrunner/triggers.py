@@ -34,6 +34,17 @@ def zone(name: str) -> ZoneInfo:
         raise TriggerError(f"unknown timezone {name!r}: use an IANA name like Europe/Berlin or UTC") from None
 
 
+class WallClockCron:
+    """An APScheduler cron trigger plus what cron does when a local time repeats."""
+
+    def __init__(self, trigger: Any, once_per_wall_time: bool) -> None:
+        self.trigger = trigger
+        self.jobrunner_once_per_wall_time = once_per_wall_time
+
+    def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
+        return self.trigger.get_next_fire_time(previous, now)
+
+
 def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> Any:
     """An APScheduler trigger; `anchor` (epoch seconds) starts intervals and one-off times."""
     from apscheduler.triggers.combining import OrTrigger
@@ -44,10 +55,13 @@ def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> An
     tz = zone(timezone)
     if kind == "cron":
         try:
-            branches = [CronTrigger(timezone=tz, **fields) for fields in parse_cron(expression).aps_fields()]
+            cron = parse_cron(expression)
+            branches = [CronTrigger(timezone=tz, **fields) for fields in cron.aps_fields()]
         except ValueError as exc:
             raise TriggerError(str(exc)) from None
-        return branches[0] if len(branches) == 1 else OrTrigger(branches)
+        trigger = branches[0] if len(branches) == 1 else OrTrigger(branches)
+        # cron runs a job at fixed hours once when clocks go back; wildcard-hour jobs run on
+        return WallClockCron(trigger, once_per_wall_time=len(cron.hours) < 24)
     if kind == "every":
         try:
             seconds = parse_duration(expression)
@@ -69,14 +83,30 @@ def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> An
 
 
 def next_fire(trigger: Any, after: float | None, now: float) -> float | None:
-    """The first fire time after `after` (exclusive) and not before `now`... as cron counts it.
+    """The first fire time strictly after `after`; with `after` None, the first at or after `now`.
 
-    With `after` None: the first fire time at or after `now`.
+    Cron keeps wall-clock semantics across daylight saving: when clocks go back, a local
+    time that occurs twice fires once (as cron does), and the result always moves forward.
     """
-    now_dt = datetime.fromtimestamp(now, UTC)
-    previous = datetime.fromtimestamp(after, UTC) if after is not None else None
-    result = trigger.get_next_fire_time(previous, previous if previous is not None else now_dt)
+    if after is None:
+        result = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
+        return result.timestamp() if result is not None else None
+    previous = datetime.fromtimestamp(after, UTC)
+    result = trigger.get_next_fire_time(previous, previous)
+    wall_clock = getattr(trigger, "jobrunner_once_per_wall_time", False)
+    for _ in range(8):  # a repeated wall time needs one step past it; never loop for long
+        if result is None:
+            return None
+        stamp = result.timestamp()
+        repeated = wall_clock and _local(result) == _local(datetime.fromtimestamp(after, result.tzinfo))
+        if stamp > after and not repeated:
+            return stamp
+        result = trigger.get_next_fire_time(None, datetime.fromtimestamp(max(stamp, after) + 1, UTC))
     return result.timestamp() if result is not None else None
+
+
+def _local(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=None)
 
 
 def due_times(trigger: Any, first: float, now: float, limit: int = 1000) -> tuple[list[float], float | None]:

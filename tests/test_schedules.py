@@ -181,3 +181,62 @@ def test_config_schedules_are_loaded_by_the_daemon(cli, daemon, tmp_path):
     assert view["source"] == "config" and view["job"] == {"task": "ping"}
     assert all(j["task"] == "ping" for j in cli.json("list"))
     assert json.loads(json.dumps(view))["last_job_status"] in ("queued", "running", "succeeded")
+
+
+def test_dst_spring_forward_and_fall_back_run_once_a_day():
+    # 2026-03-29 02:30 does not exist in Berlin: it runs once that day, at 03:30 CEST (01:30 UTC)
+    assert fires("30 2 * * *", "2026-03-27T00:00+00:00", 4, tz="Europe/Berlin") == [
+        "Fri 2026-03-27 01:30", "Sat 2026-03-28 01:30", "Sun 2026-03-29 01:30", "Mon 2026-03-30 00:30",
+    ]  # fmt: skip
+    # 2026-10-25 02:30 happens twice: a fixed-time job runs once, an hourly one every hour
+    assert fires("30 2 * * *", "2026-10-24T12:00+00:00", 2, tz="Europe/Berlin") == [
+        "Sun 2026-10-25 00:30", "Mon 2026-10-26 01:30",
+    ]  # fmt: skip
+    assert fires("30 * * * *", "2026-10-25T00:00+00:00", 3, tz="Europe/Berlin") == [
+        "Sun 2026-10-25 00:30", "Sun 2026-10-25 01:30", "Sun 2026-10-25 02:30",
+    ]  # fmt: skip
+
+
+def _scheduler(db_path):
+    from jobrunner.config import Config
+    from jobrunner.daemon.scheduler import Scheduler
+    from jobrunner.store import open_store
+
+    return Scheduler(open_store(str(db_path)), Config())
+
+
+@pytest.mark.parametrize(("misfire", "jobs", "missed"), [("coalesce", 1, 5), ("all", 6, 0), ("skip", 0, 6)])
+def test_misfire_policies_after_a_simulated_downtime(cli, db_path, misfire, jobs, missed):
+    """The daemon was down for an hour over six fire times; the clock is passed in, not waited for."""
+    cli.ok("schedule", "add", "s", "--every", "10m", "--misfire", misfire, "--max-running", "10", "--", "true")
+    start = datetime.fromisoformat(cli.json("schedule", "list")[0]["next_fire_at"]).timestamp() - 600
+    scheduler = _scheduler(db_path)
+    assert scheduler.run_due(start + 3605) == jobs
+    view = cli.json("schedule", "list")[0]
+    assert view["missed"] == missed
+    assert datetime.fromisoformat(view["next_fire_at"]).timestamp() == pytest.approx(start + 4200)
+    assert scheduler.run_due(start + 3605) == 0  # a restart at the same moment fires nothing again
+
+
+def test_a_fire_that_fails_midway_writes_nothing_and_fires_once_later(cli, db_path, monkeypatch):
+    import jobrunner.daemon.scheduler as scheduler_module
+
+    cli.ok("schedule", "add", "s", "--every", "10m", "--misfire", "all", "--max-running", "10", "--", "true")
+    start = datetime.fromisoformat(cli.json("schedule", "list")[0]["next_fire_at"]).timestamp() - 600
+    real = scheduler_module.job_spec_for
+    calls = {"n": 0}
+
+    def crash_on_second(row, config):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise ValueError("simulated crash in the middle of a fire")
+        return real(row, config)
+
+    monkeypatch.setattr(scheduler_module, "job_spec_for", crash_on_second)
+    scheduler = _scheduler(db_path)
+    assert scheduler.run_due(start + 1805) == 0
+    assert cli.count() == 0  # the first job of the fire was rolled back with the rest
+    monkeypatch.setattr(scheduler_module, "job_spec_for", real)
+    assert scheduler.run_due(start + 1805) == 3
+    assert _scheduler(db_path).run_due(start + 1805) == 0  # a second daemon: nothing twice
+    assert cli.count() == 3

@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.jobspec import JobSpec
 from jobrunner.errors import NotFoundError, UsageError
 from jobrunner.store import repo
 from jobrunner.store.db import Store, guarded
 from jobrunner.store.queries import iso
+
+if TYPE_CHECKING:
+    from jobrunner.config import Config
 
 ACTIVE = ("queued", "scheduled", "waiting", "running", "retrying")
 COLUMNS = (
@@ -153,10 +156,12 @@ def fire(store: Store, name: str, expected_next: float | None, run_times: Sequen
         note = None
         ids: list[int] = []
         runnable = list(run_times)
-        if runnable and not manual and active_runs(store, name) >= row.max_running:
-            note = f"skipped {len(runnable)} fire(s): previous run still active (max_running={row.max_running})"
-            missed += len(runnable)
-            runnable = []
+        room = row.max_running - active_runs(store, name) if runnable and not manual else len(runnable)
+        if len(runnable) > max(room, 0):
+            skipped = len(runnable) - max(room, 0)
+            note = f"skipped {skipped} fire(s): previous run still active (max_running={row.max_running})"
+            missed += skipped
+            runnable = runnable[skipped:]  # keep the latest ones
         for fire_at in runnable:
             inserted = store.execute(
                 f"INSERT INTO schedule_fire (schedule, fire_at) VALUES ({p}, {p}) ON CONFLICT DO NOTHING",
@@ -204,3 +209,41 @@ def schedule_view(store: Store, row: ScheduleRow) -> dict[str, Any]:
         "last_job_id": row.last_job_id, "last_job_status": last_status, "missed": row.missed,
         "last_note": row.last_note,
     }  # fmt: skip
+
+
+def job_spec_for(row: ScheduleRow, config: Config) -> JobSpec:
+    """The job a schedule enqueues: its task's (with overrides), or its own fields."""
+    from jobrunner.domain.jobspec import build_spec
+
+    fields = dict(row.job)
+    task = fields.pop("task", None)
+    if task is not None:
+        return config.task_spec(task, fields)
+    fields.setdefault("name", row.name)
+    return build_spec(fields)
+
+
+def describe(kind: str, expression: str) -> str:
+    """A schedule's timing in words: `every day at 03:00`, `every 10m`, `once at ...`."""
+    if kind == "cron":
+        from jobrunner.domain.cron import parse_cron
+
+        return parse_cron(expression).describe()
+    return f"every {expression}" if kind == "every" else f"once at {expression}"
+
+
+def resume(store: Store, name: str, now: float) -> float | None:
+    """Fire a paused schedule again from its next time after now (no burst of missed runs)."""
+    from jobrunner.triggers import make_trigger, next_fire
+
+    row = get_schedule(store, name)
+    upcoming = next_fire(make_trigger(row.kind, row.expression, row.timezone, row.created_at), None, now)
+    set_paused(store, name, False, now, next_fire_at=upcoming)
+    return upcoming
+
+
+def run_now(store: Store, name: str, config: Config, now: float) -> int:
+    """Fire a schedule once, now, without moving its next time; returns the new job's id."""
+    result = fire(store, name, None, [now], 0, None, lambda row: job_spec_for(row, config), now, manual=True)
+    assert result is not None  # a manual fire is never pre-empted
+    return result.job_ids[0]
