@@ -163,6 +163,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             raise fail(f"schedules.{name}", "give exactly one of task, command or callable")
         if "task" in table and table["task"] not in config.tasks:
             raise fail(f"schedules.{name}.task", f"unknown task {table['task']!r}")
+        _check_schedule(table, f"schedules.{name}", fail)
         config.schedules[name] = dict(table)
 
     for section in ("daemon", "retention", "notify"):
@@ -171,6 +172,35 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
                 raise fail(section, "must be a table")
             config.sections[section] = data[section]
     return config
+
+
+def _check_schedule(table: dict[str, Any], where: str, fail: Any) -> None:
+    """Reject at load time what would otherwise only fail when the daemon fires it."""
+    from jobrunner.domain.cron import CronError, parse_cron
+    from jobrunner.domain.durations import parse_duration
+
+    try:
+        if "cron" in table:
+            parse_cron(str(table["cron"]))
+        if "every" in table and parse_duration(table["every"]) < 1:
+            raise ValueError("the interval must be at least 1s")
+        if "misfire_grace" in table:
+            parse_duration(table["misfire_grace"])
+    except (CronError, ValueError) as exc:
+        key = next(k for k in ("cron", "every", "misfire_grace") if k in table)
+        raise fail(f"{where}.{key}", str(exc)) from None
+    if table.get("misfire", "coalesce") not in ("coalesce", "skip", "all"):
+        raise fail(f"{where}.misfire", f"{table['misfire']!r} must be coalesce, skip or all")
+    running = table.get("max_running", 1)
+    if isinstance(running, bool) or not isinstance(running, int) or running < 1:
+        raise fail(f"{where}.max_running", f"{running!r} must be a whole number >= 1")
+    if "timezone" in table:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(str(table["timezone"]))
+        except (ZoneInfoNotFoundError, ValueError):
+            raise fail(f"{where}.timezone", f"unknown timezone {table['timezone']!r}") from None
 
 
 def _tables(data: dict[str, Any], key: str, fail: Any) -> dict[str, dict[str, Any]]:

@@ -240,3 +240,22 @@ def test_a_fire_that_fails_midway_writes_nothing_and_fires_once_later(cli, db_pa
     assert scheduler.run_due(start + 1805) == 3
     assert _scheduler(db_path).run_due(start + 1805) == 0  # a second daemon: nothing twice
     assert cli.count() == 3
+
+
+def test_sighup_reloads_schedules_and_keeps_the_old_config_when_broken(cli, daemon, store):
+    import signal
+
+    Path("jobs.toml").write_text('[schedules.first]\ncron = "0 3 * * *"\ncommand = ["true"]\n')
+    daemon.start()
+    wait_until(lambda: [s["name"] for s in cli.json("schedule", "list")] == ["first"], timeout=10)
+    Path("jobs.toml").write_text('[schedules.second]\nevery = "1h"\ncommand = ["true"]\n')
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: [s["name"] for s in cli.json("schedule", "list")] == ["second"], timeout=10)
+    Path("jobs.toml").write_text('[schedules.third]\ncron = "0 3 * * 9"\ncommand = ["true"]\n')
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: "config not reloaded" in daemon.output(), timeout=10)
+    assert "schedules.third.cron" in daemon.output()
+    from jobrunner.store import schedules
+
+    assert [s.name for s in schedules.all_schedules(store)] == ["second"]  # the CLI would refuse the file
+    assert daemon.proc.poll() is None  # still running
