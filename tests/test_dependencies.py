@@ -123,3 +123,21 @@ def test_daemon_runs_a_chain_in_order(cli, daemon, tmp_path):
     second = cli.submit("--after", str(first), "--", "sh", "-c", f"echo second >> {out}")
     wait_until(lambda: status(cli, second) == "succeeded", timeout=20)
     assert out.read_text().split() == ["first", "second"]
+
+
+def test_show_json_lists_links(cli):
+    a = cli.submit("--", "true")
+    b = cli.submit("--after", str(a), "--", "true")
+    assert cli.job(b)["after"] == [a] and cli.job(a)["dependents"] == [b]
+
+
+def test_delayed_job_runs_when_due_without_polling_delay(cli, daemon):
+    daemon.start()
+    job_id = cli.submit("--in", "1s", "--", "true")
+    assert status(cli, job_id) == "scheduled"
+    wait_until(lambda: status(cli, job_id) == "succeeded", timeout=10)
+    job = cli.job(job_id)
+    from datetime import datetime
+
+    late = datetime.fromisoformat(job["started_at"]) - datetime.fromisoformat(job["scheduled_at"])
+    assert 0 <= late.total_seconds() < 0.9  # it slept until its time, not until the 1 s poll

@@ -75,7 +75,9 @@ def show_command(
     from jobrunner.store import queries
 
     store = state(ctx).store
-    job = queries.get_job(store, job_id)
+    from jobrunner.store import dependencies
+
+    job = {**queries.get_job(store, job_id), **dependencies.links(store, job_id)}
     events = queries.job_events(store, job_id)
     if as_json:
         print_json({**job, "events": events})

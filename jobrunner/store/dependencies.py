@@ -130,3 +130,21 @@ def on_retried(store: Store, job_id: int, now: float) -> list[int]:
             restored.append(dependent)
             frontier.append(dependent)
     return restored
+
+
+def links(store: Store, job_id: int) -> dict[str, list[int]]:
+    """What a job waits for and what waits for it, for `show`."""
+    p = store.backend.param
+    after = [
+        r[0]
+        for r in store.execute(
+            f"SELECT depends_on FROM job_dependency WHERE job_id={p} ORDER BY depends_on", (job_id,)
+        ).fetchall()
+    ]
+    before = [
+        r[0]
+        for r in store.execute(
+            f"SELECT job_id FROM job_dependency WHERE depends_on={p} ORDER BY job_id", (job_id,)
+        ).fetchall()
+    ]
+    return {"after": after, "dependents": before}

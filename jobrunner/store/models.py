@@ -11,7 +11,7 @@ from peewee import (
     BooleanField,
     CompositeKey,
     DatabaseProxy,
-    FloatField,
+    DoubleField,
     ForeignKeyField,
     IntegerField,
     Model,
@@ -55,25 +55,25 @@ class Job(BaseModel):
     retry_offset = IntegerField(
         default=0, constraints=db_default(0)
     )  # attempts at the last manual retry: a fresh budget
-    timeout = FloatField(null=True)
-    backoff_base = FloatField(default=1.0, constraints=db_default(1.0))
-    backoff_factor = FloatField(default=2.0, constraints=db_default(2.0))
-    backoff_max = FloatField(default=300.0, constraints=db_default(300.0))
+    timeout = DoubleField(null=True)
+    backoff_base = DoubleField(default=1.0, constraints=db_default(1.0))
+    backoff_factor = DoubleField(default=2.0, constraints=db_default(2.0))
+    backoff_max = DoubleField(default=300.0, constraints=db_default(300.0))
     retry_on = TextField(default="[]", constraints=db_default("[]"))
     retry_on_exit_codes = TextField(default="[]", constraints=db_default("[]"))
     tags = TextField(default="[]", constraints=db_default("[]"))
     metadata = TextField(default="{}", constraints=db_default("{}"))
     cwd = TextField(null=True)
     env = TextField(default="{}", constraints=db_default("{}"))
-    created_at = FloatField()
-    run_at = FloatField()  # not before this time
-    started_at = FloatField(null=True)
-    finished_at = FloatField(null=True)
-    updated_at = FloatField()
+    created_at = DoubleField()
+    run_at = DoubleField()  # not before this time
+    started_at = DoubleField(null=True)
+    finished_at = DoubleField(null=True)
+    updated_at = DoubleField()
     lease_owner = TextField(null=True)
-    lease_until = FloatField(null=True)
+    lease_until = DoubleField(null=True)
     cancel_requested = BooleanField(default=False, constraints=db_default(False))
-    progress = FloatField(null=True)
+    progress = DoubleField(null=True)
     progress_message = TextField(null=True)
     exit_code = IntegerField(null=True)
     result = TextField(null=True)
@@ -87,7 +87,7 @@ class Event(BaseModel):
 
     id = AutoField()
     job = ForeignKeyField(Job, on_delete="CASCADE", column_name="job_id")
-    at = FloatField()
+    at = DoubleField()
     attempt = IntegerField(default=0, constraints=db_default(0))
     from_status = TextField(null=True)
     to_status = TextField()
@@ -100,7 +100,7 @@ class QueueState(BaseModel):
 
     name = TextField(primary_key=True)
     paused = BooleanField(default=False, constraints=db_default(False))
-    updated_at = FloatField()
+    updated_at = DoubleField()
 
 
 class Meta(BaseModel):
@@ -117,8 +117,8 @@ class Daemon(BaseModel):
     host = TextField()
     pid = IntegerField()
     version = TextField()
-    started_at = FloatField()
-    heartbeat_at = FloatField()
+    started_at = DoubleField()
+    heartbeat_at = DoubleField()
     workers = IntegerField(default=0, constraints=db_default(0))
     busy = IntegerField(default=0, constraints=db_default(0))
     queues = TextField(default="[]", constraints=db_default("[]"))  # JSON list; [] means all
@@ -135,23 +135,23 @@ class Schedule(BaseModel):
     timezone = TextField()
     job = TextField()  # JSON: {"task": ...} or job fields, as in a JSON line of bulk submit
     misfire = TextField(default="coalesce", constraints=db_default("coalesce"))
-    misfire_grace = FloatField(default=3600.0, constraints=db_default(3600.0))
+    misfire_grace = DoubleField(default=3600.0, constraints=db_default(3600.0))
     max_running = IntegerField(default=1, constraints=db_default(1))
     paused = BooleanField(default=False, constraints=db_default(False))
-    next_fire_at = FloatField(null=True)
-    last_fire_at = FloatField(null=True)
+    next_fire_at = DoubleField(null=True)
+    last_fire_at = DoubleField(null=True)
     last_job_id = IntegerField(null=True)
     missed = IntegerField(default=0, constraints=db_default(0))
     last_note = TextField(null=True)  # why the last fire time did not run, if it did not
-    created_at = FloatField()
-    updated_at = FloatField()
+    created_at = DoubleField()
+    updated_at = DoubleField()
 
 
 class ScheduleFire(BaseModel):
     """One row per (schedule, fire time): the unique key that makes a fire happen once."""
 
     schedule = TextField()
-    fire_at = FloatField()
+    fire_at = DoubleField()
     job_id = IntegerField(null=True)
 
     class Meta:
