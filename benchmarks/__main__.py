@@ -17,10 +17,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bulk_submit, cli_latency, enqueue
+from benchmarks import bulk_submit, cli_latency, enqueue, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli")
+NAMES = ("bulk", "enqueue", "cli", "tui")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -31,6 +31,8 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
         figures += enqueue.measure(jobs=200 if quick else 5_000, runs=runs or (3 if quick else 5))
     if "cli" in only:
         figures += cli_latency.measure(runs=runs or (3 if quick else 15), jobs=1_000 if quick else 100_000)
+    if "tui" in only:
+        figures += tui.measure(jobs=2_000 if quick else 100_000, runs=runs or (3 if quick else 5))
     return figures
 
 

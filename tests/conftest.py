@@ -122,9 +122,9 @@ class DaemonProcess:
         self.proc: subprocess.Popen | None = None
         self.args: list[str] = []
 
-    def start(self, *args: str) -> DaemonProcess:
+    def start(self, *args: str, env: dict[str, str] | None = None) -> DaemonProcess:
         self.args = list(args) or self.args or ["--workers", "2"]
-        env = {**os.environ, "JOBRUNNER_DB": str(self.db_path), "PYTHONPATH": str(ROOT)}
+        env = {**os.environ, "JOBRUNNER_DB": str(self.db_path), "PYTHONPATH": str(ROOT), **(env or {})}
         self.log = open(self.log_path, "a")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "jobrunner", "daemon", "--kill-grace", "1", *self.args],

@@ -6,82 +6,21 @@ user would) and waits, with a deadline, until the screen shows it.
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from rich.console import Console
-from textual.notifications import Notify
 from textual.pilot import Pilot
 from textual.widgets import Input, Log, Static
 
 from jobrunner.errors import StoreError
 from jobrunner.store import queries
-from jobrunner.tui.app import JobrunnerApp
 from jobrunner.tui.screens.dead import DeadLetterScreen
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.dialogs import ConfirmDialog
-from jobrunner.tui.widgets.paged_table import PagedTable
-
-SIZE = (120, 35)
-
-
-def drive(store: Any, scenario: Callable[[Pilot, list[str]], Awaitable[None]]) -> None:
-    """Run the app headless and play a scenario; `notes` collects every notification shown."""
-    notes: list[str] = []
-
-    def hook(message: object) -> None:
-        if isinstance(message, Notify):
-            notes.append(message.notification.message)
-
-    async def main() -> None:
-        app = JobrunnerApp(store)
-        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
-            await scenario(pilot, notes)
-
-    asyncio.run(main())
-
-
-async def until(pilot: Pilot, predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """Let the app run until the condition holds, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout}s: {predicate.__doc__ or predicate}")
-        await pilot.pause(0.05)
-
-
-def table(pilot: Pilot) -> PagedTable:
-    return pilot.app.screen.query_one(PagedTable)
-
-
-def shown(pilot: Pilot) -> list[int]:
-    """Ids in the table, top to bottom (empty while another screen is on top)."""
-    found = pilot.app.screen.query(PagedTable)
-    return [job["id"] for job in found.first().jobs] if found else []
-
-
-def cell(pilot: Pilot, job_id: int, column: str) -> str:
-    widget = table(pilot)
-    ids = [job["id"] for job in widget.jobs]
-    if job_id not in ids:
-        return ""
-    return widget.get_cell(str(ids.index(job_id)), column).plain
-
-
-def text_of(widget: Static) -> str:
-    """What a Static shows, as plain text."""
-    console = Console(width=200, file=io.StringIO(), record=True)
-    console.print(widget.content)
-    return console.export_text()
+from tests.tuihelpers import cell, drive, shown, table, text_of, until
 
 
 def status_of(store: Any, job_id: int) -> str:
@@ -325,5 +264,9 @@ def test_tui_imports_neither_cli_nor_daemon_and_cli_does_not_load_textual():
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.startswith(("jobrunner.cli", "jobrunner.daemon")) for n in names), path
+    present = Path(__file__).parent.parent / "jobrunner" / "present.py"  # shared by CLI and TUI
+    for node in ast.walk(ast.parse(present.read_text())):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jobrunner"):
+            assert node.module.startswith("jobrunner.domain"), node.module
     check = "import sys, jobrunner.cli.app; assert 'textual' not in sys.modules, 'textual loaded'"
     subprocess.run([sys.executable, "-c", check], check=True)

@@ -80,8 +80,13 @@ def _register() -> None:
     schedule.register(app)
     watch.register(app)
     daemon.register(app)
-    from jobrunner.cli import tui
+    from jobrunner.cli import health, systemd
 
+    health.register(app)
+    systemd.register(app)
+    from jobrunner.cli import priority, tui
+
+    priority.register(app)
     tui.register(app)
 
 

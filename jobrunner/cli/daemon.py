@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
-import sys
 import time
 from typing import Annotated
 
 import typer
 
 from jobrunner.cli.context import state
-from jobrunner.errors import UsageError
 
 
 def daemon_command(
@@ -20,25 +17,20 @@ def daemon_command(
     grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30.0,
     kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped.")] = 5.0,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
 ) -> None:
     """Run jobs: a supervised pool of workers, in the foreground. Ctrl-C or SIGTERM stops it gracefully."""
-    level = getattr(logging, log_level.upper(), None)
-    if not isinstance(level, int):
-        raise UsageError(f"--log-level: {log_level!r} is not one of debug, info, warning, error")
     from jobrunner.config import log_dir_for
+    from jobrunner.daemon.logsetup import configure_logging
     from jobrunner.daemon.service import Options, Service
 
+    configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
     app_state = state(ctx)
     config = app_state.config
     store = app_state.store
     options = Options(queues=list(queue or []), grace=grace, kill_grace=kill_grace)
     if workers:
         options.workers = workers
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    root = logging.getLogger("jobrunner")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
     service = Service(store, config, options, log_dir_for(store.target))
     raise typer.Exit(service.run())
 

@@ -85,7 +85,7 @@ def show_command(
     from jobrunner.cli.output import console, job_detail
 
     out = console()
-    for part in job_detail(job, events):
+    for part in job_detail(job, events, time.time()):
         out.print(part)
 
 
@@ -134,15 +134,19 @@ def purge_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many would go.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete finished jobs and their history."""
-    from jobrunner.store import repo
+    """Delete finished jobs, their history and their log files."""
+    from jobrunner.store import repo, retention
 
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
     statuses = _statuses(status) or sorted(FINISHED)
-    removed = repo.purge(state(ctx).store, age, statuses, time.time(), dry_run=dry_run)
+    store, now = state(ctx).store, time.time()
+    if dry_run:
+        removed = repo.purge(store, age, statuses, now, dry_run=True)
+    else:
+        removed = retention.purge_with_logs(store, age, statuses, now)
     if as_json:
         print_json(
             {

@@ -101,14 +101,6 @@ def add_command(
     typer.echo(f"schedule {name} added; next run {local_time(iso(first)) if first else 'never'}")
 
 
-def _describe(kind: str, expression: str) -> str:
-    if kind == "cron":
-        from jobrunner.domain.cron import parse_cron
-
-        return parse_cron(expression).describe()
-    return f"every {expression}" if kind == "every" else f"once at {expression}"
-
-
 @schedule_app.command("list")
 def list_command(
     ctx: typer.Context,
@@ -121,7 +113,7 @@ def list_command(
     views = []
     for row in schedules.all_schedules(store):
         view = schedules.schedule_view(store, row)
-        view["description"] = _describe(row.kind, row.expression)
+        view["description"] = schedules.describe(row.kind, row.expression)
         views.append(view)
     if as_json:
         print_json(views)
@@ -160,13 +152,8 @@ def pause_command(ctx: typer.Context, name: Annotated[str, typer.Argument(help="
 def resume_command(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
     """Fire a paused schedule again, from its next time after now (no burst of missed runs)."""
     from jobrunner.store import schedules
-    from jobrunner.triggers import make_trigger, next_fire
 
-    store = state(ctx).store
-    row = schedules.get_schedule(store, name)
-    now = time.time()
-    upcoming = next_fire(make_trigger(row.kind, row.expression, row.timezone, row.created_at), None, now)
-    schedules.set_paused(store, name, False, now, next_fire_at=upcoming)
+    schedules.resume(state(ctx).store, name, time.time())
     typer.echo(f"schedule {name} resumed")
 
 
@@ -182,16 +169,10 @@ def remove_command(ctx: typer.Context, name: Annotated[str, typer.Argument(help=
 @schedule_app.command("run")
 def run_command(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Schedule name.")]) -> None:
     """Fire a schedule now, once, without changing its next time; prints the job id."""
-    from jobrunner.daemon.scheduler import job_spec_for
     from jobrunner.store import schedules
 
     app_state = state(ctx)
-    now = time.time()
-    result = schedules.fire(
-        app_state.store, name, None, [now], 0, None, lambda r: job_spec_for(r, app_state.config), now, manual=True
-    )
-    assert result is not None
-    typer.echo(str(result.job_ids[0]))
+    typer.echo(str(schedules.run_now(app_state.store, name, app_state.config, time.time())))
 
 
 def register(app: typer.Typer) -> None:

@@ -22,7 +22,7 @@ def tui_command(ctx: typer.Context) -> None:
     store = current.store  # opening errors become one line here, before the screen is taken over
     from jobrunner.tui.app import JobrunnerApp  # textual loads only for this command
 
-    JobrunnerApp(store).run()
+    JobrunnerApp(store, config=current.config).run()
 
 
 def register(app: typer.Typer) -> None:

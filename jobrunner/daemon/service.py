@@ -20,13 +20,17 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
+from jobrunner.daemon.housekeeping import Housekeeping
+from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
 from jobrunner.daemon.pool import Pool, Stop, Worker
+from jobrunner.daemon.systemd import Notifier
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind, describe_exit
 from jobrunner.domain.states import Status
-from jobrunner.errors import StoreError
-from jobrunner.store import runs
+from jobrunner.errors import JobrunnerError, StoreError
+from jobrunner.store import queries, runs
 from jobrunner.store.db import Store
+from jobrunner.store.retention import retention_from_config
 from jobrunner.wakeup import Listener
 
 log = logging.getLogger("jobrunner.daemon")
@@ -69,6 +73,10 @@ class Service:
         self.maybe_work = True
         self.next_due: float | None = None
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
+        # a bad [notify.*] or retention table fails here, before READY: the daemon exits 2
+        self.systemd = Notifier()
+        self.notify = Dispatcher(notifiers_from_config(config))
+        self.housekeeping = Housekeeping(store, retention_from_config(config))
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
@@ -96,10 +104,14 @@ class Service:
             "daemon %s started: %d workers, queues %s, database %s",
             self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
         )  # fmt: skip
+        self.notify.start()
+        self.systemd.ready(self._status_text())
         try:
             self._loop(listener, sig_read)
         finally:
+            self.systemd.stopping("stopping")
             self.pool.close()
+            self.notify.close(timeout=5)
             runs.mark_stopped(self.store, self.owner, time.time())
             listener.close()
             for signum, handler in previous.items():
@@ -176,6 +188,10 @@ class Service:
                 deadlines.append(worker.started + worker.job.timeout)
         if self.stopping:
             deadlines.append(self.drain_deadline)
+        watchdog = self.systemd.next_watchdog_in()
+        if watchdog is not None:
+            deadlines.append(now + watchdog)
+        deadlines.append(self.housekeeping.next_at())
         return min(max(min(deadlines) - now, 0.0), self.options.poll)
 
     @staticmethod
@@ -201,6 +217,9 @@ class Service:
                     signal.Signals(signum).name, busy, format_duration(self.options.grace),
                 )  # fmt: skip
                 runs.heartbeat(self.store, self.owner, now, self.options.lease, busy, state="stopping")
+                self.systemd.stopping(f"draining {busy} job(s)")
+                grace_us = int((self.options.grace + self.options.kill_grace + 10) * 1_000_000)
+                self.systemd.extend_timeout(grace_us)
             else:
                 log.info("%s again: stopping running jobs now", signal.Signals(signum).name)
                 for worker in self.pool.busy():
@@ -209,14 +228,17 @@ class Service:
     def _reload(self) -> None:
         """SIGHUP: read the config again; a broken one is logged and the old one kept."""
         from jobrunner.config import load_config
-        from jobrunner.errors import JobrunnerError
 
         try:
             config = load_config(self.config.path)
+            notifiers = notifiers_from_config(config)
+            policy = retention_from_config(config)
         except JobrunnerError as exc:
             log.error("SIGHUP: config not reloaded, keeping the old one: %s", exc)
             return
         self.config = config
+        self.notify.replace(notifiers)
+        self.housekeeping.replace(policy)
         self.scheduler.load(config, time.time())
         log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
 
@@ -306,13 +328,32 @@ class Service:
                 log.info("job %d %s%s: %s", record.job_id, record.status.value, took, record.message)
             if record.status is Status.RETRYING:
                 self.timers["poll"] = 0.0  # recompute the next due time
+            self._notify(record)
+
+    def _notify(self, record: runs.Recorded) -> None:
+        """Hand a committed transition to the notifiers' thread; never blocks the loop."""
+        if record.status is None or not self.notify.wants(record.status.value):
+            return
+        try:
+            job = queries.get_job(self.store, record.job_id)
+        except JobrunnerError:
+            return
+        self.notify.dispatch(record.status.value, job)
+
+    def _status_text(self) -> str:
+        queued = self.store.execute("SELECT COUNT(*) FROM job WHERE status='queued'").fetchone()[0]
+        return f"{len(self.pool.busy())} running, {queued} queued"
 
     def _tick(self, now: float) -> None:
         opts = self.options
+        self.systemd.watchdog()  # rate-limited inside: half of WATCHDOG_USEC
         if now - self.timers["heartbeat"] >= opts.heartbeat:
             self.timers["heartbeat"] = now
             state = "stopping" if self.stopping else "running"
             runs.heartbeat(self.store, self.owner, now, opts.lease, len(self.pool.busy()), state)
+            self.systemd.status(self._status_text())
+        if not self.stopping:
+            self.housekeeping.tick(now)
         if now - self.timers["recover"] >= opts.recover_every:
             self.timers["recover"] = now
             self._recover(now)
@@ -357,8 +398,10 @@ class Service:
             if not _pid_alive(pid):
                 for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
                     log.info("job %d recovered from dead daemon %s: %s", record.job_id, owner, record.message)
+                    self._notify(record)
         for record in runs.recover_expired(self.store, now, self.rng):
             log.info("job %d recovered (lease expired): %s", record.job_id, record.message)
+            self._notify(record)
         if self.pool_started:
             self.maybe_work = True
 

@@ -9,6 +9,7 @@ from typing import ClassVar
 from textual.app import App
 from textual.binding import Binding, BindingType
 
+from jobrunner.config import Config
 from jobrunner.store.db import Store
 from jobrunner.tui.screens.dialogs import HelpScreen
 from jobrunner.tui.screens.jobs import JobsScreen
@@ -26,11 +27,23 @@ class JobrunnerApp(App):
         Binding("question_mark", "help", "Help", key_display="?"),
     ]
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, clock: Callable[[], float] = time.time, config: Config | None = None
+    ) -> None:
         super().__init__()
         self.store = store
         self.clock = clock  # a test or a snapshot freezes it
+        self._config = config
         self.sub_title = store.target
+
+    @property
+    def config(self) -> Config:
+        """jobs.toml, for schedules that run a task (loaded on first use when not given)."""
+        if self._config is None:
+            from jobrunner.config import load_config
+
+            self._config = load_config(None)
+        return self._config
 
     def on_mount(self) -> None:
         self.push_screen(JobsScreen())

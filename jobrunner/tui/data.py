@@ -10,12 +10,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.states import Status
-from jobrunner.store import queries, repo
+from jobrunner.errors import UsageError
+from jobrunner.store import queries, repo, schedules
 from jobrunner.store.db import Store
 from jobrunner.store.queries import JobFilter
+
+if TYPE_CHECKING:
+    from jobrunner.config import Config
 
 RETRY_BATCH = 500
 
@@ -42,6 +46,7 @@ class PageRequest:
     queues: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     search: str = ""
+    order_by: str | None = None  # a queries.SORTABLE column, "-" first for descending; None: newest first
     offset: int = 0
     limit: int = 20
 
@@ -68,6 +73,7 @@ class Snapshot:
     stats: dict[str, Any]
     daemons: list[dict[str, Any]]  # freshest heartbeat first, alive or not
     paused: list[str] = field(default_factory=list)
+    finished_last_minute: int = 0
 
 
 def matching_total(store: Store, request: PageRequest, stats: dict[str, Any]) -> int:
@@ -87,10 +93,13 @@ def fetch_page(store: Store, request: PageRequest, now: float) -> Snapshot:
         stats = queries.stats(store)
         total = matching_total(store, request, stats)
         offset = min(request.offset, max(total - request.limit, 0))
-        jobs = queries.list_jobs(store, request.where, limit=request.limit, offset=offset)
+        jobs = queries.list_jobs(
+            store, request.where, limit=request.limit, offset=offset, order_by=request.order_by
+        )
         daemons = queries.daemons(store, now)
         paused = queries.paused_queues(store)
-    return Snapshot(request, jobs, offset, total, stats, daemons, paused)
+        finished = queries.finished_since(store, now - 60)
+    return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished)
 
 
 def fetch_job(store: Store, job_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -146,3 +155,85 @@ def purge_jobs(store: Store, statuses: list[Status], older_than: float, now: flo
     with thread_connection(store):
         removed = repo.purge(store, older_than, statuses, now)
     return f"purged {len(removed)} jobs and their history"
+
+
+def step_priority(store: Store, job_id: int, up: bool, now: float) -> str:
+    """One level up or down from the priority in the database (not the one on screen, which
+    may be a refresh behind when keys come fast); read and write in one transaction."""
+    with thread_connection(store), store.write():
+        current = queries.get_job(store, job_id)["priority"]
+        return _summary(repo.set_priority(store, [job_id], stepped_priority(current, up), now))
+
+
+def stepped_priority(current: int, up: bool) -> int:
+    """The next named level up or down (low, normal, high, critical), 0 and 9 at the ends."""
+    from jobrunner.domain.priority import NAMED_PRIORITIES
+
+    levels = sorted(NAMED_PRIORITIES.values())
+    if up:
+        return next((level for level in levels if level > current), min(current + 1, 9))
+    return next((level for level in reversed(levels) if level < current), max(current - 1, 0))
+
+
+def job_fields(target: str, queue: str, priority: str, retries: str, cwd: str) -> dict[str, Any]:
+    """What the submit form says, as the fields `jobrunner submit` and the API build a job from.
+
+    `module:function` is a Python job; anything else runs with /bin/sh -c, in `cwd`.
+    Raises UsageError naming the bad field (checked on the UI thread: no I/O).
+    """
+    from jobrunner.domain.jobspec import CALLABLE_PATTERN, SpecError, build_spec
+
+    target = target.strip()
+    if not target:
+        raise UsageError("command: give a shell command or package.module:function")
+    fields: dict[str, Any] = {"queue": queue.strip() or "default", "priority": priority}
+    if CALLABLE_PATTERN.match(target):
+        fields["callable"] = target
+    else:
+        fields["command"] = target
+        fields["cwd"] = cwd
+    try:
+        fields["retries"] = int(retries.strip() or "0")
+    except ValueError:
+        raise UsageError(f"retries: {retries.strip()!r} is not a whole number") from None
+    try:
+        build_spec(fields)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    return fields
+
+
+def submit_job(store: Store, fields: dict[str, Any], now: float) -> str:
+    """Store the job the form described, as `jobrunner submit` does (one transaction)."""
+    from jobrunner.domain.jobspec import build_spec
+
+    spec = build_spec(fields)
+    with thread_connection(store):
+        job_id = repo.submit(store, spec, now)
+    return f"job {job_id} submitted: {spec.name} on queue {spec.queue}"
+
+
+def fetch_schedules(store: Store) -> list[dict[str, Any]]:
+    """Every schedule as `schedule list --json` shows it, with its timing in words."""
+    with thread_connection(store):
+        views = []
+        for row in schedules.all_schedules(store):
+            view = schedules.schedule_view(store, row)
+            view["description"] = schedules.describe(row.kind, row.expression)
+            views.append(view)
+    return views
+
+
+def set_schedule_paused(store: Store, name: str, paused: bool, now: float) -> str:
+    with thread_connection(store):
+        if paused:
+            schedules.set_paused(store, name, True, now)
+            return f"schedule {name} paused"
+        schedules.resume(store, name, now)
+    return f"schedule {name} resumed"
+
+
+def run_schedule_now(store: Store, name: str, config: Config, now: float) -> str:
+    with thread_connection(store):
+        job_id = schedules.run_now(store, name, config, now)
+    return f"schedule {name} fired now: job {job_id}"

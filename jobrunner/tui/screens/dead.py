@@ -19,13 +19,15 @@ from jobrunner.tui.widgets.status_header import StatusHeader
 ERROR_WIDTH = 56
 
 DEAD_COLUMNS: list[Column] = [
-    Column("id", "ID", 7, lambda job, now: str(job["id"]), right=True),
-    Column("name", "NAME", 22, lambda job, now: job["name"]),
-    Column("queue", "QUEUE", 10, lambda job, now: job["queue"]),
-    Column("tries", "TRIES", 5, lambda job, now: format.tries(job), right=True),
-    Column("died", "DIED", 5, lambda job, now: format.age(job, now, "finished_at"), right=True),
+    Column("id", "ID", 7, lambda job, now: str(job["id"]), right=True, sort="id"),
+    Column("name", "NAME", 22, lambda job, now: job["name"], sort="name"),
+    Column("queue", "QUEUE", 10, lambda job, now: job["queue"], sort="queue"),
+    Column("tries", "TRIES", 6, lambda job, now: format.tries(job), right=True, sort="attempts",
+           descending_first=True),
+    Column("died", "DIED", 5, lambda job, now: format.age(job, now, "finished_at"), right=True,
+           sort="finished_at", descending_first=True),
     Column("error", "LAST ERROR", ERROR_WIDTH, lambda job, now: format.one_line(job["error"], ERROR_WIDTH)),
-]
+]  # fmt: skip
 
 
 class DeadLetterScreen(PagedScreen):

@@ -14,6 +14,7 @@ from textual.screen import Screen
 from textual.widgets import Footer, Label, Log, Static
 from textual.worker import Worker, WorkerState
 
+from jobrunner import present
 from jobrunner.domain.states import CANCELLABLE, FINISHED, Status
 from jobrunner.tui import data, format
 from jobrunner.tui.logtail import LogChunk, LogTail
@@ -104,11 +105,7 @@ class DetailScreen(Screen):
         shown = (job, events, format.duration(job, now))
         if shown != self._shown:  # a running job's duration ticks; otherwise nothing to redraw
             self._shown = shown
-            fields = format.detail_fields(job, now)
-            history = format.history_table(events)
-            self.query_one("#fields", Static).update(
-                Group(fields, "", Text("history", style="bold"), history)
-            )
+            self.query_one("#fields", Static).update(Group(*present.job_detail(job, events, now)))
         self._show_log(job, chunk)
 
     def _show_log(self, job: dict[str, Any], chunk: LogChunk | None) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -20,18 +20,20 @@ from jobrunner.tui.widgets.status_header import StatusHeader
 PROGRESS_WIDTH = 28
 
 JOB_COLUMNS: list[Column] = [
-    Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True),
-    Column("name", "NAME", 20, lambda job, now: job["name"]),
-    Column("queue", "QUEUE", 9, lambda job, now: job["queue"]),
-    Column("priority", "PRI", 8, lambda job, now: priority_label(job["priority"])),
-    Column("status", "STATUS", 9, lambda job, now: format.status_text(job["status"])),
-    Column(
-        "progress", "PROGRESS", PROGRESS_WIDTH, lambda job, now: format.progress_cell(job, PROGRESS_WIDTH)
-    ),
-    Column("tries", "TRIES", 5, lambda job, now: format.tries(job), right=True),
-    Column("age", "AGE", 4, lambda job, now: format.age(job, now), right=True),
+    Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True, sort="id"),
+    Column("name", "NAME", 20, lambda job, now: job["name"], sort="name"),
+    Column("queue", "QUEUE", 9, lambda job, now: job["queue"], sort="queue"),
+    Column("priority", "PRI", 8, lambda job, now: priority_label(job["priority"]), sort="priority",
+           descending_first=True),
+    Column("status", "STATUS", 9, lambda job, now: format.status_text(job["status"]), sort="status"),
+    Column("progress", "PROGRESS", PROGRESS_WIDTH, lambda job, now: format.progress_cell(job, PROGRESS_WIDTH),
+           sort="progress", descending_first=True),
+    Column("tries", "TRIES", 6, lambda job, now: format.tries(job), right=True, sort="attempts",
+           descending_first=True),
+    Column("age", "AGE", 4, lambda job, now: format.age(job, now), right=True, sort="created_at",
+           descending_first=True),
     Column("took", "TOOK", 7, lambda job, now: format.duration(job, now), right=True),
-]
+]  # fmt: skip
 
 
 class JobsScreen(PagedScreen):
@@ -40,10 +42,14 @@ class JobsScreen(PagedScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel"),
         Binding("r", "retry", "Retry"),
-        Binding("p", "pause", "Pause queue"),
-        Binding("d", "dead_letters", "Dead letters"),
+        Binding("p", "pause", "Pause"),
+        Binding("plus,equals_sign", "priority(True)", "Priority", key_display="+"),
+        Binding("minus", "priority(False)", "Priority -", key_display="-", show=False),
+        Binding("n", "new_job", "New"),
+        Binding("d", "dead_letters", "Dead"),
+        Binding("s", "schedules", "Schedules"),
         Binding("f", "filters", "Filters"),
-        Binding("x", "clear_filters", "Clear filters"),
+        Binding("x", "clear_filters", "Clear"),
         *[
             Binding(str(number), f"toggle_status({number})", status.value, show=False)
             for number, status in enumerate(ALL_STATUSES, start=1)
@@ -98,6 +104,26 @@ class JobsScreen(PagedScreen):
         job = self.selected_job()
         if job is not None:
             self.run_action(data.toggle_queue_pause, job["queue"])
+
+    def action_priority(self, up: bool) -> None:
+        job = self.selected_job()
+        if job is not None:
+            self.run_action(data.step_priority, job["id"], up)
+
+    def action_new_job(self) -> None:
+        from jobrunner.tui.screens.submit import SubmitDialog
+
+        def submitted(fields: dict[str, Any] | None) -> None:
+            if fields is not None:
+                self.run_action(data.submit_job, fields)
+
+        queue = self.request.queues[0] if self.request.queues else "default"
+        self.app.push_screen(SubmitDialog(queue=queue), submitted)
+
+    def action_schedules(self) -> None:
+        from jobrunner.tui.screens.schedules import SchedulesScreen
+
+        self.app.push_screen(SchedulesScreen())
 
     def action_dead_letters(self) -> None:
         from jobrunner.tui.screens.dead import DeadLetterScreen

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on, work
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
-from textual.widgets import Input, Label
+from textual.widgets import DataTable, Input, Label
 from textual.worker import Worker, WorkerState
 
 from jobrunner.errors import JobrunnerError
@@ -40,6 +40,8 @@ class PagedScreen(Screen):
     EMPTY = "no jobs"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("slash", "search", "Search", key_display="/"),
+        Binding("o", "sort", "Sort", show=False),
+        Binding("O", "reverse_sort", "Reverse sort", show=False, key_display="O"),
         Binding("escape", "to_table", "Table", show=False),
     ]
 
@@ -115,6 +117,7 @@ class PagedScreen(Screen):
         selected = table.selected
         follow = selected["id"] if self._follow and selected else None
         table.show(snapshot.jobs, rows, cursor=self._cursor, follow=follow)
+        table.show_order(self.request.order_by)
         self._cursor, self._follow = None, True
         self.header.show(snapshot, self.request)
         empty = self.query_one("#empty", Label)
@@ -159,6 +162,39 @@ class PagedScreen(Screen):
             tags=tuple(t for t in message.tag.replace(",", " ").split() if t),
             search=message.search,
         )
+
+    # -- sorting (in the store, so paging stays a LIMIT/OFFSET over the sorted jobs)
+    def sort_by(self, column: Column, flip: bool = True) -> None:
+        """Sort by a column; sorted by it already: the other way round (if `flip`)."""
+        current = self.request.order_by or ""
+        if current.removeprefix("-") == column.sort and flip:
+            order = column.sort if current.startswith("-") else f"-{column.sort}"
+        else:
+            order = f"-{column.sort}" if column.descending_first else column.sort
+        self.set_request(order_by=None if order == "-id" else order)
+
+    @on(DataTable.HeaderSelected)
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        event.stop()
+        column = next((c for c in self.COLUMNS if c.key == event.column_key.value), None)
+        if column is not None and column.sort:
+            self.sort_by(column)
+
+    def action_sort(self) -> None:
+        """The next sortable column, then back to newest first."""
+        sortable = [c for c in self.COLUMNS if c.sort and c.sort != "id"]
+        current = (self.request.order_by or "").removeprefix("-")
+        names = [c.sort for c in sortable]
+        if current in names and names.index(current) == len(names) - 1:
+            self.set_request(order_by=None)
+            return
+        following = sortable[names.index(current) + 1] if current in names else sortable[0]
+        self.sort_by(following, flip=False)
+
+    def action_reverse_sort(self) -> None:
+        current = self.request.order_by or "-id"
+        reverse = current.removeprefix("-") if current.startswith("-") else f"-{current}"
+        self.set_request(order_by=None if reverse == "-id" else reverse)
 
     @on(Input.Submitted)
     def _input_done(self) -> None:

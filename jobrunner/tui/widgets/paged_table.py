@@ -16,6 +16,7 @@ from textual import events
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
+from textual.widgets.data_table import ColumnKey
 
 Cell = str | Text
 
@@ -27,6 +28,8 @@ class Column:
     width: int
     render: Callable[[dict[str, Any], float], Cell]
     right: bool = False
+    sort: str | None = None  # the store column it sorts by (queries.SORTABLE); None: not sortable
+    descending_first: bool = False  # numbers and times: biggest/newest first on the first click
 
 
 def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float) -> list[tuple[Cell, ...]]:
@@ -77,8 +80,27 @@ class PagedTable(DataTable):
 
     def on_mount(self) -> None:
         for column in self.job_columns:
-            label = Text(column.label, justify="right" if column.right else "left")
-            self.add_column(label, key=column.key, width=column.width)
+            self.add_column(self._label(column, None), key=column.key, width=column.width)
+
+    @staticmethod
+    def _label(column: Column, order_by: str | None) -> Text:
+        label = Text(column.label, justify="right" if column.right else "left")
+        if column.sort and order_by and order_by.removeprefix("-") == column.sort:
+            label.append("▼" if order_by.startswith("-") else "▲", style="bold")
+        return label
+
+    def show_order(self, order_by: str | None) -> None:
+        """Mark the column the page is sorted by (none for the default, newest first)."""
+        changed = False
+        for column in self.job_columns:
+            label = self._label(column, order_by)
+            current = self.columns[ColumnKey(column.key)]
+            if current.label != label:
+                current.label = label
+                changed = True
+        if changed:
+            self._clear_caches()  # header cells are cached by row; labels are not tracked
+            self.refresh()
 
     @property
     def capacity(self) -> int:

@@ -35,6 +35,16 @@ def daemon_line(daemons: list[dict[str, Any]]) -> Text:
     return Text.assemble((label, "bold green"), (f"  {busy}/{workers} workers busy · {where}", "dim"))
 
 
+def rate_line(snapshot: Snapshot) -> Text:
+    """`4 running · 262 queued · 12 finished/min`: is work moving, at a glance."""
+    by_status = snapshot.stats["by_status"]
+    return Text.assemble(
+        (f"{by_status.get('running', 0)} running", STATUS_STYLES["running"]), ("  ·  ", "dim"),
+        (f"{by_status.get('queued', 0)} queued", STATUS_STYLES["queued"]), ("  ·  ", "dim"),
+        (f"{snapshot.finished_last_minute} finished/min", "bold"),
+    )  # fmt: skip
+
+
 def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool) -> Text:
     """`1 queued 12  2 scheduled 0 ...`: the numbers toggle the status filter, shown reversed."""
     line = Text()
@@ -65,6 +75,11 @@ def window_line(snapshot: Snapshot, request: PageRequest, keys: bool) -> Text:
         filters.append("tag " + ",".join(request.tags))
     if request.search:
         filters.append(f"search {request.search!r}")
+    if request.order_by:
+        column = request.order_by.removeprefix("-")
+        line.append(
+            f"  ·  sorted by {column} {'▼' if request.order_by.startswith('-') else '▲'}", style="cyan"
+        )
     if filters:
         line.append("  ·  filter: " + "; ".join(filters), style="yellow")
     if snapshot.paused:
@@ -82,7 +97,9 @@ class StatusHeader(Static):
         self._last: Text | None = None
 
     def show(self, snapshot: Snapshot, request: PageRequest) -> None:
-        head = Text.assemble((self.title, "bold"), "  ", daemon_line(snapshot.daemons))
+        head = Text.assemble(
+            (self.title, "bold"), "  ", daemon_line(snapshot.daemons), "  ", rate_line(snapshot)
+        )
         text = Text("\n").join(
             [
                 head,

@@ -1,0 +1,247 @@
+"""`jobrunner status` (is a daemon working on this database?) and `jobrunner doctor` (what is wrong?)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from jobrunner.cli.context import state
+from jobrunner.cli.output import print_json
+from jobrunner.domain.durations import format_duration
+from jobrunner.errors import JobrunnerError, UsageError
+
+NOT_RUNNING = 3  # `status` exit code when no daemon is alive (as `systemctl status` does)
+WAL_WARN_BYTES = 64 * 1024 * 1024
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _existing_store(ctx: typer.Context) -> Any:
+    """The store, without creating a database that is not there yet (status must not create one)."""
+    current = state(ctx)
+    target = current.db_target
+    if "://" not in target and not Path(target).exists():
+        raise UsageError(
+            f"no database at {target} yet: submit a job first (jobrunner submit -- COMMAND) or pass --db"
+        )
+    return current.store
+
+
+def status_data(store: Any, now: float) -> dict[str, Any]:
+    """What `status --json` prints: daemons (alive or last seen), job counts, queues, paused queues."""
+    from jobrunner.store import queries
+
+    daemons = queries.daemons(store, now)
+    for daemon in daemons:
+        daemon["free"] = max(daemon["workers"] - daemon["busy"], 0)
+    counts = queries.stats(store)
+    return {
+        "database": store.target,
+        "alive": any(d["alive"] for d in daemons),
+        "daemons": daemons,
+        "jobs": counts["by_status"],
+        "queues": counts["queues"],
+        "paused_queues": queries.paused_queues(store),
+    }
+
+
+def status_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Is a daemon running on this database: heartbeat, pid, workers busy/free, queues. Exit 3 if none."""
+    data = status_data(_existing_store(ctx), time.time())
+    if as_json:
+        print_json(data)
+    else:
+        for line in status_lines(data):
+            typer.echo(line)
+    raise typer.Exit(0 if data["alive"] else NOT_RUNNING)
+
+
+def status_lines(data: dict[str, Any]) -> list[str]:
+    lines = [f"database  {data['database']}"]
+    alive = [d for d in data["daemons"] if d["alive"]]
+    for d in alive:
+        lines.append(
+            f"daemon    up: pid {d['pid']} on {d['host']}, jobrunner {d['version']}, "
+            f"heartbeat {format_duration(d['heartbeat_age'])} ago, {d['state']}"
+        )
+        queues = ", ".join(d["queues"]) or "all"
+        lines.append(f"          workers {d['workers']}: {d['busy']} busy, {d['free']} free; queues {queues}")
+    if not alive:
+        last = data["daemons"][0] if data["daemons"] else None
+        seen = (
+            f" (last seen: pid {last['pid']} on {last['host']}, {format_duration(max(last['heartbeat_age'], 0))} ago, "
+            f"{last['state']})"
+            if last
+            else ""
+        )
+        lines.append(f"daemon    none running{seen}: start one with `jobrunner daemon` or its systemd unit")
+    jobs = data["jobs"]
+    shown = ("running", "queued", "scheduled", "retrying", "waiting", "dead")
+    lines.append("jobs      " + ", ".join(f"{jobs.get(s, 0)} {s}" for s in shown))
+    for name, queue in sorted(data["queues"].items()):
+        by = queue["by_status"]
+        paused = "  (paused)" if queue["paused"] else ""
+        lines.append(f"queue     {name}: {by.get('running', 0)} running, {by.get('queued', 0)} queued{paused}")
+    paused_only = [q for q in data["paused_queues"] if q not in data["queues"]]
+    for name in paused_only:
+        lines.append(f"queue     {name}: empty  (paused)")
+    return lines
+
+
+# ---------------------------------------------------------------------------- doctor
+@dataclass
+class Check:
+    name: str
+    level: str  # ok, warn, fail
+    message: str
+
+
+def doctor_checks(ctx: typer.Context, now: float) -> list[Check]:
+    """Every check, in order; a check that cannot run says why instead of raising."""
+    current = state(ctx)
+    checks: list[Check] = []
+    config = None
+    try:
+        config = current.config
+    except JobrunnerError as exc:
+        checks.append(Check("config", "fail", str(exc)))
+    else:
+        checks.append(_config_check(config))
+    from jobrunner.config import resolve_db_target
+
+    target = resolve_db_target(current.db_option, config)  # a broken config still names the database
+    path = None if "://" in target else Path(target)
+    if path is not None:
+        if not path.exists():
+            hint = "it is created by the first submit or daemon" if path.parent.is_dir() else (
+                f"its directory {path.parent} does not exist"
+            )  # fmt: skip
+            checks.append(Check("database", "warn" if path.parent.is_dir() else "fail",
+                                f"no database at {path} yet: {hint}"))  # fmt: skip
+            return checks
+        checks += _file_checks(path)
+    checks += _database_checks(target, config, now)
+    return checks
+
+
+def _config_check(config: Any) -> Check:
+    from jobrunner.daemon.notify import notifiers_from_config
+    from jobrunner.store.retention import retention_from_config
+
+    try:
+        notifiers = notifiers_from_config(config)
+        retention = retention_from_config(config)
+    except JobrunnerError as exc:
+        return Check("config", "fail", str(exc))
+    if config.path is None:
+        return Check("config", "ok", "no config file: defaults apply")
+    parts = [f"{len(config.tasks)} tasks", f"{len(config.queues)} queues", f"{len(config.schedules)} schedules"]
+    if notifiers:
+        parts.append("notify: " + ", ".join(f"{n.name} ({n.kind})" for n in notifiers))
+    if retention:
+        parts.append("retention: " + ", ".join(f"{s.value} {format_duration(a)}" for s, a in retention.items()))
+    missing = [f"{n.name}: {n.password_env}" for n in notifiers if getattr(n, "password_env", None)
+               and n.password_env not in os.environ]  # fmt: skip
+    if missing:
+        return Check("config", "warn", f"{config.path}: valid, but password_env not set here "
+                     f"({'; '.join(missing)}): the daemon's environment needs it")  # fmt: skip
+    return Check("config", "ok", f"{config.path}: {', '.join(parts)}")
+
+
+def _file_checks(path: Path) -> list[Check]:
+    checks = []
+    info = path.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    size = _size(info.st_size)
+    if not os.access(path, os.R_OK | os.W_OK):
+        checks.append(Check("database", "fail", f"{path} ({size}) is not readable and writable by this user"))
+    elif not os.access(path.parent, os.W_OK):
+        checks.append(Check("database", "fail", f"{path}: its directory {path.parent} is not writable "
+                            "(SQLite needs it for the WAL and SHM files)"))  # fmt: skip
+    else:
+        checks.append(Check("database", "ok", f"{path} (SQLite, {size})"))
+    loose = [p for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm")) if p.exists() and p.stat().st_mode & 0o077]
+    if loose:
+        listed = ", ".join(f"{p.name} {stat.S_IMODE(p.stat().st_mode):o}" for p in loose)
+        checks.append(Check("permissions", "warn", f"readable by others ({listed}): jobs hold commands and "
+                            f"environments; chmod 600 {path}*"))  # fmt: skip
+    else:
+        checks.append(Check("permissions", "ok", f"owner-only ({mode:o})"))
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        checks.append(Check("owner", "warn", f"{path} belongs to uid {info.st_uid}, not to you ({os.geteuid()})"))
+    wal = Path(f"{path}-wal")
+    wal_bytes = wal.stat().st_size if wal.exists() else 0
+    level = "warn" if wal_bytes > WAL_WARN_BYTES else "ok"
+    hint = ": a running daemon checkpoints it; long-lived readers keep it from shrinking" if level == "warn" else ""
+    checks.append(Check("wal", level, f"WAL {_size(wal_bytes)}{hint}"))
+    return checks
+
+
+def _database_checks(target: str, config: Any, now: float) -> list[Check]:
+    from jobrunner.store import open_store, queries
+    from jobrunner.store.migrations import SCHEMA_VERSION, current_version
+
+    try:
+        store = open_store(target, durability=config.durability if config else "normal", migrate=False)
+    except JobrunnerError as exc:
+        return [Check("database", "fail", str(exc))]
+    try:
+        version = current_version(store)
+        if version > SCHEMA_VERSION:
+            return [Check("schema", "fail", f"v{version} is newer than this jobrunner (v{SCHEMA_VERSION}): upgrade")]
+        if version < SCHEMA_VERSION:
+            return [Check("schema", "warn", f"v{version}: migrated to v{SCHEMA_VERSION} when next opened")]
+        checks = [Check("schema", "ok", f"v{version}")]
+        p = store.backend.param
+        stale = store.execute(
+            f"SELECT COUNT(*) FROM job WHERE status='running' AND lease_until < {p}", (now,)
+        ).fetchone()[0]
+        daemons = [d for d in queries.daemons(store, now) if d["alive"]]
+        if stale:
+            who = "a running daemon recovers them shortly" if daemons else "start a daemon: it recovers them"
+            checks.append(Check("leases", "warn", f"{stale} running job(s) with an expired lease: {who}"))
+        else:
+            checks.append(Check("leases", "ok", "no stale leases"))
+        if daemons:
+            listed = ", ".join(f"pid {d['pid']} on {d['host']} ({d['busy']}/{d['workers']} busy)" for d in daemons)
+            checks.append(Check("daemon", "ok", f"alive: {listed}"))
+        else:
+            checks.append(Check("daemon", "warn", "none running: queued jobs wait (`jobrunner daemon`, or "
+                                "`jobrunner systemd install --user`)"))  # fmt: skip
+        return checks
+    except JobrunnerError as exc:
+        return [Check("database", "fail", str(exc))]
+    except Exception as exc:  # a damaged file: say so rather than a traceback
+        return [Check("database", "fail", f"{target}: {exc}")]
+    finally:
+        store.close()
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def doctor_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """Check the database, its files and permissions, schema, WAL, config, leases and daemon. Exit 1 on a fail."""
+    checks = doctor_checks(ctx, time.time())
+    if as_json:
+        print_json([{"check": c.name, "level": c.level, "message": c.message} for c in checks])
+    else:
+        for check in checks:
+            typer.echo(f"{check.level:<5} {check.name:<12} {check.message}")
+    raise typer.Exit(1 if any(c.level == "fail" for c in checks) else 0)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_command)
+    app.command("doctor")(doctor_command)

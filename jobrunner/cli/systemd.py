@@ -1,0 +1,171 @@
+"""`jobrunner systemd unit|install`: a ready unit file for this install and this database."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from jobrunner.cli.context import state
+from jobrunner.cli.output import note
+from jobrunner.errors import UsageError
+
+systemd_app = typer.Typer(
+    name="systemd",
+    help="Run the daemon under systemd: print or install a unit file.",
+    no_args_is_help=True,
+)
+
+UNIT_NAME = "jobrunner.service"
+WATCHDOG_SEC = 60
+
+
+def jobrunner_argv() -> list[str]:
+    """How to start this very jobrunner: its console script by absolute path, else python -m."""
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is not None and script.name == "jobrunner" and script.is_file():
+        return [str(script.absolute())]
+    found = shutil.which("jobrunner", path=str(Path(sys.executable).parent))
+    if found:
+        return [str(Path(found).absolute())]
+    return [str(Path(sys.executable).absolute()), "-m", "jobrunner"]
+
+
+def quote_arg(arg: str) -> str:
+    """One ExecStart= word: systemd expands % specifiers and $VARS, so those are doubled."""
+    escaped = arg.replace("%", "%%").replace("$", "$$")
+    if escaped and not any(c in escaped for c in " \t\n\"'\\;"):
+        return escaped
+    return '"' + escaped.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace: float, kill_grace: float,
+              workers: int | None, run_as: str | None = None) -> str:  # fmt: skip
+    """The unit file. Type=notify: systemd waits for READY=1 and pings the watchdog."""
+    command = [*argv, "--db", db]
+    if config:
+        command += ["--config", config]
+    command += ["daemon", "--grace", f"{grace:g}", "--kill-grace", f"{kill_grace:g}"]
+    if workers:
+        command += ["--workers", str(workers)]
+    stop_timeout = int(grace + kill_grace + 15)  # drain, then SIGKILL stragglers, then exit
+    lines = [
+        "# Written by `jobrunner systemd unit`. Reload after editing: systemctl"
+        + (" --user" if user else "") + " daemon-reload",
+        "[Unit]",
+        "Description=jobrunner daemon: background jobs from " + db,
+    ]  # fmt: skip
+    if not user:
+        lines += ["After=network-online.target", "Wants=network-online.target"]
+    lines += [
+        "",
+        "[Service]",
+        "Type=notify",
+        "NotifyAccess=main",
+    ]
+    if not user:
+        lines += [f"User={run_as}", "# the daemon refuses a database owned by another user; run it as the owner"]
+    lines += [
+        "WorkingDirectory=~",
+        "ExecStart=" + " ".join(quote_arg(a) for a in command),
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "# SIGTERM to the daemon only: it stops claiming and lets running jobs finish for --grace",
+        "# seconds; whatever is left in the unit when it exits (or TimeoutStopSec runs out) gets SIGKILL.",
+        "KillMode=mixed",
+        "KillSignal=SIGTERM",
+        f"TimeoutStopSec={stop_timeout}",
+        f"WatchdogSec={WATCHDOG_SEC}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "# a job killed by the OOM killer fails that attempt; the daemon keeps running",
+        "OOMPolicy=continue",
+        "Environment=PYTHONUNBUFFERED=1",
+        "# SMTP passwords and other secrets for [notify.*]: KEY=VALUE lines in a file only you can read",
+        "# EnvironmentFile=-%h/.config/jobrunner/secrets.env" if user else
+        "# EnvironmentFile=-/etc/jobrunner/secrets.env",
+        "",
+        "# Moderate hardening: jobs can still write in your home and anywhere you can, except",
+        "# /usr, /boot and /etc (ProtectSystem=full), and /tmp is private to the service.",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=full",
+        "",
+        "[Install]",
+        "WantedBy=" + ("default.target" if user else "multi-user.target"),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def user_unit_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "systemd" / "user" / UNIT_NAME
+
+
+def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, workers: int | None) -> str:
+    current = state(ctx)
+    db = current.db_target
+    if "://" in db:
+        if "@" in db.split("://", 1)[1].split("/", 1)[0] and ":" in db.split("://", 1)[1].split("@", 1)[0]:
+            note("note: the database URL holds a password and unit files are readable by others; "
+                 "put JOBRUNNER_DB=... in an EnvironmentFile= and remove --db from ExecStart")  # fmt: skip
+    else:
+        db = str(Path(db).absolute())
+    config = current.config.path
+    run_as = None if user else getpass.getuser()
+    return unit_text(user=user, argv=jobrunner_argv(), db=db, config=str(config.absolute()) if config else None,
+                     grace=grace, kill_grace=kill_grace, workers=workers, run_as=run_as)  # fmt: skip
+
+
+GraceOption = Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish on stop.")]
+KillGraceOption = Annotated[float, typer.Option("--kill-grace", min=0, help="SIGTERM to SIGKILL for a stopped job.")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, help="Worker processes.")]
+
+
+@systemd_app.command("unit")
+def unit_command(
+    ctx: typer.Context,
+    user: Annotated[bool, typer.Option("--user/--system", help="A user unit (default) or a system unit.")] = True,
+    grace: GraceOption = 30.0,
+    kill_grace: KillGraceOption = 5.0,
+    workers: WorkersOption = None,
+) -> None:
+    """Print a unit file for this jobrunner and database (Type=notify, graceful stop, watchdog)."""
+    typer.echo(_unit_for(ctx, user, grace, kill_grace, workers), nl=False)
+
+
+@systemd_app.command("install")
+def install_command(
+    ctx: typer.Context,
+    user: Annotated[bool, typer.Option("--user/--system", help="Only --user is installed for you.")] = True,
+    grace: GraceOption = 30.0,
+    kill_grace: KillGraceOption = 5.0,
+    workers: WorkersOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a different unit file.")] = False,
+) -> None:
+    """Write ~/.config/systemd/user/jobrunner.service and print the commands that start it."""
+    if not user:
+        raise UsageError(
+            "install writes user units only; for a system unit run: jobrunner systemd unit --system | "
+            f"sudo tee /etc/systemd/system/{UNIT_NAME}"
+        )
+    text = _unit_for(ctx, True, grace, kill_grace, workers)
+    path = user_unit_path()
+    if path.exists() and path.read_text() != text and not force:
+        raise UsageError(f"{path} exists and differs: pass --force to replace it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+    note(f"wrote {path}")
+    typer.echo("systemctl --user daemon-reload")
+    typer.echo("systemctl --user enable --now jobrunner")
+    note("to keep it running while you are logged out: loginctl enable-linger " + getpass.getuser())
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(systemd_app, name="systemd")

@@ -1,0 +1,175 @@
+"""status, doctor and the systemd unit: what a user runs to see that the daemon is healthy."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from jobrunner.cli.systemd import quote_arg
+from tests.conftest import wait_until
+
+
+# ---------------------------------------------------------------- status
+def test_status_without_a_database_says_so(cli, db_path):
+    result = cli("status")
+    assert result.exit_code == 2
+    assert f"no database at {db_path} yet" in result.stderr
+    assert not db_path.exists()
+
+
+def test_status_without_a_daemon_exits_3(cli):
+    cli.submit("--queue", "reports", "--", "true")
+    cli.ok("pause", "reports")
+    result = cli("status")
+    assert result.exit_code == 3
+    assert "daemon    none running" in result.stdout
+    assert "queue     reports: 0 running, 1 queued  (paused)" in result.stdout
+    data = json.loads(cli("status", "--json").stdout)
+    assert data["alive"] is False and data["daemons"] == []
+    assert data["jobs"]["queued"] == 1 and data["paused_queues"] == ["reports"]
+
+
+def test_status_with_a_running_daemon(cli, daemon):
+    cli.submit("--", "true")
+    proc = daemon.start("--workers", "2")
+    wait_until(lambda: cli("status").exit_code == 0, timeout=20)
+    data = json.loads(cli("status", "--json").stdout)
+    [alive] = [d for d in data["daemons"] if d["alive"]]
+    assert alive["pid"] == proc.proc.pid
+    assert alive["workers"] == 2 and alive["busy"] + alive["free"] == 2
+    assert alive["heartbeat_age"] < 15 and alive["version"]
+    text = cli.ok("status")
+    assert f"daemon    up: pid {proc.proc.pid} on " in text
+    assert "workers 2: " in text and "queues all" in text
+
+
+# ---------------------------------------------------------------- doctor
+def doctor_lines(cli, *args: str) -> tuple[int, dict[str, tuple[str, str]]]:
+    result = cli(*args, "doctor", "--json")
+    return result.exit_code, {c["check"]: (c["level"], c["message"]) for c in json.loads(result.stdout)}
+
+
+def test_doctor_on_a_healthy_database(cli, db_path):
+    cli.submit("--", "true")
+    code, checks = doctor_lines(cli)
+    assert code == 0
+    assert checks["database"][0] == "ok" and str(db_path) in checks["database"][1]
+    assert checks["permissions"] == ("ok", "owner-only (600)")
+    assert checks["schema"][0] == "ok"
+    assert checks["wal"][0] == "ok"
+    assert checks["leases"] == ("ok", "no stale leases")
+    assert checks["daemon"][0] == "warn"
+    assert checks["config"] == ("ok", "no config file: defaults apply")
+    text = cli("doctor").stdout
+    assert any(line.startswith("ok    schema") for line in text.splitlines())
+
+
+def test_doctor_finds_stale_leases_and_loose_permissions(cli, store, db_path):
+    job = cli.submit("--", "true")
+    with store.write():
+        store.execute("UPDATE job SET status='running', lease_owner='gone:1:x', lease_until=? WHERE id=?",
+                      (time.time() - 60, job))  # fmt: skip
+    os.chmod(db_path, 0o644)
+    code, checks = doctor_lines(cli)
+    assert code == 0  # warnings only
+    assert checks["leases"][0] == "warn" and "1 running job(s) with an expired lease" in checks["leases"][1]
+    assert checks["permissions"][0] == "warn" and "jobs.db 644" in checks["permissions"][1]
+
+
+def test_doctor_fails_on_a_broken_config(cli, home):
+    cli.submit("--", "true")
+    Path("jobs.toml").write_text('[notify.mail]\ntype = "email"\nhost = "h"\nto = "a@b.c"\npassword = "x"\n')
+    code, checks = doctor_lines(cli)
+    assert code == 1
+    assert checks["config"][0] == "fail" and "notify.mail.password" in checks["config"][1]
+    assert checks["schema"][0] == "ok"  # the other checks still ran
+    assert cli("doctor").exit_code == 1
+
+
+def test_doctor_fails_on_a_database_from_a_newer_jobrunner(cli, store):
+    cli.submit("--", "true")
+    with store.write():
+        store.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    code, checks = doctor_lines(cli)
+    assert code == 1 and checks["schema"][0] == "fail" and "v999 is newer" in checks["schema"][1]
+
+
+def test_doctor_without_a_database_warns_and_creates_nothing(cli, db_path):
+    code, checks = doctor_lines(cli)
+    assert code == 0 and checks["database"][0] == "warn"
+    assert not db_path.exists()
+
+
+def test_doctor_sees_a_live_daemon(cli, daemon):
+    daemon.start("--workers", "1")
+    wait_until(lambda: doctor_lines(cli)[1]["daemon"][0] == "ok", timeout=20)
+
+
+# ---------------------------------------------------------------- systemd
+def unit_lines(text: str) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+
+def test_user_unit(cli, db_path):
+    text = cli.ok("systemd", "unit", "--grace", "60")
+    keys = unit_lines(text)
+    assert keys["Type"] == "notify"
+    assert keys["KillMode"] == "mixed"
+    assert int(keys["TimeoutStopSec"]) > 60
+    assert keys["Restart"] == "on-failure"
+    assert keys["OOMPolicy"] == "continue"
+    assert keys["NoNewPrivileges"] == "yes" and keys["PrivateTmp"] == "yes" and keys["ProtectSystem"] == "full"
+    assert "ProtectHome" not in keys  # jobs write in the user's home
+    assert int(keys["WatchdogSec"]) > 0
+    assert keys["WantedBy"] == "default.target" and "User" not in keys
+    exec_start = keys["ExecStart"].split()
+    assert Path(exec_start[0]).is_absolute()
+    assert exec_start[exec_start.index("--db") + 1] == str(db_path)
+    assert exec_start[exec_start.index("daemon") + 1 : exec_start.index("daemon") + 3] == ["--grace", "60"]
+
+
+def test_system_unit_runs_as_this_user(cli):
+    import getpass
+
+    keys = unit_lines(cli.ok("systemd", "unit", "--system"))
+    assert keys["User"] == getpass.getuser()
+    assert keys["WantedBy"] == "multi-user.target"
+    assert keys["After"] == "network-online.target"
+
+
+def test_unit_names_the_config_file(cli, home):
+    Path("jobs.toml").write_text('[queues.reports]\nconcurrency = 1\n')
+    exec_start = unit_lines(cli.ok("systemd", "unit"))["ExecStart"].split()
+    assert exec_start[exec_start.index("--config") + 1] == str(Path("jobs.toml").absolute())
+
+
+def test_install_writes_the_user_unit_and_prints_the_next_commands(cli, home):
+    result = cli("systemd", "install", "--user")
+    assert result.exit_code == 0
+    path = home / ".config" / "systemd" / "user" / "jobrunner.service"
+    assert path.read_text() == cli.ok("systemd", "unit", "--user")
+    assert result.stdout.splitlines() == ["systemctl --user daemon-reload", "systemctl --user enable --now jobrunner"]
+    assert "loginctl enable-linger" in result.stderr
+    assert cli("systemd", "install").exit_code == 0  # the same file again is fine
+    changed = cli("systemd", "install", "--grace", "5")
+    assert changed.exit_code == 2 and "--force" in changed.stderr
+    assert cli("systemd", "install", "--grace", "5", "--force").exit_code == 0
+    assert "--grace 5 " in path.read_text()
+
+
+def test_install_system_points_to_unit(cli):
+    result = cli("systemd", "install", "--system")
+    assert result.exit_code == 2 and "jobrunner systemd unit --system | sudo tee" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("arg", "quoted"),
+    [("/usr/bin/jobrunner", "/usr/bin/jobrunner"), ("/home/me/My Jobs/jobs.db", '"/home/me/My Jobs/jobs.db"'),
+     ("50%", "50%%"), ("$HOME", "$$HOME"), ('a"b', '"a\\"b"')],
+)  # fmt: skip
+def test_exec_start_quoting(arg, quoted):
+    assert quote_arg(arg) == quoted
