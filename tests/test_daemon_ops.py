@@ -59,3 +59,27 @@ def test_bad_notify_table_stops_the_daemon_before_it_starts(cli, db_path, tmp_pa
     result = run_jobrunner("daemon", "--workers", "1", timeout=30)
     assert result.returncode == 2
     assert "password" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_root_refuses_another_users_database(cli, db_path):
+    import os
+
+    from tests.conftest import run_jobrunner
+
+    if os.geteuid() != 0:  # pragma: no cover - CI runs as root
+        return
+    cli.submit("--", "true")
+    os.chown(db_path, 1234, 1234)
+    result = run_jobrunner("daemon", "--workers", "1", timeout=30)
+    assert result.returncode == 2 and "refusing to run as root" in result.stderr
+
+
+def test_job_logs_are_owner_only(cli, daemon):
+    import stat
+
+    daemon.start()
+    job_id = cli.submit("--", "echo", "secret")
+    wait_until(lambda: cli.job(job_id)["status"] == "succeeded", timeout=20)
+    path = Path(cli.job(job_id)["log_path"])
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700

@@ -16,6 +16,7 @@ def daemon_command(
     queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only run jobs from these queues (repeatable).")] = None,
     grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30.0,
     kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped.")] = 5.0,
+    allow_root: Annotated[bool, typer.Option("--allow-root", help="Run as root on a database another user owns.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
 ) -> None:
@@ -27,12 +28,30 @@ def daemon_command(
     configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
     app_state = state(ctx)
     config = app_state.config
+    _refuse_foreign_database_as_root(app_state.db_target, allow_root)
     store = app_state.store
     options = Options(queues=list(queue or []), grace=grace, kill_grace=kill_grace)
     if workers:
         options.workers = workers
     service = Service(store, config, options, log_dir_for(store.target))
     raise typer.Exit(service.run())
+
+
+def _refuse_foreign_database_as_root(target: str, allowed: bool) -> None:
+    """Root running another user's jobs (and writing root-owned files into their state) is a
+    mistake far more often than an intent."""
+    import os
+
+    from jobrunner.errors import UsageError
+
+    if allowed or "://" in target or os.geteuid() != 0 or not os.path.exists(target):
+        return
+    owner = os.stat(target).st_uid
+    if owner != 0:
+        raise UsageError(
+            f"refusing to run as root on {target}, which belongs to uid {owner}: run the daemon as "
+            "that user, or pass --allow-root if you mean it"
+        )
 
 
 def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:

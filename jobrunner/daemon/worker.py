@@ -62,6 +62,11 @@ def worker_main(conn: Any, db_target: str) -> None:
         conn.send(reply)
 
 
+def _open_log(path: str) -> Any:
+    """The job's log, owner-only: job output may hold secrets."""
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab", buffering=0)
+
+
 def _failure(kind: FailureKind, message: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind.value, "message": message, **extra}
 
@@ -80,7 +85,7 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str) -> tuple:
     env.update(
         JOBRUNNER_JOB_ID=str(job["id"]), JOBRUNNER_ATTEMPT=str(job["attempt"]), JOBRUNNER_DB=db_target
     )
-    with open(job["log_path"], "ab", buffering=0) as log:
+    with _open_log(job["log_path"]) as log:
         _log_header(log, job)
         try:
             child = subprocess.Popen(
@@ -139,7 +144,7 @@ def run_python(conn: Any, job: dict[str, Any]) -> tuple:
         conn.send(("progress", job_id, attempt, fraction, message))
 
     context = JobContext(id=job_id, attempt=attempt, _send=send_progress)
-    with open(job["log_path"], "ab", buffering=0) as log:
+    with _open_log(job["log_path"]) as log:
         _log_header(log, job)
     with _output_to(job["log_path"]):
         try:
