@@ -259,3 +259,15 @@ def test_sighup_reloads_schedules_and_keeps_the_old_config_when_broken(cli, daem
 
     assert [s.name for s in schedules.all_schedules(store)] == ["second"]  # the CLI would refuse the file
     assert daemon.proc.poll() is None  # still running
+
+
+def test_two_real_daemons_fire_each_time_once(cli, daemon, store):
+    cli.ok("schedule", "add", "tick", "--every", "1s", "--max-running", "100", "--", "true")
+    daemon.start("--workers", "1")
+    daemon.make().start("--workers", "1")
+    wait_until(lambda: cli.count("succeeded") >= 4, timeout=20)
+    fires, times, fired_jobs, jobs = store.execute(  # one statement: one consistent snapshot
+        "SELECT COUNT(*), COUNT(DISTINCT fire_at), COUNT(DISTINCT job_id), "
+        "(SELECT COUNT(*) FROM job WHERE schedule='tick') FROM schedule_fire WHERE schedule='tick'"
+    ).fetchone()
+    assert fires == times == fired_jobs == jobs  # one job per fire time, none shared or doubled
