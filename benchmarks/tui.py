@@ -99,6 +99,7 @@ def refresh_cases() -> dict[str, dict]:
         "status dead + queue emails": {"statuses": (Status.DEAD,), "queues": ("emails",)},
         "sorted by priority, offset 20,000": {"order_by": "-priority", "offset": 20_000},
         "search 'part-9999'": {"search": "part-9999"},
+        "tag nightly, offset 5,000": {"tags": ("nightly",), "offset": 5_000},
     }
 
 

@@ -12,6 +12,7 @@ from textual.widgets import DataTable, Input, Label, Static
 
 from jobrunner.store import queries, schedules
 from jobrunner.tui.screens.detail import DetailScreen
+from jobrunner.tui.screens.dialogs import ConfirmDialog
 from jobrunner.tui.screens.schedules import SchedulesScreen
 from jobrunner.tui.screens.submit import SubmitDialog
 from tests.tuihelpers import cell, drive, shown, table, text_of, until
@@ -158,5 +159,29 @@ def test_schedules_view_pause_resume_and_run_now(cli, store):
         assert pilot.app.screen.job_id == job["id"]
         await pilot.press("escape", "escape")
         await until(pilot, lambda: shown(pilot) == [job["id"]])
+
+    drive(store, scenario)
+
+
+def test_marked_jobs_take_one_action_together(cli, store):
+    ids = [cli.submit("--name", f"batch{i}", "--", "true") for i in range(3)]
+
+    async def scenario(pilot: Pilot, notes: list[str]) -> None:
+        await until(pilot, lambda: shown(pilot) == ids[::-1])
+        await pilot.press("space", "down", "space")  # the newest and the oldest, not the middle one
+        await until(pilot, lambda: "2 marked" in header(pilot))
+        await until(pilot, lambda: "reverse" in str(table(pilot).get_cell("0", "id").style))
+        await pilot.press("plus")
+        await until(pilot, lambda: [queries.get_job(store, i)["priority"] for i in ids] == [7, 5, 7])
+        await pilot.press("c")
+        await until(pilot, lambda: isinstance(pilot.app.screen, ConfirmDialog))
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: (
+                [queries.get_job(store, i)["status"] for i in ids] == ["cancelled", "queued", "cancelled"]
+            ),
+        )
+        await until(pilot, lambda: "marked" not in header(pilot))
 
     drive(store, scenario)

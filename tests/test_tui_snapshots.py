@@ -8,6 +8,7 @@ then look at the new SVGs before committing them.
 from __future__ import annotations
 
 import json
+import os
 import time
 from typing import Any
 
@@ -25,7 +26,7 @@ from jobrunner.tui.widgets.paged_table import PagedTable
 
 FROZEN = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 SIZE = (120, 35)
-TRACEBACK = 'Traceback (most recent call last):\n  File "reports.py", line 12, in build\nKeyError: \'month\''
+TRACEBACK = "Traceback (most recent call last):\n  File \"reports.py\", line 12, in build\nKeyError: 'month'"
 
 # name, queue, priority, status, minutes ago, extra columns
 JOBS: list[tuple[str, str, str, str, int, dict[str, Any]]] = [
@@ -42,10 +43,23 @@ JOBS: list[tuple[str, str, str, str, int, dict[str, Any]]] = [
 
 
 @pytest.fixture
-def frozen(store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+def frozen(store: Any) -> Any:
     """The store filled with fixed jobs and schedules, times relative to FROZEN, in UTC."""
-    monkeypatch.setenv("TZ", "UTC")
+    saved = os.environ.get("TZ")
+    os.environ["TZ"] = "UTC"
     time.tzset()
+    try:
+        fill(store)
+        yield store
+    finally:
+        if saved is None:
+            del os.environ["TZ"]
+        else:
+            os.environ["TZ"] = saved
+        time.tzset()
+
+
+def fill(store: Any) -> None:
     for name, queue, priority, status, ago, extra in JOBS:
         command = ["make", name] if queue != "reports" else None
         fields = {"name": name, "queue": queue, "priority": priority, "retries": 2}
@@ -76,9 +90,6 @@ def frozen(store: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
             last_job_id=1 if last else None, missed=0 if last else 2, last_note=None,
             created_at=FROZEN - 86400, updated_at=FROZEN - 86400,
         ), replace=False)  # fmt: skip
-    yield store
-    monkeypatch.delenv("TZ")
-    time.tzset()
 
 
 def app_for(store: Any) -> JobrunnerApp:
@@ -125,7 +136,8 @@ def test_detail_screen(frozen, snap_compare):
         await pilot.press("enter")
         await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.job)
 
-    assert snap_compare(app_for(frozen), terminal_size=SIZE, run_before=ready)
+    # Taller, so the history with the traceback fits above the log.
+    assert snap_compare(app_for(frozen), terminal_size=(120, 60), run_before=ready)
 
 
 def test_dead_letters_screen(frozen, snap_compare):
@@ -141,6 +153,8 @@ def test_schedules_screen(frozen, snap_compare):
     async def ready(pilot: Pilot) -> None:
         await wait_for(pilot, rows_shown(pilot, len(JOBS)))
         await pilot.press("s")
-        await wait_for(pilot, lambda: isinstance(pilot.app.screen, SchedulesScreen) and pilot.app.screen.views)
+        await wait_for(
+            pilot, lambda: isinstance(pilot.app.screen, SchedulesScreen) and pilot.app.screen.views
+        )
 
     assert snap_compare(app_for(frozen), terminal_size=SIZE, run_before=ready)

@@ -11,25 +11,14 @@ from typing import Any
 
 from jobrunner.config import Config
 from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.jobspec import JobSpec, build_spec
 from jobrunner.store import schedules
 from jobrunner.store.db import Store
-from jobrunner.store.schedules import ScheduleRow
+from jobrunner.store.schedules import ScheduleRow, job_spec_for
 from jobrunner.triggers import due_times, make_trigger, next_fire, system_timezone
 
 log = logging.getLogger("jobrunner.daemon")
 SKIP_TOLERANCE_S = 60.0  # with misfire = "skip", a fire this late still counts as on time
 JOB_KEYS = ("task", "command", "callable", "args", "kwargs", "queue", "priority", "tags", "retries", "timeout", "cwd")
-
-
-def job_spec_for(row: ScheduleRow, config: Config) -> JobSpec:
-    """The job a schedule enqueues: its task's (with overrides), or its own fields."""
-    fields = dict(row.job)
-    task = fields.pop("task", None)
-    if task is not None:
-        return config.task_spec(task, fields)
-    fields.setdefault("name", row.name)
-    return build_spec(fields)
 
 
 def plan(misfire: str, grace: float, times: list[float], now: float) -> tuple[list[float], int]:

@@ -91,11 +91,19 @@ def fetch_page(store: Store, request: PageRequest, now: float) -> Snapshot:
     """Read one page (never all jobs) plus counts and the daemon's heartbeat."""
     with thread_connection(store):
         stats = queries.stats(store)
-        total = matching_total(store, request, stats)
-        offset = min(request.offset, max(total - request.limit, 0))
-        jobs = queries.list_jobs(
-            store, request.where, limit=request.limit, offset=offset, order_by=request.order_by
-        )
+        if request.tags or request.search:  # no index narrows these: count and page in one scan
+            jobs, total = queries.list_jobs_counted(
+                store, request.where, request.limit, request.offset, request.order_by
+            )
+            offset = min(request.offset, max(total - request.limit, 0))
+            if offset != request.offset:
+                jobs, total = queries.list_jobs_counted(store, request.where, request.limit, offset, request.order_by)
+        else:
+            total = matching_total(store, request, stats)
+            offset = min(request.offset, max(total - request.limit, 0))
+            jobs = queries.list_jobs(
+                store, request.where, limit=request.limit, offset=offset, order_by=request.order_by
+            )
         daemons = queries.daemons(store, now)
         paused = queries.paused_queues(store)
         finished = queries.finished_since(store, now - 60)
@@ -157,12 +165,18 @@ def purge_jobs(store: Store, statuses: list[Status], older_than: float, now: flo
     return f"purged {len(removed)} jobs and their history"
 
 
-def step_priority(store: Store, job_id: int, up: bool, now: float) -> str:
-    """One level up or down from the priority in the database (not the one on screen, which
-    may be a refresh behind when keys come fast); read and write in one transaction."""
+def step_priority(store: Store, ids: list[int], up: bool, now: float) -> str:
+    """Each job one level up or down from its priority in the database (not the one on screen,
+    which may be a refresh behind when keys come fast); read and write in one transaction."""
+    outcomes: list[repo.Outcome] = []
     with thread_connection(store), store.write():
-        current = queries.get_job(store, job_id)["priority"]
-        return _summary(repo.set_priority(store, [job_id], stepped_priority(current, up), now))
+        by_target: dict[int, list[int]] = {}
+        for job_id in ids:
+            current = queries.get_job(store, job_id)["priority"]
+            by_target.setdefault(stepped_priority(current, up), []).append(job_id)
+        for priority, group in by_target.items():
+            outcomes += repo.set_priority(store, group, priority, now)
+    return _summary(outcomes)
 
 
 def stepped_priority(current: int, up: bool) -> int:

@@ -48,6 +48,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ("Jobs", [
         ("↑ ↓ PgUp PgDn Home End", "move; past an edge shows the next jobs"),
         ("Enter", "the job's detail and log"),
+        ("space", "mark the job (again: unmark); c, r, + and - then act on every marked job; Esc forgets"),
         ("c", "cancel the job (asks first)"),
         ("r", "retry a dead, cancelled or retrying job"),
         ("+ / -", "raise / lower the priority of a job that has not started"),

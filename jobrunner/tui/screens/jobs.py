@@ -46,6 +46,7 @@ class JobsScreen(PagedScreen):
         Binding("plus,equals_sign", "priority(True)", "Priority", key_display="+"),
         Binding("minus", "priority(False)", "Priority -", key_display="-", show=False),
         Binding("n", "new_job", "New"),
+        Binding("space", "mark", "Mark", show=False),
         Binding("d", "dead_letters", "Dead"),
         Binding("s", "schedules", "Schedules"),
         Binding("f", "filters", "Filters"),
@@ -79,6 +80,16 @@ class JobsScreen(PagedScreen):
             self.app.push_screen(DetailScreen(job["id"]))
 
     def action_cancel(self) -> None:
+        if self.marked:
+            ids = self.targets()
+            self.forget_marks()
+            self.run_action(
+                data.cancel_jobs, ids,
+                confirm=f"Cancel {len(ids)} marked jobs? Those not started never start; running ones "
+                "are stopped. (Nothing is cancelled if one has finished already.)",
+                yes=f"Cancel {len(ids)} jobs",
+            )  # fmt: skip
+            return
         job = self.selected_job()
         if job is None:
             return
@@ -96,9 +107,10 @@ class JobsScreen(PagedScreen):
         )  # fmt: skip
 
     def action_retry(self) -> None:
-        job = self.selected_job()
-        if job is not None:
-            self.run_action(data.retry_jobs, [job["id"]])
+        ids = self.targets()
+        if ids:
+            self.forget_marks()
+            self.run_action(data.retry_jobs, ids)
 
     def action_pause(self) -> None:
         job = self.selected_job()
@@ -106,9 +118,9 @@ class JobsScreen(PagedScreen):
             self.run_action(data.toggle_queue_pause, job["queue"])
 
     def action_priority(self, up: bool) -> None:
-        job = self.selected_job()
-        if job is not None:
-            self.run_action(data.step_priority, job["id"], up)
+        ids = self.targets()  # marks stay: pressing + twice raises them twice
+        if ids:
+            self.run_action(data.step_priority, ids, up)
 
     def action_new_job(self) -> None:
         from jobrunner.tui.screens.submit import SubmitDialog

@@ -54,6 +54,7 @@ class PagedScreen(Screen):
         self._loader: Worker | None = None
         self._cursor: int | None = None  # where the cursor goes when the requested page arrives
         self._follow = True
+        self.marked: set[int] = set()  # ids marked with space: actions apply to all of them
 
     # -- widgets the subclass composes
     @property
@@ -84,20 +85,23 @@ class PagedScreen(Screen):
             return  # before the first layout: how many rows fit is not known yet
         self.request = replace(self.request, limit=self.table.capacity)
         self._cursor, self._follow = cursor, follow
-        self._loader = self._load(self.request)
+        self._loader = self._load(self.request, frozenset(self.marked))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="page", name="page")
-    def _load(self, request: data.PageRequest) -> tuple[data.Snapshot, list]:
+    def _load(self, request: data.PageRequest, marked: frozenset[int]) -> tuple[data.Snapshot, list, frozenset]:
         now = self.app.clock()
         snapshot = data.fetch_page(self.app.store, request, now)
-        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now)
+        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now, marked), marked
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if worker.name == "page":
             if event.state == WorkerState.SUCCESS:
-                snapshot, rows = worker.result
-                self._apply(snapshot, rows)
+                snapshot, rows, marked = worker.result
+                if marked == self.marked:
+                    self._apply(snapshot, rows)
+                else:  # marks changed while it was read: draw them from a fresh read
+                    self.reload(self._cursor, self._follow)
             elif event.state == WorkerState.ERROR:
                 self.header.show_error(error_text(worker.error))
         elif worker.name == "action":
@@ -119,7 +123,7 @@ class PagedScreen(Screen):
         table.show(snapshot.jobs, rows, cursor=self._cursor, follow=follow)
         table.show_order(self.request.order_by)
         self._cursor, self._follow = None, True
-        self.header.show(snapshot, self.request)
+        self.header.show(snapshot, self.request, marked=len(self.marked))
         empty = self.query_one("#empty", Label)
         empty.display = not snapshot.jobs
         empty.update(self.EMPTY if not self.request.filtered else "no jobs match the filters (x clears them)")
@@ -204,7 +208,31 @@ class PagedScreen(Screen):
         self.query_one("#search", Input).focus()
 
     def action_to_table(self) -> None:
+        if self.focused is self.table and self.marked:
+            self.marked.clear()  # Esc on the table forgets the marks
+            self.reload()
         self.table.focus()
+
+    # -- marks: several jobs for one action
+    def action_mark(self) -> None:
+        job = self.table.selected
+        if job is None:
+            return
+        self.marked.symmetric_difference_update({job["id"]})
+        if self.table.cursor_row < self.table.row_count - 1:
+            self.table.move_cursor(row=self.table.cursor_row + 1)
+        self.reload()
+
+    def targets(self) -> list[int]:
+        """The marked jobs, or else the one under the cursor (empty, with a note, if none)."""
+        if self.marked:
+            return sorted(self.marked)
+        job = self.selected_job()
+        return [job["id"]] if job is not None else []
+
+    def forget_marks(self) -> None:
+        """After an action on the marked jobs: they are done with."""
+        self.marked.clear()
 
     # -- actions
     def selected_job(self) -> dict[str, Any] | None:

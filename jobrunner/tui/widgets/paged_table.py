@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 from textual.widgets.data_table import ColumnKey
 
 Cell = str | Text
+MARK_STYLE = "bold reverse magenta"
 
 
 @dataclass(frozen=True)
@@ -32,13 +33,18 @@ class Column:
     descending_first: bool = False  # numbers and times: biggest/newest first on the first click
 
 
-def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float) -> list[tuple[Cell, ...]]:
-    """Cells for every job, cut to their column's width (runs in the worker thread)."""
+def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float,
+                marked: frozenset[int] = frozenset()) -> list[tuple[Cell, ...]]:  # fmt: skip
+    """Cells for every job, cut to their column's width (runs in the worker thread); a marked
+    job's first cell is shown reversed."""
     rows = []
     for job in jobs:
         cells: list[Cell] = []
-        for column in columns:
+        for index, column in enumerate(columns):
             cell = column.render(job, now)
+            if index == 0 and job["id"] in marked:  # shown reversed, so the width stays
+                cell = Text(cell, style=MARK_STYLE) if isinstance(cell, str) else cell
+                cell.stylize(MARK_STYLE)
             if isinstance(cell, str):
                 cell = Text(cell if len(cell) <= column.width else cell[: column.width - 1] + "…")
             else:

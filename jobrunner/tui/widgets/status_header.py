@@ -61,7 +61,7 @@ def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool) -> Text
     return line
 
 
-def window_line(snapshot: Snapshot, request: PageRequest, keys: bool) -> Text:
+def window_line(snapshot: Snapshot, request: PageRequest, keys: bool, marked: int = 0) -> Text:
     shown = len(snapshot.jobs)
     first = snapshot.offset + 1 if shown else 0
     line = Text(f"total {snapshot.stats['total']}", style="bold")
@@ -75,6 +75,8 @@ def window_line(snapshot: Snapshot, request: PageRequest, keys: bool) -> Text:
         filters.append("tag " + ",".join(request.tags))
     if request.search:
         filters.append(f"search {request.search!r}")
+    if marked:
+        line.append(f"  ·  {marked} marked (Esc forgets)", style="bold magenta")
     if request.order_by:
         column = request.order_by.removeprefix("-")
         line.append(
@@ -96,7 +98,7 @@ class StatusHeader(Static):
         self.keys = keys
         self._last: Text | None = None
 
-    def show(self, snapshot: Snapshot, request: PageRequest) -> None:
+    def show(self, snapshot: Snapshot, request: PageRequest, marked: int = 0) -> None:
         head = Text.assemble(
             (self.title, "bold"), "  ", daemon_line(snapshot.daemons), "  ", rate_line(snapshot)
         )
@@ -104,7 +106,7 @@ class StatusHeader(Static):
             [
                 head,
                 counts_line(snapshot.stats, request, self.keys),
-                window_line(snapshot, request, self.keys),
+                window_line(snapshot, request, self.keys, marked),
             ]
         )
         if text != self._last:

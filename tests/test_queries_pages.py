@@ -1,0 +1,75 @@
+"""Pages of jobs as the TUI reads them: sorted in SQL, paged with LIMIT/OFFSET, on indexes."""
+
+from __future__ import annotations
+
+import pytest
+
+from jobrunner.domain.jobspec import build_spec
+from jobrunner.domain.states import Status
+from jobrunner.errors import UsageError
+from jobrunner.store import queries, repo
+from jobrunner.store.queries import JobFilter
+
+
+@pytest.fixture
+def filled(store):
+    specs = [
+        build_spec({"command": ["true"], "name": f"job-{n:02}", "queue": "a" if n % 2 else "b",
+                    "priority": n % 3 * 3})
+        for n in range(30)
+    ]  # fmt: skip
+    repo.submit_many(store, specs, 1000.0)
+    return store
+
+
+def ids(jobs):
+    return [job["id"] for job in jobs]
+
+
+def test_default_is_newest_first_and_pages_follow_the_sort(filled):
+    assert ids(queries.list_jobs(filled, limit=3)) == [30, 29, 28]
+    everything = ids(queries.list_jobs(filled, limit=None, order_by="-priority"))
+    pages = [ids(queries.list_jobs(filled, limit=7, offset=o, order_by="-priority")) for o in range(0, 30, 7)]
+    assert [job_id for page in pages for job_id in page] == everything
+    priorities = [job["priority"] for job in queries.list_jobs(filled, limit=None, order_by="-priority")]
+    assert priorities == sorted(priorities, reverse=True)
+    by_name = queries.list_jobs(filled, JobFilter(queues=["a"]), limit=4, offset=2, order_by="name")
+    assert [job["name"] for job in by_name] == ["job-05", "job-07", "job-09", "job-11"]
+
+
+def test_unknown_sort_columns_never_reach_sql(filled):
+    for bad in ("error", "id; DROP TABLE job", "-command"):
+        with pytest.raises(UsageError, match="cannot sort by"):
+            queries.list_jobs(filled, order_by=bad)
+
+
+def test_finished_since_counts_final_statuses_only(filled):
+    filled.execute("UPDATE job SET status='succeeded', finished_at=1100 WHERE id IN (1, 2)")
+    filled.execute("UPDATE job SET status='dead', finished_at=1050 WHERE id=3")
+    filled.execute("UPDATE job SET status='cancelled', finished_at=900 WHERE id=4")
+    filled.execute("UPDATE job SET status='retrying', finished_at=1100 WHERE id=5")
+    assert queries.finished_since(filled, 1000) == 3
+
+
+@pytest.mark.parametrize(
+    ("where", "order_by", "index"),
+    [
+        (JobFilter(statuses=[Status.QUEUED]), None, "job_status_id"),
+        (JobFilter(queues=["a"]), None, "job_queue_id"),
+        (JobFilter(), "-priority", "job_priority_id"),
+    ],
+)
+def test_pages_walk_an_index_instead_of_sorting_every_match(filled, where, order_by, index):
+    clause, params = where.where("?")
+    order = queries.order_clause(order_by)
+    plan = filled.execute(f"EXPLAIN QUERY PLAN SELECT id FROM job{clause}{order} LIMIT 5 OFFSET 10", params)
+    details = " | ".join(row[3] for row in plan.fetchall())
+    assert index in details, details
+
+
+def test_a_search_page_comes_with_its_total_from_one_query(filled):
+    where = JobFilter(search="job-1")  # job-10 ... job-19
+    jobs, total = queries.list_jobs_counted(filled, where, limit=4, offset=2)
+    assert total == 10 and [job["name"] for job in jobs] == ["job-17", "job-16", "job-15", "job-14"]
+    assert queries.list_jobs_counted(filled, where, limit=4, offset=50) == ([], 10)  # past the end
+    assert queries.list_jobs_counted(filled, JobFilter(search="nothing"), limit=4) == ([], 0)
