@@ -188,3 +188,13 @@ def test_version_and_help(cli):
 
     assert cli.ok("--version").strip() == f"jobrunner {__version__}"
     assert "submit" in cli.ok("--help")
+
+
+@pytest.mark.parametrize("columns", ["40", "80", "200"])
+def test_list_keeps_the_id_column_on_any_width(cli, monkeypatch, columns):
+    monkeypatch.setenv("COLUMNS", columns)
+    job_id = cli.submit("--name", "a-rather-long-job-name", "--", "sh", "-c", "echo " + "x" * 150)
+    lines = cli.ok("list").splitlines()
+    assert lines[0].split()[0] == "ID"
+    assert lines[1].split()[0] == str(job_id)
+    assert all(len(line) <= int(columns) for line in lines)

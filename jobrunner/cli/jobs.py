@@ -59,7 +59,8 @@ def list_command(
     if not jobs:
         note("no jobs match" if where.where("?")[0] else "no jobs yet: jobrunner submit -- COMMAND")
         return
-    console().print(jobs_table(jobs))
+    out = console()
+    out.print(jobs_table(jobs, width=out.width))
     if limit and len(jobs) == limit:
         total = queries.count_jobs(store, where)
         if total > limit:

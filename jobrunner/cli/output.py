@@ -47,7 +47,10 @@ def age(text: str | None, now: float | None = None) -> str:
 OPTIONAL_COLUMNS = frozenset({"PROGRESS", "TOOK"})  # hidden when no row has a value
 
 
-def jobs_table(jobs: list[dict[str, Any]]) -> Any:
+DROP_ORDER = ("PROGRESS", "TOOK", "CREATED", "QUEUE", "TRIES", "PRI")  # first to go when narrow
+
+
+def jobs_table(jobs: list[dict[str, Any]], width: int = 200) -> Any:
     """The `list` table: every column shown whole except COMMAND, which takes what is left."""
     from rich.table import Table
 
@@ -71,20 +74,35 @@ def jobs_table(jobs: list[dict[str, Any]]) -> Any:
     ]
     table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
     shown = [i for i, h in enumerate(headers) if h not in OPTIONAL_COLUMNS or any(r[i] for r in rows)]
+    widths = {}
     for index in shown:
         header = headers[index]
-        width = max([len(header)] + [len(row[index]) for row in rows])
+        widths[index] = max([len(header)] + [len(row[index]) for row in rows])
         if header in ("NAME", "PROGRESS"):
-            width = min(width, 24)  # long names and messages give way before the command does
+            widths[index] = min(widths[index], 24)  # long names and messages give way first
+    # on a narrow terminal drop the least useful columns rather than let rich squeeze out the ID
+    for header in DROP_ORDER:
+        if sum(w + 2 for w in widths.values()) + 14 <= width:  # each cell is padded by 1 a side
+            break
+        index = headers.index(header)
+        if index in widths:
+            del widths[index]
+            shown.remove(index)
+    for index in shown:
+        header = headers[index]
         table.add_column(
             header,
             justify="right" if header in ("ID", "TRIES") else "left",
             no_wrap=True,
-            min_width=width,
-            max_width=width,
+            min_width=widths[index],
+            max_width=widths[index],
             overflow="ellipsis",
         )
-    table.add_column("COMMAND", overflow="ellipsis", no_wrap=True, ratio=1, min_width=12)
+    # every other column has its exact width; COMMAND gets what is left, so rich never squeezes
+    left = max(width - sum(w + 2 for w in widths.values()) - 2, 12)
+    longest = max([len("COMMAND")] + [len(job_target(job, width=200)) for job in jobs])
+    command_width = min(left, longest)
+    table.add_column("COMMAND", overflow="ellipsis", no_wrap=True, min_width=command_width, max_width=command_width)
     for job, row in zip(jobs, rows, strict=True):
         cells = [styled_status(row[i]) if i == 4 else _escape(row[i]) for i in shown]
         table.add_row(*cells, _escape(job_target(job, width=200)))
