@@ -1,13 +1,15 @@
 """Run every benchmark and print one table: each figure is the median of several runs, with min-max.
 
-Usage: python -m benchmarks [--only bulk,enqueue,cli] [--runs N] [--quick] [--json FILE]
+Usage: python -m benchmarks [--only bulk,enqueue,cli,tui,huey] [--runs N] [--quick] [--json FILE]
 
 --quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
+huey runs only where huey is installed (pip install -e '.[bench]'); otherwise it is skipped with a note.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import sqlite3
@@ -20,7 +22,7 @@ from typing import Any
 from benchmarks import bulk_submit, cli_latency, enqueue, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli", "tui")
+NAMES = ("bulk", "enqueue", "cli", "tui", "huey")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -33,13 +35,23 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
         figures += cli_latency.measure(runs=runs or (3 if quick else 15), jobs=1_000 if quick else 100_000)
     if "tui" in only:
         figures += tui.measure(jobs=2_000 if quick else 100_000, runs=runs or (3 if quick else 5))
+    if "huey" in only:
+        if importlib.util.find_spec("huey") is None:
+            print("huey: skipped, huey is not installed (pip install -e '.[bench]')", file=sys.stderr)
+        else:
+            from benchmarks import huey_compare
+
+            figures += huey_compare.measure(
+                jobs=200 if quick else 5_000, e2e_jobs=200 if quick else 5_000,
+                latency_jobs=10 if quick else 200, runs=runs or 3,
+            )  # fmt: skip
     return figures
 
 
 def versions() -> dict[str, Any]:
     found: dict[str, Any] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
                              "machine": f"{platform.system()} {platform.machine()}"}  # fmt: skip
-    for package in ("jobrunner", "peewee", "typer", "rich"):
+    for package in ("jobrunner", "peewee", "typer", "rich", "huey"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

@@ -32,6 +32,7 @@ def test_systemd_notify_ready_status_watchdog_stopping_in_order(cli, daemon, tmp
         sock.close()
     kinds = [m.split("=")[0] for m in messages]
     assert kinds.index("READY") < kinds.index("WATCHDOG") < kinds.index("STOPPING")
+    assert kinds.index("READY") <= kinds.index("STATUS") < kinds.index("STOPPING")
     assert any(m.startswith("STATUS=") and "queued" in m for m in messages)
 
 
