@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 from benchmarks.common import Figure, isolated, table
@@ -51,7 +51,9 @@ BAR_PICKUP_P99_MS = 5.0
 
 
 @contextmanager
-def running(argv: list[str], env: dict[str, str], cwd: Path, log: Path, stop: int) -> Iterator[subprocess.Popen]:
+def running(
+    argv: list[str], env: dict[str, str], cwd: Path, log: Path, stop: int
+) -> Iterator[subprocess.Popen]:
     """Start `argv` in a new session; afterwards send `stop` to it, then SIGKILL whatever is left of its group."""
     with open(log, "ab") as out:
         proc = subprocess.Popen(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
@@ -70,10 +72,8 @@ def end_group(proc: subprocess.Popen, stop: int, grace: float = 20.0) -> None:
             proc.wait(timeout=grace)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             pass
-    try:
+    with suppress(ProcessLookupError, PermissionError):  # nothing left in the group
         os.killpg(proc.pid, signal.SIGKILL)  # the group keeps the leader's pid as its id
-    except (ProcessLookupError, PermissionError):
-        pass  # nothing left in the group
     proc.wait()
 
 
@@ -195,6 +195,7 @@ def huey_e2e(jobs: int, db: Path, synchronous: str) -> float:
 def pickups(submit_mark: Callable[[str], object], marks: Path, count: int, seed: int,
             proc: subprocess.Popen, log: Path) -> list[float]:  # fmt: skip
     """Seconds from just before each submit to the moment the job's code started (its own clock)."""
+
     def one(name: str) -> float:
         path = marks / name
         sent = time.time()
@@ -304,7 +305,9 @@ def measure(jobs: int = 5_000, e2e_jobs: int = 5_000, latency_jobs: int = 200, r
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--jobs", type=int, default=5_000, help="jobs enqueued per run (a)")
     parser.add_argument("--e2e-jobs", type=int, default=5_000, help="jobs run end to end per run (b)")
     parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed for pickup per run (c)")
