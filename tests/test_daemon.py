@@ -278,3 +278,18 @@ def test_queue_concurrency_limit_from_config(cli, daemon, tmp_path):
     daemon.start("--workers", "3")
     wait_until(lambda: finished(cli, *ids), timeout=30)
     assert out.read_text().split() == ["start", "end"] * 3  # never two at once
+
+
+def test_claim_ahead_never_leaves_a_job_waiting_behind_a_long_one(cli, daemon):
+    """After a run of tiny jobs the daemon claims ahead; a held job goes back once a long job starts."""
+    daemon.start("--workers", "1")
+    quick = [cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=2") for _ in range(12)]
+    wait_until(lambda: finished(cli, *quick), timeout=30)
+    slow = cli.submit("--priority", "high", "--call", "tests.jobfuncs:sleep_for", "--arg", "seconds=3")
+    after = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=2")
+    wait_until(lambda: status_of(cli, slow) == "running", timeout=10)
+    # while the only worker runs the slow job, the other is not shown as running for long
+    wait_until(lambda: status_of(cli, slow) == "running" and status_of(cli, after) == "queued", timeout=5)
+    assert cli.job(after)["attempts"] == 0
+    wait_until(lambda: status_of(cli, after) == "succeeded", timeout=20)
+    assert cli.job(after)["attempts"] == 1 and cli.job(after)["result"] == 3

@@ -20,6 +20,7 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
+from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
 from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
 from jobrunner.daemon.pool import Pool, Stop, Worker
@@ -73,6 +74,7 @@ class Service:
         self.maybe_work = True
         self.next_due: float | None = None
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
+        self.ahead = ClaimAhead(options.workers)
         # a bad [notify.*] or retention table fails here, before READY: the daemon exits 2
         self.systemd = Notifier()
         self.notify = Dispatcher(notifiers_from_config(config))
@@ -146,6 +148,7 @@ class Service:
                 self._drain_socket(sig_read)
                 self._handle_signals()
             self._collect()
+            self._assign([])  # freed workers take held jobs before anything is written
             now = time.time()
             self._tick(now)
             self._record_and_claim(time.time())
@@ -156,7 +159,7 @@ class Service:
         If the database refuses (locked for too long, disk full), nothing is lost: the
         outcomes stay pending and are written on a later turn of the loop.
         """
-        wants_claim = not self.stopping and self.maybe_work and bool(self.pool.idle())
+        wants_claim = not self.stopping and self.maybe_work and self._capacity() > 0
         if not (self.pending or self.progress or wants_claim):
             return
         try:
@@ -192,6 +195,8 @@ class Service:
         if watchdog is not None:
             deadlines.append(now + watchdog)
         deadlines.append(self.housekeeping.next_at())
+        if len(self.ahead):
+            deadlines.append(self.ahead.held[0][1] + HOLD_S)  # give a held job back in time
         return min(max(min(deadlines) - now, 0.0), self.options.poll)
 
     @staticmethod
@@ -211,6 +216,9 @@ class Service:
             elif not self.stopping:
                 self.stopping = True
                 self.drain_deadline = now + self.options.grace
+                for claim in self.ahead.drain():  # never started: straight back to the queue
+                    failure = Failure(FailureKind.INTERRUPTED, "not started: daemon stopping")
+                    self.pending.append(runs.Outcome(claim.id, claim.attempt, failure=failure))
                 busy = len(self.pool.busy())
                 log.info(
                     "%s: stopping; %d running job(s) get %s to finish (signal again to stop now)",
@@ -293,6 +301,7 @@ class Service:
         self.pool.replace(worker)
 
     def _finished(self, worker: Worker, outcome: runs.Outcome) -> None:
+        self.ahead.record_duration(time.time() - worker.started)
         worker.release()
         self.pending.append(outcome)
         self.maybe_work = True
@@ -357,9 +366,17 @@ class Service:
         if now - self.timers["recover"] >= opts.recover_every:
             self.timers["recover"] = now
             self._recover(now)
-        if self.pool.busy() and now - self.timers["cancel"] >= opts.cancel_poll:
+        stale = self.ahead.stale(now)
+        if stale:
+            runs.release(self.store, self.owner, stale, now)
+            self.maybe_work = True
+        if (self.pool.busy() or len(self.ahead)) and now - self.timers["cancel"] >= opts.cancel_poll:
             self.timers["cancel"] = now
             wanted = set(runs.cancel_requests(self.store, self.owner))
+            for job_id, attempt in wanted:
+                if self.ahead.remove(job_id, attempt) is not None:  # held, never started
+                    failure = Failure(FailureKind.CANCELLED, "cancelled by user")
+                    self.pending.append(runs.Outcome(job_id, attempt, failure=failure))
             for worker in self.pool.busy():
                 if worker.job and worker.stop is None and (worker.job.id, worker.job.attempt) in wanted:
                     log.info("job %d: cancel requested; stopping it", worker.job.id)
@@ -409,13 +426,19 @@ class Service:
     def pool_started(self) -> bool:
         return hasattr(self, "pool")
 
+    def _capacity(self) -> int:
+        """Jobs to claim now: one per idle worker without a held job, plus what claim-ahead wants."""
+        now = time.time()
+        longest = max((now - w.started for w in self.pool.busy()), default=0.0)
+        return max(len(self.pool.idle()) - len(self.ahead), 0) + self.ahead.wanted(longest)
+
     def _claim(self, now: float) -> list[runs.Claim]:
-        """Claim as many jobs as there are idle workers, within the queues' concurrency limits."""
-        idle = len(self.pool.idle())
+        """Claim as many jobs as there is room for, within the queues' concurrency limits."""
+        idle = self._capacity()
         running: dict[str, int] = {}
-        for worker in self.pool.busy():
-            assert worker.job is not None
-            running[worker.job.queue] = running.get(worker.job.queue, 0) + 1
+        busy_queues = [w.job.queue for w in self.pool.busy() if w.job is not None]
+        for queue in busy_queues + self.ahead.queues():
+            running[queue] = running.get(queue, 0) + 1
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
         only = self.options.queues
         claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
@@ -429,7 +452,12 @@ class Service:
         return claims
 
     def _assign(self, claims: list[runs.Claim]) -> None:
-        for worker, claim in zip(self.pool.idle(), claims, strict=False):  # claims <= idle workers
+        """Held jobs first (they were claimed first), then the new ones; the rest are held."""
+        self.ahead.hold(claims, time.time())
+        for worker in self.pool.idle():
+            claim = self.ahead.take()
+            if claim is None:
+                break
             worker.assign(claim, time.time())
             self.started[(claim.id, claim.attempt)] = worker.started
             log.info("job %d started: attempt %d on worker %d (%s)", claim.id, claim.attempt, worker.index, claim.name)

@@ -352,3 +352,28 @@ def mark_stopped(store: Store, owner: str, now: float) -> None:
         store.execute(
             f"UPDATE daemon SET state='stopped', busy=0, heartbeat_at={p} WHERE id={p}", (now, owner)
         )
+
+
+@guarded
+def release(store: Store, owner: str, claims: Sequence[Claim], now: float) -> int:
+    """Give back claimed jobs that never reached a worker: queued again, the attempt not counted.
+
+    Reusing the attempt number is safe here: no worker ever saw it.
+    """
+    p = store.backend.param
+    released = 0
+    with store.write():
+        for claim in claims:
+            cursor = store.execute(
+                f"UPDATE job SET status='queued', attempts=attempts-1, lease_owner=NULL, lease_until=NULL, "
+                f"started_at=NULL, updated_at={p} WHERE id={p} AND lease_owner={p} AND attempts={p} "
+                "AND status='running'",
+                (now, claim.id, owner, claim.attempt),
+            )
+            if cursor.rowcount == 1:
+                store.execute(
+                    store.backend.insert_event,
+                    (claim.id, now, claim.attempt - 1, "running", "queued", "given back: not started", None),
+                )
+                released += 1
+    return released
