@@ -48,6 +48,7 @@ def test_priorities_order_execution(cli, daemon, tmp_path):
     assert out.read_text().split() == ["critical", "high", "normal", "normal2", "low"]
 
 
+@pytest.mark.slow
 def test_failing_job_retries_with_backoff_then_dead(cli, daemon):
     daemon.start()
     job_id = cli.submit("--retries", "3", "--backoff", "0.2", "--", "sh", "-c", "echo try; exit 3")
@@ -145,6 +146,7 @@ def test_killed_worker_is_replaced_and_job_retried(cli, daemon, tmp_path):
     assert "worker died: exit code 3" in next(e for e in other["events"] if e["to"] == "retrying")["message"]
 
 
+@pytest.mark.slow
 def test_kill_minus_nine_loses_no_job(cli, daemon):
     """A daemon killed mid-job leaves nothing stuck in running after a restart."""
     ids = [cli.submit("--retries", "2", "--", "sleep", "0.5") for _ in range(12)]
@@ -193,6 +195,7 @@ def test_second_signal_stops_at_once(cli, daemon, tmp_path):
     assert status_of(cli, job_id) == "queued"
 
 
+@pytest.mark.slow
 def test_two_daemons_never_run_one_attempt_twice(cli, daemon, tmp_path, db_path):
     out = tmp_path / "runs.txt"
     lines = "".join(

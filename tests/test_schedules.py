@@ -261,6 +261,7 @@ def test_sighup_reloads_schedules_and_keeps_the_old_config_when_broken(cli, daem
     assert daemon.proc.poll() is None  # still running
 
 
+@pytest.mark.slow
 def test_two_real_daemons_fire_each_time_once(cli, daemon, store):
     cli.ok("schedule", "add", "tick", "--every", "1s", "--max-running", "100", "--", "true")
     daemon.start("--workers", "1")

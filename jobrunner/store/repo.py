@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import gc
 import json
-import os
-import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -95,7 +93,9 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
         if not conn.in_transaction:  # inside a caller's transaction peewee nests with a savepoint
             job_id = _submit_sqlite(conn, row, now)
             if store.poke_on_commit:  # wake an idle daemon, as store.write() does
-                _poke(store.target)
+                from jobrunner.wakeup import poke
+
+                poke(store.target)
             return job_id
     with store.write():
         cursor = store.cursor()
@@ -169,29 +169,6 @@ def _submit_sqlite(conn: Any, row: tuple, now: float) -> int:
     return job_id
 
 
-_poker: list[Any] = [None, None]  # [pid, socket]: one datagram socket per process, reused
-_wakeup_addresses: dict[str, str] = {}
-
-
-def _poke(target: str) -> None:
-    """jobrunner.wakeup.poke(target) for the hot path: the same datagram to the same address,
-    without a new socket, a realpath and a sha256 per call (~35 us here: more than all the
-    rest of a submit's Python). Keep the datagram in step with wakeup.poke."""
-    address = _wakeup_addresses.get(target)
-    if address is None:
-        from jobrunner.wakeup import address as wakeup_address
-
-        address = _wakeup_addresses[target] = wakeup_address(target)
-    try:
-        if _poker[0] != os.getpid():  # first use, or a forked child: a socket of its own
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            _poker[:] = [os.getpid(), sock]
-        _poker[1].sendto(b"!", address)
-    except OSError:
-        pass  # nobody listens (or the queue is full): the daemon's fallback poll finds the job
-
-
 @guarded
 def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]:
     """Store many jobs in one transaction: all of them or none."""
@@ -247,6 +224,16 @@ def _load_states(store: Store, ids: Sequence[int]) -> dict[int, tuple[Status, in
     return found
 
 
+def _states_allowing(store: Store, ids: Sequence[int], allowed: frozenset[Status], nothing: str,
+                     hint: str) -> dict[int, tuple[Status, int]]:  # fmt: skip
+    """The jobs' states, or one UsageError naming every job whose state does not allow the action."""
+    states = _load_states(store, ids)
+    refused = [f"job {i} is {s.value}" for i, (s, _) in states.items() if s not in allowed]
+    if refused:
+        raise UsageError(f"{nothing}: {'; '.join(refused)} ({hint})")
+    return states
+
+
 def _event(store: Store, job_id: int, now: float, attempt: int, old: Status, new: Status,
            message: str) -> None:  # fmt: skip
     store.execute(store.backend.insert_event, (job_id, now, attempt, old.value, new.value, message, None))
@@ -290,13 +277,10 @@ def retry(store: Store, ids: Sequence[int], now: float) -> list[Outcome]:
     p = store.backend.param
     outcomes: list[Outcome] = []
     with store.write():
-        states = _load_states(store, ids)
-        refused = [f"job {i} is {s.value}" for i, (s, _) in states.items() if s not in RETRYABLE]
-        if refused:
-            raise UsageError(
-                f"nothing retried: {'; '.join(refused)} (only dead, cancelled or retrying jobs "
-                "can be retried; submit a succeeded job again to rerun it)"
-            )
+        states = _states_allowing(
+            store, ids, RETRYABLE, "nothing retried",
+            "only dead, cancelled or retrying jobs can be retried; submit a succeeded job again to rerun it",
+        )  # fmt: skip
         for job_id, (status, attempts) in states.items():
             # A manual retry of a finished job grants a fresh retry budget; a pending
             # automatic retry just runs now.
@@ -388,12 +372,9 @@ def set_priority(store: Store, ids: Sequence[int], priority: str | int, now: flo
     p = store.backend.param
     outcomes: list[Outcome] = []
     with store.write():
-        states = _load_states(store, ids)
-        refused = [f"job {i} is {s.value}" for i, (s, _) in states.items() if s not in CANCELLABLE]
-        if refused:
-            raise UsageError(
-                f"no priority changed: {'; '.join(refused)} (only jobs that have not started can be reprioritised)"
-            )
+        states = _states_allowing(
+            store, ids, CANCELLABLE, "no priority changed", "only jobs that have not started can be reprioritised"
+        )
         for job_id, (status, attempts) in states.items():
             (before,) = store.execute(f"SELECT priority FROM job WHERE id={p}", (job_id,)).fetchone()
             if before == value:
