@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -296,3 +297,23 @@ def test_claim_ahead_never_leaves_a_job_waiting_behind_a_long_one(cli, daemon):
     assert cli.job(after)["attempts"] == 0
     wait_until(lambda: status_of(cli, after) == "succeeded", timeout=20)
     assert cli.job(after)["attempts"] == 1 and cli.job(after)["result"] == 3
+
+
+def test_a_burst_of_tiny_jobs_is_recorded_in_full(cli, daemon, tmp_path, db_path):
+    """Jobs sent ahead to workers in batches still get their claim, result and every event."""
+    source = tmp_path / "burst.jsonl"
+    lines = [f'{{"callable": "tests.jobfuncs:add", "kwargs": {{"a": {i}, "b": 1}}}}' for i in range(400)]
+    source.write_text("\n".join(lines) + "\n")
+    cli.ok("submit", "--from-file", str(source))
+    daemon.start("--workers", "2")
+    conn = sqlite3.connect(db_path)
+    wait_until(lambda: conn.execute("SELECT COUNT(*) FROM job WHERE status='succeeded'").fetchone()[0] == 400,
+               timeout=60)  # fmt: skip
+    rows = conn.execute("SELECT id, attempts, result, kwargs FROM job ORDER BY id").fetchall()
+    assert all(attempts == 1 for _, attempts, _, _ in rows)
+    assert all(json.loads(result) == json.loads(kwargs)["a"] + 1 for _, _, result, kwargs in rows)
+    events = conn.execute("SELECT job_id, group_concat(to_status) FROM event GROUP BY job_id").fetchall()
+    assert {changes for _, changes in events} == {"queued,running,succeeded"} and len(events) == 400
+    # each one got its own log file with its header
+    logs = Path(db_path).with_suffix(".logs")
+    assert all((logs / f"{job_id}.log").read_text().startswith("=== jobrunner: job") for job_id, *_ in rows)

@@ -51,20 +51,23 @@ def test_finished_since_counts_final_statuses_only(filled):
     assert queries.finished_since(filled, 1000) == 3
 
 
-@pytest.mark.parametrize(
-    ("where", "order_by", "index"),
-    [
-        (JobFilter(statuses=[Status.QUEUED]), None, "job_status_id"),
-        (JobFilter(queues=["a"]), None, "job_queue_id"),
-        (JobFilter(), "-priority", "job_priority_id"),
-    ],
-)
-def test_pages_walk_an_index_instead_of_sorting_every_match(filled, where, order_by, index):
-    clause, params = where.where("?")
-    order = queries.order_clause(order_by)
-    plan = filled.execute(f"EXPLAIN QUERY PLAN SELECT id FROM job{clause}{order} LIMIT 5 OFFSET 10", params)
+def test_a_status_page_reads_the_index_alone(filled):
+    """A status filter narrows by (status, queue) and never reads a whole row to choose the page."""
+    clause, params = JobFilter(statuses=[Status.QUEUED]).where("?")
+    plan = filled.execute(f"EXPLAIN QUERY PLAN SELECT id FROM job{clause}{queries.order_clause(None)} LIMIT 5", params)
+    assert "COVERING INDEX job_status_queue" in " | ".join(row[3] for row in plan.fetchall())
+
+
+def test_the_daemon_finds_work_without_sorting(filled):
+    """Claims walk the partial index of queued jobs in priority order; due jobs theirs by time."""
+    from jobrunner.store.runs import _claim_statement, _due_hint
+
+    plan = filled.execute("EXPLAIN QUERY PLAN " + _claim_statement(filled, 0, 0), ["o", 1, 1, 1, "/l/", 5])
     details = " | ".join(row[3] for row in plan.fetchall())
-    assert index in details, details
+    assert "job_claim_queued" in details and "TEMP B-TREE" not in details, details
+    due = f"SELECT id FROM job{_due_hint(filled)} WHERE status IN ('scheduled', 'retrying') AND run_at <= 1 ORDER BY run_at"
+    details = " | ".join(row[3] for row in filled.execute("EXPLAIN QUERY PLAN " + due).fetchall())
+    assert "job_due_waiting" in details and "TEMP B-TREE" not in details, details
 
 
 def test_a_search_page_comes_with_its_total_from_one_query(filled):

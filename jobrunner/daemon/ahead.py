@@ -16,6 +16,8 @@ from jobrunner.store.runs import Claim
 
 SHORT_JOB_S = 0.05  # below this median duration, claiming ahead pays off
 HOLD_S = 0.5  # a held job not started within this is given back to the queue
+AHEAD_WORK_S = 0.02  # jobs sent ahead to a worker: about this much work, by recent durations
+MAX_AHEAD = 8
 
 
 class ClaimAhead:
@@ -23,13 +25,33 @@ class ClaimAhead:
         self.limit = workers
         self.held: deque[tuple[Claim, float]] = deque()
         self.durations: deque[float] = deque(maxlen=32)
+        self._short: bool | None = None
+        self._ahead: int | None = None
 
     def record_duration(self, seconds: float) -> None:
         self.durations.append(seconds)
+        self._short = self._ahead = None
+
+    def short(self) -> bool:
+        """Recent jobs were short: worth claiming and sending ahead."""
+        if self._short is None:
+            self._short = len(self.durations) >= 8 and statistics.median(self.durations) <= SHORT_JOB_S
+        return self._short
+
+    def send_ahead(self) -> int:
+        """How many jobs a worker may have waiting behind the one it runs: none unless jobs are
+        short, and about AHEAD_WORK_S of work (so a job never waits long behind the others)."""
+        if self._ahead is None:
+            if not self.short():
+                self._ahead = 0
+            else:
+                typical = max(statistics.median(self.durations), 1e-4)
+                self._ahead = max(1, min(MAX_AHEAD, int(AHEAD_WORK_S / typical)))
+        return self._ahead
 
     def wanted(self, longest_running: float) -> int:
         """How many more jobs to hold now: none while some worker is on a job that is not short."""
-        if longest_running > HOLD_S or len(self.durations) < 8 or statistics.median(self.durations) > SHORT_JOB_S:
+        if longest_running > HOLD_S or not self.short():
             return 0
         return max(self.limit - len(self.held), 0)
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import pickle
 import signal
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,28 +30,78 @@ class Stop:
     kill_at: float  # SIGKILL after this moment if still alive
 
 
-@dataclass
+@dataclass(eq=False)  # identity: a worker is a process, and a key for the loop's selector
 class Worker:
+    """One worker process and the jobs sent down its pipe: the first is running, the rest
+    (sent ahead for short jobs) start in order as soon as the one before ends."""
+
     index: int
     process: Any
     conn: Any
-    job: Claim | None = None
-    started: float = 0.0
+    jobs: deque[Claim] = field(default_factory=deque)
+    started: float = 0.0  # when the first job started (or when we learnt it did)
     child_pid: int | None = None  # a shell job's process group
     stop: Stop | None = field(default=None)
     sent_term: bool = False
+    inbox: bytearray = field(default_factory=bytearray)  # bytes read but not yet a whole message
+
+    def receive(self) -> list[Any]:
+        """Every message the worker has sent so far, from one read of its pipe.
+
+        The pipe is a multiprocessing Connection (a 4-byte big-endian length, then a pickle);
+        reading what is there at once costs one system call where poll() and recv() cost three
+        per message. Call only when the pipe is readable (the loop's selector says so).
+        EOFError: the worker is gone.
+        """
+        data = os.read(self.conn.fileno(), 1 << 16)
+        if not data:
+            raise EOFError
+        buffer = self.inbox
+        buffer += data
+        messages, at = [], 0
+        while len(buffer) - at >= 4:
+            size, head = int.from_bytes(buffer[at : at + 4], "big", signed=True), 4
+            if size == -1:  # over 2 GiB: an 8-byte length follows
+                if len(buffer) - at < 12:
+                    break
+                size, head = int.from_bytes(buffer[at + 4 : at + 12], "big"), 12
+            if len(buffer) - at - head < size:
+                break
+            messages.append(pickle.loads(buffer[at + head : at + head + size]))
+            at += head + size
+        del buffer[:at]
+        return messages
+
+    @property
+    def job(self) -> Claim | None:
+        return self.jobs[0] if self.jobs else None
 
     @property
     def busy(self) -> bool:
-        return self.job is not None
+        return bool(self.jobs)
 
-    def assign(self, claim: Claim, now: float) -> None:
-        self.job, self.started, self.child_pid, self.stop, self.sent_term = claim, now, None, None, False
-        self.conn.send(("run", _job_message(claim)))
+    def assign(self, claims: list[Claim], now: float) -> None:
+        """Send jobs in one message; the first starts now if the worker is idle, each of the
+        others as soon as the one before it ends."""
+        if not self.jobs:
+            self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
+        self.jobs.extend(claims)
+        self.conn.send(("run", [_job_message(claim) for claim in claims]))
 
-    def release(self) -> Claim | None:
-        job, self.job, self.child_pid, self.stop, self.sent_term = self.job, None, None, None, False
+    def release(self, now: float) -> Claim | None:
+        """The first job ended: the next one sent ahead (if any) is running from now."""
+        job = self.jobs.popleft() if self.jobs else None
+        self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
         return job
+
+    def take_back(self) -> list[Claim]:
+        """Jobs sent ahead that have not started: the worker is told to skip them."""
+        ahead = list(self.jobs)[1:]
+        for claim in ahead:
+            self.jobs.remove(claim)
+            with contextlib.suppress(OSError):
+                self.conn.send(("skip", claim.id, claim.attempt))
+        return ahead
 
     def signal_job(self, signum: int) -> None:
         """Signal the job's whole process tree: a shell job's session, or this Python worker's group."""

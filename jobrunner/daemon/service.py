@@ -6,21 +6,22 @@ batches. Signals only set a flag and write to a wake-up socket; the loop acts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import random
 import secrets
+import selectors
 import signal
 import socket
 import time
 from dataclasses import dataclass, field
-from multiprocessing.connection import wait
 from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
-from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
+from jobrunner.daemon.ahead import HOLD_S, SHORT_JOB_S, ClaimAhead
 from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
 from jobrunner.daemon.pool import Pool, Stop, Worker
@@ -35,6 +36,8 @@ from jobrunner.store.retention import retention_from_config
 from jobrunner.wakeup import Listener
 
 log = logging.getLogger("jobrunner.daemon")
+FLUSH_S = 0.005  # while every worker has its next job, finished jobs are written this often
+FLUSH_MAX = 256  # ... or as soon as this many are waiting
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Service:
         self.owner = f"{self.host}:{os.getpid()}:{secrets.token_hex(3)}"
         self.rng = random.Random()
         self.pending: list[runs.Outcome] = []
+        self.pending_since = 0.0
         self.recorded: list[runs.Recorded] = []
         self.finished_at = 0.0
         self.failed_writes = 0
@@ -132,35 +136,56 @@ class Service:
         return previous
 
     def _loop(self, listener: Listener, sig_read: socket.socket) -> None:
-        while True:
-            if self.stopping and not self.pool.busy() and not self.pending:
-                return
-            timeout = self._sleep_time(time.time())
-            waitables: list[Any] = [listener.sock, sig_read]
-            for worker in self.pool.workers:
-                waitables += [worker.conn, worker.process.sentinel]
-            ready = wait(waitables, timeout)
-            if listener.sock in ready and listener.drain():
-                self.maybe_work = True
-                self.timers["cancel"] = 0.0  # a cancel also pokes: look now
-                self.timers["poll"] = 0.0
-            if sig_read in ready:
-                self._drain_socket(sig_read)
-                self._handle_signals()
-            self._collect()
-            self._assign([])  # freed workers take held jobs before anything is written
-            now = time.time()
-            self._tick(now)
-            self._record_and_claim(time.time())
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(listener.sock, selectors.EVENT_READ, "wakeup")
+        self.selector.register(sig_read, selectors.EVENT_READ, "signal")
+        for worker in self.pool.workers:
+            self._watch(worker)
+        try:
+            while True:
+                if self.stopping and not self.pool.busy() and not self.pending:
+                    return
+                ready: dict[Worker, bool] = {}  # worker -> its process ended
+                for key, _ in self.selector.select(self._sleep_time(time.time())):
+                    if key.data == "wakeup":
+                        if listener.drain():
+                            self.maybe_work = True
+                            self.timers["cancel"] = 0.0  # a cancel also pokes: look now
+                            self.timers["poll"] = 0.0
+                    elif key.data == "signal":
+                        self._drain_socket(sig_read)
+                        self._handle_signals()
+                    else:
+                        ready[key.data] = ready.get(key.data, False) or key.fileobj is not key.data.conn
+                self._collect(ready)
+                self._assign([])  # freed workers take held jobs before anything is written
+                now = time.time()
+                self._tick(now)
+                self._record_and_claim(time.time())
+        finally:
+            self.selector.close()
+
+    def _watch(self, worker: Worker) -> None:
+        self.selector.register(worker.conn, selectors.EVENT_READ, worker)
+        self.selector.register(worker.process.sentinel, selectors.EVENT_READ, worker)
+
+    def _unwatch(self, worker: Worker) -> None:
+        for handle in (worker.conn, worker.process.sentinel):
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(handle)
 
     def _record_and_claim(self, now: float) -> None:
         """One commit for what finished and what starts next; workers get their jobs after it.
 
-        If the database refuses (locked for too long, disk full), nothing is lost: the
-        outcomes stay pending and are written on a later turn of the loop.
+        While every worker has its next job already, finished jobs wait a few milliseconds to
+        share a commit. If the database refuses (locked for too long, disk full), nothing is
+        lost: the outcomes stay pending and are written on a later turn of the loop.
         """
-        wants_claim = not self.stopping and self.maybe_work and self._capacity() > 0
+        wants_claim = not self.stopping and self.maybe_work and self._wants_claim()
         if not (self.pending or self.progress or wants_claim):
+            return
+        if (not wants_claim and not self.stopping and len(self.pending) < FLUSH_MAX
+                and now < self.pending_since + FLUSH_S and all(w.busy for w in self.pool.workers)):  # fmt: skip
             return
         try:
             with self.store.write():
@@ -197,6 +222,11 @@ class Service:
         deadlines.append(self.housekeeping.next_at())
         if len(self.ahead):
             deadlines.append(self.ahead.held[0][1] + HOLD_S)  # give a held job back in time
+        if self.pending:
+            deadlines.append(self.pending_since + FLUSH_S)
+        for worker in self.pool.workers:
+            if len(worker.jobs) > 1:
+                deadlines.append(worker.started + HOLD_S)  # jobs sent ahead wait behind this one
         return min(max(min(deadlines) - now, 0.0), self.options.poll)
 
     @staticmethod
@@ -216,9 +246,10 @@ class Service:
             elif not self.stopping:
                 self.stopping = True
                 self.drain_deadline = now + self.options.grace
-                for claim in self.ahead.drain():  # never started: straight back to the queue
-                    failure = Failure(FailureKind.INTERRUPTED, "not started: daemon stopping")
-                    self.pending.append(runs.Outcome(claim.id, claim.attempt, failure=failure))
+                not_started = self.ahead.drain()  # never started: straight back to the queue
+                for worker in self.pool.workers:
+                    not_started += worker.take_back()
+                self._give_back(not_started)
                 busy = len(self.pool.busy())
                 log.info(
                     "%s: stopping; %d running job(s) get %s to finish (signal again to stop now)",
@@ -251,15 +282,15 @@ class Service:
         log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
 
     # ------------------------------------------------------------------ workers
-    def _collect(self) -> None:
-        """Read every message waiting on every pipe, then deal with workers that died."""
-        for worker in list(self.pool.workers):
+    def _collect(self, ready: dict[Worker, bool]) -> None:
+        """Read every message waiting on the pipes that woke us, then deal with workers that died."""
+        for worker, ended in ready.items():
             try:
-                while worker.conn.poll():
-                    self._on_message(worker, worker.conn.recv())
+                for message in worker.receive():
+                    self._on_message(worker, message)
             except (EOFError, OSError):
-                pass
-            if not worker.process.is_alive():
+                ended = True
+            if ended and not worker.process.is_alive():
                 self._on_worker_death(worker)
 
     def _on_message(self, worker: Worker, message: tuple) -> None:
@@ -295,16 +326,44 @@ class Service:
                 failure = Failure(worker.stop.kind, worker.stop.message)
             else:
                 failure = Failure(FailureKind.WORKER_DIED, f"worker died: {describe_exit(code or 0)}")
-            self._finished(worker, runs.Outcome(job.id, job.attempt, failure=failure))
+            not_started = list(worker.jobs)[1:]
+            self._pend(runs.Outcome(job.id, job.attempt, failure=failure))
+            self.maybe_work = True
+            self._give_back(not_started)  # the dead worker never started them
         else:
             log.warning("worker %d exited (%s) while idle; starting a new one", worker.index, describe_exit(code or 0))
-        self.pool.replace(worker)
+        self._unwatch(worker)
+        self._watch(self.pool.replace(worker))
 
     def _finished(self, worker: Worker, outcome: runs.Outcome) -> None:
-        self.ahead.record_duration(time.time() - worker.started)
-        worker.release()
-        self.pending.append(outcome)
+        now = time.time()
+        self.ahead.record_duration(now - worker.started)
+        worker.release(now)
+        self._pend(outcome)
         self.maybe_work = True
+        if worker.job is not None:
+            self.started[(worker.job.id, worker.job.attempt)] = now
+
+    def _give_back(self, claims: list[runs.Claim]) -> None:
+        """Jobs sent ahead to a worker (or held) but not started: queued again as if never claimed.
+
+        Should a worker start one in the instant before it reads the skip, its report is
+        ignored: only the job at the head of a worker's line is ever recorded from it.
+        """
+        if not claims:
+            return
+        try:
+            runs.release(self.store, self.owner, claims, time.time())
+        except StoreError as exc:  # they stay claimed by us: recovered like any lost attempt
+            log.error("could not give back %d job(s) not started: %s", len(claims), exc)
+        self.maybe_work = True
+        for claim in claims:
+            self.started.pop((claim.id, claim.attempt), None)
+
+    def _pend(self, outcome: runs.Outcome) -> None:
+        if not self.pending:
+            self.pending_since = time.time()
+        self.pending.append(outcome)
 
     def _stop(self, worker: Worker, kind: FailureKind, message: str, now: float, kill_now: bool = False) -> None:
         """SIGTERM the job's process tree now and SIGKILL it after the grace period."""
@@ -374,14 +433,16 @@ class Service:
             self.timers["cancel"] = now
             wanted = set(runs.cancel_requests(self.store, self.owner))
             for job_id, attempt in wanted:
-                if self.ahead.remove(job_id, attempt) is not None:  # held, never started
-                    failure = Failure(FailureKind.CANCELLED, "cancelled by user")
-                    self.pending.append(runs.Outcome(job_id, attempt, failure=failure))
+                if self.ahead.remove(job_id, attempt) is not None or self._skip(job_id, attempt):
+                    failure = Failure(FailureKind.CANCELLED, "cancelled by user")  # never started
+                    self._pend(runs.Outcome(job_id, attempt, failure=failure))
             for worker in self.pool.busy():
                 if worker.job and worker.stop is None and (worker.job.id, worker.job.attempt) in wanted:
                     log.info("job %d: cancel requested; stopping it", worker.job.id)
                     self._stop(worker, FailureKind.CANCELLED, "cancelled by user while running", now)
         for worker in self.pool.busy():
+            if len(worker.jobs) > 1 and now - worker.started >= HOLD_S:  # a long job: let others run those
+                self._give_back(worker.take_back())
             job = worker.job
             assert job is not None
             if worker.stop is None and job.timeout and now - worker.started >= job.timeout:
@@ -426,17 +487,44 @@ class Service:
     def pool_started(self) -> bool:
         return hasattr(self, "pool")
 
+    def _skip(self, job_id: int, attempt: int) -> bool:
+        """Take a job sent ahead (not started) back from its worker."""
+        for worker in self.pool.workers:
+            for claim in list(worker.jobs)[1:]:
+                if (claim.id, claim.attempt) == (job_id, attempt):
+                    worker.jobs.remove(claim)
+                    worker.conn.send(("skip", job_id, attempt))
+                    self.started.pop((job_id, attempt), None)
+                    return True
+        return False
+
+    def _depth(self, worker: Worker, now: float) -> int:
+        """How many jobs a worker may have in its pipe: more than one only while jobs are short."""
+        ahead = self.ahead.send_ahead()
+        if ahead and (not worker.jobs or now - worker.started < SHORT_JOB_S):
+            return 1 + ahead
+        return 1
+
     def _capacity(self) -> int:
-        """Jobs to claim now: one per idle worker without a held job, plus what claim-ahead wants."""
+        """Jobs to claim now: room in the workers' pipes not covered by held jobs, plus what
+        claim-ahead wants to hold."""
         now = time.time()
+        room = sum(max(self._depth(w, now) - len(w.jobs), 0) for w in self.pool.workers)
         longest = max((now - w.started for w in self.pool.busy()), default=0.0)
-        return max(len(self.pool.idle()) - len(self.ahead), 0) + self.ahead.wanted(longest)
+        return max(room - len(self.ahead), 0) + self.ahead.wanted(longest)
+
+    def _wants_claim(self) -> bool:
+        """Claim when a worker is idle, or (short jobs) when half the room is free: bigger batches."""
+        if any(not w.busy for w in self.pool.workers) and not len(self.ahead):
+            return True
+        capacity = self._capacity()
+        return capacity > 0 and capacity * 2 >= self.options.workers * (1 + self.ahead.send_ahead())
 
     def _claim(self, now: float) -> list[runs.Claim]:
         """Claim as many jobs as there is room for, within the queues' concurrency limits."""
         idle = self._capacity()
         running: dict[str, int] = {}
-        busy_queues = [w.job.queue for w in self.pool.busy() if w.job is not None]
+        busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
         for queue in busy_queues + self.ahead.queues():
             running[queue] = running.get(queue, 0) + 1
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
@@ -452,15 +540,31 @@ class Service:
         return claims
 
     def _assign(self, claims: list[runs.Claim]) -> None:
-        """Held jobs first (they were claimed first), then the new ones; the rest are held."""
+        """Held jobs first (they were claimed first), then the new ones: to idle workers, then
+        (short jobs) ahead into busy workers' pipes; the rest are held."""
         self.ahead.hold(claims, time.time())
-        for worker in self.pool.idle():
-            claim = self.ahead.take()
-            if claim is None:
+        if not len(self.ahead):
+            return
+        now = time.time()
+        sends: dict[Worker, list[runs.Claim]] = {}
+        while len(self.ahead):
+            room = [w for w in self.pool.workers if len(w.jobs) + len(sends.get(w, ())) < self._depth(w, now)]
+            if not room:
                 break
-            worker.assign(claim, time.time())
-            self.started[(claim.id, claim.attempt)] = worker.started
-            log.info("job %d started: attempt %d on worker %d (%s)", claim.id, claim.attempt, worker.index, claim.name)
+            worker = min(room, key=lambda w: len(w.jobs) + len(sends.get(w, ())))  # idle ones first
+            claim = self.ahead.take()
+            assert claim is not None
+            sends.setdefault(worker, []).append(claim)
+        for worker, claims in sends.items():
+            idle = not worker.jobs
+            worker.assign(claims, now)
+            if idle:
+                self.started[(claims[0].id, claims[0].attempt)] = now
+            if log.isEnabledFor(logging.INFO):
+                for claim in claims:
+                    log.info("job %d %s: attempt %d on worker %d (%s)", claim.id,
+                             "started" if idle else "sent ahead", claim.attempt, worker.index, claim.name)  # fmt: skip
+                    idle = False
 
 
 def _pid_alive(pid: int) -> bool:

@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -25,7 +26,9 @@ from jobrunner.domain.failures import FailureKind, describe_exit
 from jobrunner.jobcontext import JobContext, _set_current
 
 # Messages (tuples keep the pipe cheap):
-#   supervisor -> worker: ("run", job dict) or None to exit
+#   supervisor -> worker: ("run", [job dict, ...]), ("skip", id, attempt) or None to exit.
+#                         Jobs run in the order sent. For short jobs the supervisor sends a few
+#                         ahead, so the worker never waits for a round trip between them.
 #   worker -> supervisor: ("started", id, attempt, child_pid)
 #                         ("progress", id, attempt, fraction, message)
 #                         ("done", id, attempt, result, failure dict or None, exit_code)
@@ -45,21 +48,40 @@ def die_with_parent() -> None:
 
 
 def worker_main(conn: Any, db_target: str) -> None:
-    """Entry point of a worker process."""
+    """Entry point of a worker process: run jobs in the order they arrive until told to exit."""
     os.setsid()  # our own process group: killpg stops a Python job and anything it started
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    inbox: deque[Any] = deque()
     while True:
         try:
-            message = conn.recv()
+            if not inbox:
+                _receive(inbox, conn.recv())
+            while conn.poll():  # a skip for a job sent ahead must be seen before that job starts
+                _receive(inbox, conn.recv())
         except (EOFError, OSError):
             return  # the supervisor is gone
-        if message is None:
+        if not inbox:  # the only job waiting was skipped
+            continue
+        job = inbox.popleft()
+        if job is None:
             return
-        _, job = message
         reply = run_shell(conn, job, db_target) if job["kind"] == "shell" else run_python(conn, job)
         conn.send(reply)
+
+
+def _receive(inbox: deque[Any], message: Any) -> None:
+    """Queue the jobs a message brings; a skip takes its job out if it has not started."""
+    if message is None:
+        inbox.append(None)
+    elif message[0] == "run":
+        inbox.extend(message[1])
+    elif message[0] == "skip":
+        for job in inbox:
+            if job is not None and (job["id"], job["attempt"]) == message[1:]:
+                inbox.remove(job)
+                return
 
 
 def _open_log(path: str) -> Any:
@@ -71,10 +93,9 @@ def _failure(kind: FailureKind, message: str, **extra: Any) -> dict[str, Any]:
     return {"kind": kind.value, "message": message, **extra}
 
 
-def _log_header(log: Any, job: dict[str, Any]) -> None:
+def _header(job: dict[str, Any]) -> bytes:
     stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-    log.write(f"=== jobrunner: job {job['id']} attempt {job['attempt']} started {stamp} ===\n".encode())
-    log.flush()
+    return f"=== jobrunner: job {job['id']} attempt {job['attempt']} started {stamp} ===\n".encode()
 
 
 def run_shell(conn: Any, job: dict[str, Any], db_target: str) -> tuple:
@@ -86,7 +107,7 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str) -> tuple:
         JOBRUNNER_JOB_ID=str(job["id"]), JOBRUNNER_ATTEMPT=str(job["attempt"]), JOBRUNNER_DB=db_target
     )
     with _open_log(job["log_path"]) as log:
-        _log_header(log, job)
+        log.write(_header(job))
         try:
             child = subprocess.Popen(
                 job["command"], cwd=job["cwd"] or None, env=env, stdin=subprocess.DEVNULL,
@@ -107,24 +128,26 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str) -> tuple:
     return ("done", job["id"], job["attempt"], None, failure, code)
 
 
+_saved_std: tuple[int, int] | None = None
+
+
 @contextmanager
-def _output_to(path: str) -> Iterator[None]:
+def _output_to(log_fd: int) -> Iterator[None]:
     """Send this process's stdout and stderr (and its children's) to the job's log file."""
+    global _saved_std
     sys.stdout.flush()
     sys.stderr.flush()
-    saved = os.dup(1), os.dup(2)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    if _saved_std is None:  # the worker's own stdout/stderr, kept open for its whole life
+        _saved_std = os.dup(1), os.dup(2)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
     try:
-        os.dup2(fd, 1)
-        os.dup2(fd, 2)
         yield
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for handle in (fd, *saved):
-            os.close(handle)
+        os.dup2(_saved_std[0], 1)
+        os.dup2(_saved_std[1], 2)
 
 
 def _exception_names(exc: BaseException) -> list[str]:
@@ -136,6 +159,18 @@ def _exception_names(exc: BaseException) -> list[str]:
     return names
 
 
+_functions: dict[str, tuple[Callable[..., Any], bool]] = {}
+
+
+def _resolve(path: str) -> tuple[Callable[..., Any], bool]:
+    """The function a job names and whether it takes `job`, looked up once per worker."""
+    found = _functions.get(path)
+    if found is None:
+        func = pkgutil.resolve_name(path)
+        found = _functions[path] = (func, _wants_job_argument(func))
+    return found
+
+
 def run_python(conn: Any, job: dict[str, Any]) -> tuple:
     """Import and call the job's function here, with its output in the job's log."""
     job_id, attempt = job["id"], job["attempt"]
@@ -144,41 +179,45 @@ def run_python(conn: Any, job: dict[str, Any]) -> tuple:
         conn.send(("progress", job_id, attempt, fraction, message))
 
     context = JobContext(id=job_id, attempt=attempt, _send=send_progress)
-    with _open_log(job["log_path"]) as log:
-        _log_header(log, job)
-    with _output_to(job["log_path"]):
-        try:
-            func = pkgutil.resolve_name(job["callable"])
-        except (ImportError, AttributeError, ValueError) as exc:
-            message = f"unknown callable {job['callable']!r}: {type(exc).__name__}: {exc}"
-            print(message, file=sys.stderr)
-            return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
-        kwargs = dict(job["kwargs"])
-        if _wants_job_argument(func) and "job" not in kwargs:
-            kwargs["job"] = context
-        _set_current(context)
-        try:
-            result = func(*job["args"], **kwargs)
-            if inspect.isawaitable(result):
-                result = asyncio.run(_await(result))
-        except BaseException as exc:
-            text = traceback.format_exc()
-            sys.stderr.write(text)
-            if isinstance(exc, KeyboardInterrupt):
-                raise
-            code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
-            failure = _failure(
-                FailureKind.EXCEPTION, f"{type(exc).__name__}: {exc}".rstrip(": "),
-                exception_names=_exception_names(exc), traceback=text, exit_code=code,
-            )  # fmt: skip
-            return ("done", job_id, attempt, None, failure, None)
-        finally:
-            _set_current(None)
+    log_fd = os.open(job["log_path"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
-        json.dumps(result)
-    except (TypeError, ValueError) as exc:
-        message = f"result is not JSON-serialisable: {exc}"
-        return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
+        os.write(log_fd, _header(job))
+        with _output_to(log_fd):
+            try:
+                func, wants_job = _resolve(job["callable"])
+            except (ImportError, AttributeError, ValueError) as exc:
+                message = f"unknown callable {job['callable']!r}: {type(exc).__name__}: {exc}"
+                print(message, file=sys.stderr)
+                return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
+            kwargs = job["kwargs"]
+            if wants_job and "job" not in kwargs:
+                kwargs = {**kwargs, "job": context}
+            _set_current(context)
+            try:
+                result = func(*job["args"], **kwargs)
+                if inspect.isawaitable(result):
+                    result = asyncio.run(_await(result))
+            except BaseException as exc:
+                text = traceback.format_exc()
+                sys.stderr.write(text)
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
+                failure = _failure(
+                    FailureKind.EXCEPTION, f"{type(exc).__name__}: {exc}".rstrip(": "),
+                    exception_names=_exception_names(exc), traceback=text, exit_code=code,
+                )  # fmt: skip
+                return ("done", job_id, attempt, None, failure, None)
+            finally:
+                _set_current(None)
+    finally:
+        os.close(log_fd)
+    if result is not None:
+        try:
+            json.dumps(result)
+        except (TypeError, ValueError) as exc:
+            message = f"result is not JSON-serialisable: {exc}"
+            return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
     return ("done", job_id, attempt, result, None, None)
 
 

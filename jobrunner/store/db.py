@@ -109,6 +109,9 @@ def _open_sqlite(target: str, durability: str) -> Store:
         "synchronous": "full" if durability == "full" else "normal",
         "foreign_keys": 1,
         "busy_timeout": int(BUSY_TIMEOUT_S * 1000),
+        # checkpoint every ~32 MB of WAL, not 4 MB: a page rewritten by many commits is copied
+        # back once per checkpoint, and the checkpoint's fsyncs are paid less often
+        "wal_autocheckpoint": 8000,
     }
     db = peewee.SqliteDatabase(str(path), pragmas=pragmas, timeout=BUSY_TIMEOUT_S)
     return Store(db, SQLITE, str(path))

@@ -79,6 +79,8 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
         if exclude:
             filters += f" AND queue NOT IN ({', '.join([p] * exclude)})"
         lock = " FOR UPDATE SKIP LOCKED" if store.backend.name == "postgresql" else ""
+        # SQLite without ANALYZE statistics prefers (status, queue) and sorts every queued row
+        hint = " INDEXED BY job_claim_queued" if store.is_sqlite else ""
         _claim_sql[key] = (
             f"UPDATE job SET status='running', attempts=attempts+1, lease_owner={p}, "
             f"lease_until={p}, started_at={p}, updated_at={p}, finished_at=NULL, progress=NULL, "
@@ -86,7 +88,7 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
             f"log_path=COALESCE(log_path, {p} || id || '.log') "
             # queued means due (scheduled/retrying jobs are promoted when due), so no run_at
             # test here: that keeps the planner on job_claim (status, priority DESC, id), no sort
-            "WHERE id IN (SELECT id FROM job WHERE status='queued' "
+            f"WHERE id IN (SELECT id FROM job{hint} WHERE status='queued' "
             "AND queue NOT IN (SELECT name FROM queue_state WHERE paused)"
             f"{filters} ORDER BY priority DESC, id LIMIT {p}{lock}) "
             f"RETURNING {', '.join(CLAIM_COLUMNS)}"
@@ -116,14 +118,23 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
     return claims
 
 
+def _json(text: str | None, empty: Any) -> Any:
+    """json.loads, skipping the parser for the empty list or object most jobs carry."""
+    if text is None:
+        return None
+    if text == "[]" or text == "{}":
+        return type(empty)()
+    return json.loads(text)
+
+
 def _claim_from_row(row: Sequence[Any]) -> Claim:
-    data = dict(zip(CLAIM_COLUMNS, row, strict=True))
+    (job_id, attempts, priority, name, kind, command, callable_, args, kwargs, cwd, env, timeout, queue,
+     log_path) = row  # the order of CLAIM_COLUMNS  # fmt: skip
     return Claim(
-        id=data["id"], attempt=data["attempts"], priority=data["priority"], name=data["name"],
-        kind=data["kind"], command=json.loads(data["command"]) if data["command"] else None,
-        callable=data["callable"], args=json.loads(data["args"]), kwargs=json.loads(data["kwargs"]),
-        cwd=data["cwd"], env=json.loads(data["env"]), timeout=data["timeout"], queue=data["queue"],
-        log_path=data["log_path"],
+        id=job_id, attempt=attempts, priority=priority, name=name, kind=kind,
+        command=json.loads(command) if command else None, callable=callable_, args=_json(args, []),
+        kwargs=_json(kwargs, {}), cwd=cwd, env=_json(env, {}), timeout=timeout, queue=queue,
+        log_path=log_path,
     )  # fmt: skip
 
 
@@ -135,12 +146,62 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
         return []
     recorded: list[Recorded] = []
     with store.write():
+        succeeded = [outcome for outcome in outcomes if outcome.failure is None]
+        if len(succeeded) > 1:
+            recorded += _succeed_many(store, owner, succeeded, now)
+        elif succeeded:
+            recorded.append(_succeed(store, owner, succeeded[0], now))
         for outcome in outcomes:
-            if outcome.failure is None:
-                recorded.append(_succeed(store, owner, outcome, now))
-            else:
+            if outcome.failure is not None:
                 recorded.append(_fail(store, owner, outcome, now, rng))
     return recorded
+
+
+def _succeed_many(store: Store, owner: str | None, outcomes: list[Outcome], now: float) -> list[Recorded]:
+    """Successes in three statements however many there are: the daemon's hot path."""
+    rows, odd = [], []
+    for outcome in outcomes:
+        if outcome.result is None:
+            rows.append((now, now, outcome.exit_code, None, outcome.job_id, outcome.attempt))
+            continue
+        try:
+            rows.append((now, now, outcome.exit_code, json.dumps(outcome.result, separators=(",", ":")),
+                         outcome.job_id, outcome.attempt))  # fmt: skip
+        except (TypeError, ValueError):
+            odd.append(outcome)  # _succeed records why it is refused
+    clause, extra = _owner_clause(store, owner)
+    p = store.backend.param
+    cursor = store.cursor()
+    cursor.executemany(
+        f"UPDATE job SET status='succeeded', finished_at={p}, updated_at={p}, exit_code={p}, "
+        "result=" + p + ", error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested=FALSE, "
+        "progress=CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END "
+        f"WHERE id={p} AND attempts={p} AND status='running'{clause}",
+        [(*row, *extra) for row in rows],
+    )
+    done = [(row[4], row[5]) for row in rows]
+    if cursor.rowcount != len(rows):  # some were stale: keep those this update changed
+        marks = ", ".join([p] * len(done))
+        changed = set(store.execute(
+            f"SELECT id, attempts FROM job WHERE id IN ({marks}) AND status='succeeded' AND finished_at={p}",
+            [job_id for job_id, _ in done] + [now],
+        ).fetchall())  # fmt: skip
+        done = [pair for pair in done if pair in changed]
+    cursor.executemany(
+        store.backend.insert_event,
+        [(job_id, now, attempt, "running", "succeeded", "succeeded", None) for job_id, attempt in done],
+    )
+    recorded = [Recorded(job_id, attempt, Status.SUCCEEDED, "succeeded") for job_id, attempt in done]
+    kept = set(done)
+    recorded += [Recorded(o.job_id, o.attempt, None, "stale attempt: not recorded")
+                 for o in outcomes if (o.job_id, o.attempt) not in kept and o not in odd]  # fmt: skip
+    if done and dependencies.any_waiting_on(store, [job_id for job_id, _ in done]):
+        for index, record in enumerate(recorded[: len(done)]):
+            released = dependencies.on_succeeded(store, record.job_id, now)
+            if released:
+                recorded[index] = Recorded(record.job_id, record.attempt, Status.SUCCEEDED,
+                                           "succeeded; released " + ", ".join(map(str, released)))  # fmt: skip
+    return recorded + [_succeed(store, owner, outcome, now) for outcome in odd]
 
 
 def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
@@ -245,13 +306,18 @@ def recover_owner(store: Store, owner: str, reason: str, now: float,
     return recorded
 
 
+def _due_hint(store: Store) -> str:
+    """SQLite picks (status, queue) over the partial index of waiting jobs unless told."""
+    return " INDEXED BY job_due_waiting" if store.is_sqlite else ""
+
+
 @guarded
 def promote_due(store: Store, now: float, limit: int = 1000) -> int:
     """Scheduled and retrying jobs whose time has come become queued."""
     p = store.backend.param
     with store.write():
         rows = store.execute(
-            "SELECT id, status, attempts FROM job WHERE status IN ('scheduled', 'retrying') "
+            f"SELECT id, status, attempts FROM job{_due_hint(store)} WHERE status IN ('scheduled', 'retrying') "
             f"AND run_at <= {p} ORDER BY run_at LIMIT {int(limit)}",
             (now,),
         ).fetchall()
@@ -273,7 +339,7 @@ def promote_due(store: Store, now: float, limit: int = 1000) -> int:
 def next_due(store: Store) -> float | None:
     """When the earliest scheduled or retrying job becomes due, so the daemon can sleep until then."""
     row = store.execute(
-        "SELECT MIN(run_at) FROM job WHERE status IN ('scheduled', 'retrying')"
+        f"SELECT MIN(run_at) FROM job{_due_hint(store)} WHERE status IN ('scheduled', 'retrying')"
     ).fetchone()
     return row[0] if row else None
 
