@@ -9,7 +9,6 @@ a long one and `running` stays close to the truth.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 
 from jobrunner.store.runs import Claim
@@ -35,7 +34,7 @@ class ClaimAhead:
     def short(self) -> bool:
         """Recent jobs were short: worth claiming and sending ahead."""
         if self._short is None:
-            self._short = len(self.durations) >= 8 and statistics.median(self.durations) <= SHORT_JOB_S
+            self._short = len(self.durations) >= 8 and _median(self.durations) <= SHORT_JOB_S
         return self._short
 
     def send_ahead(self) -> int:
@@ -45,7 +44,7 @@ class ClaimAhead:
             if not self.short():
                 self._ahead = 0
             else:
-                typical = max(statistics.median(self.durations), 1e-4)
+                typical = max(_median(self.durations), 1e-4)
                 self._ahead = max(1, min(MAX_AHEAD, int(AHEAD_WORK_S / typical)))
         return self._ahead
 
@@ -85,3 +84,9 @@ class ClaimAhead:
 
     def __len__(self) -> int:
         return len(self.held)
+
+
+def _median(values: deque[float]) -> float:
+    ordered = sorted(values)  # (the statistics module costs the daemon's start-up more than this)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2

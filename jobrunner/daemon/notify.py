@@ -18,21 +18,19 @@ import json
 import logging
 import os
 import queue
-import smtplib
-import ssl
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.message import EmailMessage
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.durations import parse_duration
 from jobrunner.domain.jobspec import unknown_key_message
 from jobrunner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 log = logging.getLogger("jobrunner.notify")
 
@@ -94,6 +92,9 @@ class WebhookNotifier(Notifier):
             "X-Jobrunner-Event": event,
             **self.headers,
         }
+        import urllib.error  # here, not at the top: most daemons never notify (start-up time)
+        import urllib.request
+
         request = urllib.request.Request(self.url, data=job_json(job), headers=headers, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -122,6 +123,8 @@ class EmailNotifier(Notifier):
     kind: str = field(default="email", init=False)
 
     def message(self, event: str, job: Mapping[str, Any]) -> EmailMessage:
+        from email.message import EmailMessage
+
         msg = EmailMessage()
         fields = {**{k: "" if v is None else v for k, v in job.items()}, "event": event}
         try:
@@ -139,6 +142,9 @@ class EmailNotifier(Notifier):
         return msg
 
     def deliver(self, event: str, job: Mapping[str, Any]) -> None:
+        import smtplib
+        import ssl
+
         password = None
         if self.password_env:
             password = os.environ.get(self.password_env)

@@ -11,8 +11,10 @@ import multiprocessing
 import os
 import pickle
 import signal
+import sys
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -125,6 +127,27 @@ def _job_message(claim: Claim) -> dict[str, Any]:
     }  # fmt: skip
 
 
+@contextlib.contextmanager
+def _main_script_hidden() -> Iterator[None]:
+    """Start a child without it running our main script again.
+
+    multiprocessing makes each new process import the parent's __main__ by path (`jobrunner`,
+    the console script, imports the whole CLI: ~60 ms per worker). Workers only need
+    jobrunner.daemon.worker, which the forkserver has already imported; jobs never live in
+    __main__ (the API refuses them).
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None) if getattr(main, "__spec__", None) is None else None
+    if path is None:
+        yield
+        return
+    del main.__file__
+    try:
+        yield
+    finally:
+        main.__file__ = path
+
+
 class Pool:
     """N workers; `start_worker` replaces one in place."""
 
@@ -141,7 +164,8 @@ class Pool:
         process = self.context.Process(
             target=worker_main, args=(child, self.db_target), name=f"jobrunner-worker-{index}", daemon=True
         )
-        process.start()
+        with _main_script_hidden():
+            process.start()
         child.close()
         return Worker(index=index, process=process, conn=parent)
 

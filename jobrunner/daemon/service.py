@@ -88,37 +88,39 @@ class Service:
     def run(self) -> int:
         """Run until stopped by a signal; returns the process exit code."""
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        # Workers first: they start (a forkserver, then a fork each) while we set up below.
+        # forkserver children inherit none of our file descriptors, our database handle included.
+        self.pool = Pool(self.options.workers, self.store.target)
         sig_read, sig_write = socket.socketpair()
         sig_read.setblocking(False)
         sig_write.setblocking(False)
         previous = self._install_signals(sig_write)
         listener = Listener(self.store.target)
-        if not listener.bound:
-            log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
-            self.options.poll = min(self.options.poll, 0.1)
-        now = time.time()
-        self._recover(now)
-        from jobrunner.daemon.scheduler import Scheduler
-
-        self.scheduler = Scheduler(self.store, self.config)
-        self.scheduler.load(self.config, now)
-        runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
-                             self.options.workers, self.options.queues, now)  # fmt: skip
-        self.store.close()  # children start without our connection
-        self.pool = Pool(self.options.workers, self.store.target)
-        log.info(
-            "daemon %s started: %d workers, queues %s, database %s",
-            self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
-        )  # fmt: skip
-        self.notify.start()
-        self.systemd.ready(self._status_text())
         try:
+            if not listener.bound:
+                log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
+                self.options.poll = min(self.options.poll, 0.1)
+            now = time.time()
+            self._recover(now)
+            from jobrunner.daemon.scheduler import Scheduler
+
+            self.scheduler = Scheduler(self.store, self.config)
+            self.scheduler.load(self.config, now)
+            runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
+                                 self.options.workers, self.options.queues, now)  # fmt: skip
+            log.info(
+                "daemon %s started: %d workers, queues %s, database %s",
+                self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
+            )  # fmt: skip
+            self.notify.start()
+            self.systemd.ready(self._status_text())
             self._loop(listener, sig_read)
         finally:
             self.systemd.stopping("stopping")
             self.pool.close()
             self.notify.close(timeout=5)
-            runs.mark_stopped(self.store, self.owner, time.time())
+            if hasattr(self, "scheduler"):
+                runs.mark_stopped(self.store, self.owner, time.time())
             listener.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -480,12 +482,7 @@ class Service:
         for record in runs.recover_expired(self.store, now, self.rng):
             log.info("job %d recovered (lease expired): %s", record.job_id, record.message)
             self._notify(record)
-        if self.pool_started:
-            self.maybe_work = True
-
-    @property
-    def pool_started(self) -> bool:
-        return hasattr(self, "pool")
+        self.maybe_work = True
 
     def _skip(self, job_id: int, attempt: int) -> bool:
         """Take a job sent ahead (not started) back from its worker."""

@@ -7,7 +7,6 @@ supervisor can stop the whole process tree with killpg.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import os
@@ -196,6 +195,8 @@ def run_python(conn: Any, job: dict[str, Any]) -> tuple:
             try:
                 result = func(*job["args"], **kwargs)
                 if inspect.isawaitable(result):
+                    import asyncio  # only for async jobs: the worker starts faster without it
+
                     result = asyncio.run(_await(result))
             except BaseException as exc:
                 text = traceback.format_exc()
