@@ -1,3 +1,4 @@
-from jobrunner.cli.app import main
+from jobrunner.cli.fast import main
 
-main()
+if __name__ == "__main__":
+    main()

@@ -7,19 +7,14 @@ $XDG_CONFIG_HOME/jobrunner/jobs.toml. No file at all is fine: defaults apply.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobrunner.domain.jobspec import (
-    NAME_PATTERN,
-    JobSpec,
-    SpecError,
-    build_spec,
-    unknown_key_message,
-)
 from jobrunner.errors import ConfigError
+
+if TYPE_CHECKING:
+    from jobrunner.domain.jobspec import JobSpec, SpecError
 
 APP_NAME = "jobrunner"
 TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify")
@@ -62,6 +57,8 @@ class Config:
             fields.pop("callable" if "command" in overrides else "command", None)
         if overrides and "kwargs" in overrides and "kwargs" in self.tasks[name]:
             fields["kwargs"] = {**self.tasks[name]["kwargs"], **overrides["kwargs"]}
+        from jobrunner.domain.jobspec import SpecError, build_spec
+
         try:
             return build_spec(fields, task=name)
         except SpecError as exc:
@@ -102,6 +99,8 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     path = find_config(explicit)
     if path is None:
         return Config()
+    import tomllib  # only when there is a file: most commands run without one
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
@@ -113,6 +112,9 @@ def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
 
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Validate a parsed TOML document; every error names its key."""
+    # here, not at the top: `jobrunner list` with no config file never needs them
+    from jobrunner.domain.jobspec import SpecError, build_spec, unknown_key_message
+
     where = str(path) if path else "config"
 
     def fail(key: str, message: str) -> ConfigError:
@@ -204,6 +206,8 @@ def _check_schedule(table: dict[str, Any], where: str, fail: Any) -> None:
 
 
 def _tables(data: dict[str, Any], key: str, fail: Any) -> dict[str, dict[str, Any]]:
+    from jobrunner.domain.jobspec import NAME_PATTERN
+
     tables = data.get(key, {})
     if not isinstance(tables, dict):
         raise fail(key, f"must be tables like [{key}.NAME]")

@@ -94,5 +94,5 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """The Typer app on sys.argv: what jobrunner.cli.fast.main (the console script) falls back to."""
     app(prog_name="jobrunner")

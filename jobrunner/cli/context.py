@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import typer
+if TYPE_CHECKING:  # typer stays out of the fast path (jobrunner.cli.fast), which uses AppState
+    import typer
 
-if TYPE_CHECKING:
     from jobrunner.config import Config
     from jobrunner.store.db import Store
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from jobrunner.cli.context import state
-from jobrunner.cli.output import note, print_json
-from jobrunner.cli.submit import SubmitCommand, submit_command
+from jobrunner.cli.listing import list_jobs, parse_statuses
+from jobrunner.cli.output import print_json
+from jobrunner.cli.submit import submit_job
 from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.states import FINISHED, Status, parse_status
+from jobrunner.domain.states import FINISHED
 from jobrunner.errors import UsageError
 
 JsonOption = Annotated[
@@ -19,11 +21,82 @@ JsonOption = Annotated[
 ]
 
 
-def _statuses(values: list[str] | None) -> list[Status]:
-    try:
-        return [parse_status(v) for item in values or [] for v in item.split(",") if v]
-    except ValueError as exc:
-        raise UsageError(f"--status: {exc}") from None
+# The console script parses `submit` and `list` by hand first (jobrunner.cli.fast): an option
+# changed here must change in its tables too (tests/test_cli_fast.py compares them).
+DASHDASH = "jobrunner.words_after_dashdash"
+
+
+class SubmitCommand(TyperCommand):
+    """Remembers how many words came after `--`: those are a command, never a task name."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[DASHDASH] = len(args) - args.index("--") - 1 if "--" in args else None
+        return super().parse_args(ctx, args)
+
+
+def submit_command(
+    ctx: typer.Context,
+    words: Annotated[
+        list[str] | None,
+        typer.Argument(
+            help="A task name from jobs.toml, or `-- COMMAND ARGS...` for a shell job.", show_default=False
+        ),
+    ] = None,
+    call: Annotated[
+        str | None, typer.Option("--call", "-c", help="Run a Python callable 'package.module:function'.")
+    ] = None,
+    arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--arg", "-a", help="KEY=VALUE keyword argument for --call (JSON values decoded); repeatable."
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", "-n", help="A name to show in lists.")] = None,
+    queue: Annotated[
+        str | None, typer.Option("--queue", "-q", help="Queue to run in [default: default].")
+    ] = None,
+    priority: Annotated[
+        str | None, typer.Option("--priority", "-p", help="low, normal, high, critical or 0-9.")
+    ] = None,
+    retries: Annotated[
+        int | None, typer.Option("--retries", "-r", help="Retries after a failed attempt [default: 0].")
+    ] = None,
+    timeout: Annotated[
+        str | None, typer.Option("--timeout", "-t", help="Kill an attempt after this long (30s, 10m, 1h).")
+    ] = None,
+    backoff: Annotated[
+        str | None, typer.Option("--backoff", help="Base delay before the first retry, doubled each time.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", help="A tag to filter by later; repeatable.")
+    ] = None,
+    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
+    env: Annotated[
+        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE environment for the job; repeatable.")
+    ] = None,
+    cwd: Annotated[
+        str | None, typer.Option("--cwd", help="Working directory [default: the current one].")
+    ] = None,
+    at: Annotated[
+        str | None, typer.Option("--at", help="Run at this time (ISO 8601, local unless an offset is given).")
+    ] = None,
+    delay: Annotated[str | None, typer.Option("--in", help="Run after this delay (10m, 2h).")] = None,
+    after: Annotated[
+        list[int] | None, typer.Option("--after", help="Run only when this job has succeeded; repeatable.")
+    ] = None,
+    from_file: Annotated[
+        str | None,
+        typer.Option(
+            "--from-file", "-f", help="Submit one JSON job per line ('-' for stdin), all in one transaction."
+        ),
+    ] = None,
+) -> None:
+    """Store a new job and print its id (stdout holds the id alone)."""
+    submit_job(
+        state(ctx), words, ctx.meta.get(DASHDASH), call=call, arg=arg, name=name, queue=queue,
+        priority=priority, retries=retries, timeout=timeout, backoff=backoff, tag=tag, meta=meta,
+        env=env, cwd=cwd, at=at, delay=delay, after=after, from_file=from_file,
+    )  # fmt: skip
 
 
 def list_command(
@@ -46,25 +119,10 @@ def list_command(
     as_json: JsonOption = False,
 ) -> None:
     """List jobs, newest first."""
-    from jobrunner.store import queries
-
-    store = state(ctx).store
-    where = queries.JobFilter(statuses=_statuses(status), queues=queue or [], tags=tag or [], search=search)
-    jobs = queries.list_jobs(store, where, limit=limit or None, newest_first=not oldest_first)
-    if as_json:
-        print_json(jobs)
-        return
-    from jobrunner.cli.output import console, jobs_table
-
-    if not jobs:
-        note("no jobs match" if where.where("?")[0] else "no jobs yet: jobrunner submit -- COMMAND")
-        return
-    out = console()
-    out.print(jobs_table(jobs, width=out.width))
-    if limit and len(jobs) == limit:
-        total = queries.count_jobs(store, where)
-        if total > limit:
-            note(f"showing {limit} of {total} jobs; --limit 0 shows all")
+    list_jobs(
+        state(ctx), status=status, queue=queue, tag=tag, search=search, limit=limit,
+        oldest_first=oldest_first, as_json=as_json,
+    )  # fmt: skip
 
 
 def show_command(
@@ -142,7 +200,7 @@ def purge_command(
         age = parse_duration(older_than)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
-    statuses = _statuses(status) or sorted(FINISHED)
+    statuses = parse_statuses(status) or sorted(FINISHED)
     store, now = state(ctx).store, time.time()
     if dry_run:
         removed = repo.purge(store, age, statuses, now, dry_run=True)

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from jobrunner.cli.context import state
+from jobrunner.cli.jobs import DASHDASH, SubmitCommand
 from jobrunner.cli.output import note, print_json
-from jobrunner.cli.submit import DASHDASH, SubmitCommand
 from jobrunner.errors import UsageError
 
 schedule_app = typer.Typer(help="Cron, interval and one-off schedules.", no_args_is_help=True)

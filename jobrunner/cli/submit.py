@@ -1,4 +1,8 @@
-"""`jobrunner submit`: one job from options, a named task, or many from a JSON-lines file."""
+"""`jobrunner submit`: one job from options, a named task, or many from a JSON-lines file.
+
+No Typer here: the command's options are declared in jobrunner.cli.jobs, and the fast path
+(jobrunner.cli.fast) calls submit_job directly.
+"""
 
 from __future__ import annotations
 
@@ -11,31 +15,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-import typer
-from typer.core import TyperCommand
-
-from jobrunner.cli.context import state
 from jobrunner.cli.output import note
 from jobrunner.domain.durations import parse_duration
 from jobrunner.domain.jobspec import JobSpec, SpecError, build_spec
 from jobrunner.errors import UsageError
 
-DASHDASH = "jobrunner.words_after_dashdash"
+if TYPE_CHECKING:
+    from jobrunner.cli.context import AppState
+
 OPTION_NAMES = {
     "name": "--name", "queue": "--queue", "priority": "--priority", "retries": "--retries",
     "timeout": "--timeout", "backoff": "--backoff", "tags": "--tag", "metadata": "--meta",
     "env": "--env", "cwd": "--cwd", "callable": "--call", "kwargs": "--arg",
 }  # fmt: skip
-
-
-class SubmitCommand(TyperCommand):
-    """Remembers how many words came after `--`: those are a command, never a task name."""
-
-    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
-        ctx.meta[DASHDASH] = len(args) - args.index("--") - 1 if "--" in args else None
-        return super().parse_args(ctx, args)
 
 
 def parse_pairs(values: list[str] | None, option: str, decode: bool) -> dict[str, Any]:
@@ -78,68 +72,34 @@ def parse_when(at: str | None, delay: str | None, now: float) -> float | None:
     return None
 
 
-def submit_command(
-    ctx: typer.Context,
-    words: Annotated[
-        list[str] | None,
-        typer.Argument(
-            help="A task name from jobs.toml, or `-- COMMAND ARGS...` for a shell job.", show_default=False
-        ),
-    ] = None,
-    call: Annotated[
-        str | None, typer.Option("--call", "-c", help="Run a Python callable 'package.module:function'.")
-    ] = None,
-    arg: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--arg", "-a", help="KEY=VALUE keyword argument for --call (JSON values decoded); repeatable."
-        ),
-    ] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="A name to show in lists.")] = None,
-    queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue to run in [default: default].")
-    ] = None,
-    priority: Annotated[
-        str | None, typer.Option("--priority", "-p", help="low, normal, high, critical or 0-9.")
-    ] = None,
-    retries: Annotated[
-        int | None, typer.Option("--retries", "-r", help="Retries after a failed attempt [default: 0].")
-    ] = None,
-    timeout: Annotated[
-        str | None, typer.Option("--timeout", "-t", help="Kill an attempt after this long (30s, 10m, 1h).")
-    ] = None,
-    backoff: Annotated[
-        str | None, typer.Option("--backoff", help="Base delay before the first retry, doubled each time.")
-    ] = None,
-    tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag to filter by later; repeatable.")
-    ] = None,
-    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
-    env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE environment for the job; repeatable.")
-    ] = None,
-    cwd: Annotated[
-        str | None, typer.Option("--cwd", help="Working directory [default: the current one].")
-    ] = None,
-    at: Annotated[
-        str | None, typer.Option("--at", help="Run at this time (ISO 8601, local unless an offset is given).")
-    ] = None,
-    delay: Annotated[str | None, typer.Option("--in", help="Run after this delay (10m, 2h).")] = None,
-    after: Annotated[
-        list[int] | None, typer.Option("--after", help="Run only when this job has succeeded; repeatable.")
-    ] = None,
-    from_file: Annotated[
-        str | None,
-        typer.Option(
-            "--from-file", "-f", help="Submit one JSON job per line ('-' for stdin), all in one transaction."
-        ),
-    ] = None,
+def submit_job(
+    app_state: AppState,
+    words: list[str] | None = None,
+    after_dashdash: int | None = None,
+    *,
+    call: str | None = None,
+    arg: list[str] | None = None,
+    name: str | None = None,
+    queue: str | None = None,
+    priority: str | None = None,
+    retries: int | None = None,
+    timeout: str | None = None,
+    backoff: str | None = None,
+    tag: list[str] | None = None,
+    meta: list[str] | None = None,
+    env: list[str] | None = None,
+    cwd: str | None = None,
+    at: str | None = None,
+    delay: str | None = None,
+    after: list[int] | None = None,
+    from_file: str | None = None,
 ) -> None:
-    """Store a new job and print its id (stdout holds the id alone)."""
-    app_state = state(ctx)
+    """`jobrunner submit` once its options are parsed, by Typer or by the fast path.
+
+    `words` are the positional words; the last `after_dashdash` of them came after `--`.
+    """
     now = time.time()
     words = words or []
-    after_dashdash = ctx.meta.get(DASHDASH)
     command = words[len(words) - after_dashdash :] if after_dashdash is not None else []
     before = words[: len(words) - len(command)]
 
