@@ -1,9 +1,21 @@
 """Run every benchmark and print one table: each figure is the median of several runs, with min-max.
 
-Usage: python -m benchmarks [--only bulk,enqueue,cli,tui,huey] [--runs N] [--quick] [--json FILE]
+Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
+
+  bulk     submit --from-file of 10,000 jobs, against bare inserts of the same rows
+  enqueue  Python API submit one at a time, against plain sqlite3
+  cli      whole-process `jobrunner submit` and `jobrunner list` over 100,000 jobs
+  tui      TUI open and refresh over 100,000 jobs
+  huey     against huey 3's SqliteHuey: enqueue, end to end (submitted first / while
+           running), pickup latency
+  shell    1,000 `true` shell jobs through the daemon, against a bare spawning loop
+  idle     an idle daemon's CPU, and pickup after 10 s of idleness
+  memory   daemon and worker RSS, idle and running 5,000 jobs
+  scale    claims at 100,000 queued; list, submit and claim at 1,000,000 finished jobs
 
 --quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
 huey runs only where huey is installed (pip install -e '.[bench]'); otherwise it is skipped with a note.
+The end-to-end benchmarks start `jobrunner daemon --workers 2` on a temporary database.
 """
 
 from __future__ import annotations
@@ -19,10 +31,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bulk_submit, cli_latency, enqueue, tui
+from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, scale, shell, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli", "tui", "huey")
+NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "scale")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -45,6 +57,17 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
                 jobs=200 if quick else 5_000, e2e_jobs=200 if quick else 5_000,
                 latency_jobs=10 if quick else 200, runs=runs or 3,
             )  # fmt: skip
+    if "shell" in only:
+        figures += shell.measure(jobs=100 if quick else 1_000, runs=runs or (3 if quick else 5))
+    if "idle" in only:
+        figures += idle.measure(samples=2 if quick else 5, gap=1.0 if quick else 10.0, runs=runs or 3)
+    if "memory" in only:
+        figures += memory.measure(jobs=300 if quick else 5_000, runs=runs or 3)
+    if "scale" in only:
+        if quick:
+            figures += scale.measure(finished=20_000, queued=5_000, claims=200, submits=200, runs=runs or 3)
+        else:
+            figures += scale.measure(runs=runs or 3)
     return figures
 
 
@@ -66,7 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only", default=",".join(NAMES), help=f"comma-separated subset of {', '.join(NAMES)}"
     )
-    parser.add_argument("--runs", type=int, help="runs per figure (default: 5; 15 for CLI start-up; min 3)")
+    parser.add_argument(
+        "--runs", type=int, help="runs per figure (default: 3 or 5; 15 for CLI start-up; min 3)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run, not a measurement")
     parser.add_argument("--json", metavar="FILE", help="also write the figures and versions as JSON")
     options = parser.parse_args(argv)

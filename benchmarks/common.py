@@ -15,7 +15,7 @@ class Figure:
     """One measured quantity: every run's value, summarised as median (min-max)."""
 
     name: str
-    unit: str  # "jobs/s", "ms" or "x" (a ratio)
+    unit: str  # "jobs/s", "ms", "MB", "% core" or "x" (a ratio)
     values: list[float]
     higher_is_better: bool = True
     bar: float | None = None  # the figure to clear, in `unit`; None: context only
@@ -58,8 +58,10 @@ class Figure:
 def number(value: float, unit: str) -> str:
     if unit == "x":
         return f"{value:.2f}"
-    if unit == "ms":
+    if unit in ("ms", "MB"):
         return f"{value:,.1f}"
+    if unit.startswith("%"):
+        return f"{value:.2f}"
     return f"{value:,.0f}"
 
 
