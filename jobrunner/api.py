@@ -26,6 +26,9 @@ _stores: dict[tuple[int, str], Store] = {}
 _places: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...], str, str]] = {}
 _configs: dict[tuple[Any, ...], tuple[tuple[str, ...], tuple[Any, ...], Config]] = {}
 SETTLED_S = 2.0  # a config file changed this recently is read again on every call (mtimes are coarse)
+RECHECK_S = 1.0  # a cached answer looks at the config files again after this long: a submit
+# after an idle moment pays ~30 us per system call on a VM, and a config edit shows within 1 s
+_checked: dict[tuple[Any, ...], float] = {}
 
 
 def connect(db: str | None = None, config: str | None = None) -> Store:
@@ -42,7 +45,7 @@ def connect(db: str | None = None, config: str | None = None) -> Store:
         key = (db, config, environ.get("JOBRUNNER_DB"), environ.get("JOBRUNNER_CONFIG"), os.getcwd(),
                environ.get("XDG_CONFIG_HOME"), environ.get("XDG_STATE_HOME"), environ.get("HOME"))  # fmt: skip
     place = _places.get(key)
-    if place is None or _file_stamps(place[0]) != place[1]:
+    if place is None or _changed(key, place[0], place[1]):
         place = _find_place(key, db, config)
     target, durability = place[2], place[3]
     store_key = (os.getpid(), target)  # a forked child opens its own connection
@@ -52,6 +55,15 @@ def connect(db: str | None = None, config: str | None = None) -> Store:
 
         store = _stores[store_key] = open_store(target, durability=durability)
     return store
+
+
+def _changed(key: tuple[Any, ...], paths: tuple[str, ...], stamps: tuple[Any, ...]) -> bool:
+    """Whether a config file behind a cached answer changed; looked at once per RECHECK_S."""
+    now = time.monotonic()
+    if now - _checked.get(key, -RECHECK_S) < RECHECK_S:
+        return False
+    _checked[key] = now
+    return _file_stamps(paths) != stamps
 
 
 def _find_place(key: tuple[Any, ...], db: str | None, config: str | None) -> tuple[Any, ...]:

@@ -317,3 +317,39 @@ def test_a_burst_of_tiny_jobs_is_recorded_in_full(cli, daemon, tmp_path, db_path
     # each one got its own log file with its header
     logs = Path(db_path).with_suffix(".logs")
     assert all((logs / f"{job_id}.log").read_text().startswith("=== jobrunner: job") for job_id, *_ in rows)
+
+
+def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):
+    """kill -9 of the daemon leaves no shell job running unsupervised (it is run again later)."""
+    pid_file = tmp_path / "pid"
+    cli.submit("--", "sh", "-c", f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 60")
+    daemon.start("--workers", "1")
+    wait_until(pid_file.exists, timeout=10)
+    pid = int(pid_file.read_text())
+    daemon.kill(signal.SIGKILL)
+
+    def gone() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # a zombie is dead
+
+    wait_until(gone, timeout=10)
+
+
+def test_idle_workers_keep_a_spare_log_and_clear_it_on_the_way_out(cli, daemon, db_path):
+    """The spare log file an idle worker keeps becomes the next job's log, and goes when the daemon stops."""
+    daemon.start("--workers", "1")
+    logs = Path(db_path).with_suffix(".logs")
+    wait_until(lambda: list(logs.glob(".spare-*.log")), timeout=10)
+    first = cli.submit("--call", "tests.jobfuncs:print_lines", "--arg", "count=2")
+    wait_until(lambda: finished(cli, first), timeout=20)
+    second = cli.submit("--", "sh", "-c", "echo from the shell")
+    wait_until(lambda: finished(cli, second), timeout=20)
+    assert cli.ok("logs", str(first)).endswith("line 0\nline 1\n")
+    assert cli.ok("logs", str(second)).endswith("from the shell\n")
+    assert (logs / f"{first}.log").stat().st_mode & 0o777 == 0o600
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(timeout=20) == 0
+    assert not list(logs.glob(".spare-*"))

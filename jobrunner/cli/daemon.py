@@ -21,19 +21,28 @@ def daemon_command(
     log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
 ) -> None:
     """Run jobs: a supervised pool of workers, in the foreground. Ctrl-C or SIGTERM stops it gracefully."""
+    import os
+
     from jobrunner.config import log_dir_for
     from jobrunner.daemon.logsetup import configure_logging
-    from jobrunner.daemon.service import Options, Service
+    from jobrunner.daemon.pool import StartingPool
 
     configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
     app_state = state(ctx)
     config = app_state.config
     _refuse_foreign_database_as_root(app_state.db_target, allow_root)
-    store = app_state.store
-    options = Options(queues=list(queue or []), grace=grace, kill_grace=kill_grace)
-    if workers:
-        options.workers = workers
-    service = Service(store, config, options, log_dir_for(store.target))
+    workers = workers or os.cpu_count() or 2
+    # The workers boot while the rest of the daemon is imported and the database opened.
+    starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target))
+    try:
+        from jobrunner.daemon.service import Options, Service
+
+        store = app_state.store
+        options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace)
+        service = Service(store, config, options, log_dir_for(store.target), starting)
+    except BaseException:
+        starting.close()
+        raise
     raise typer.Exit(service.run())
 
 

@@ -16,7 +16,7 @@ from jobrunner.store.runs import Claim
 SHORT_JOB_S = 0.05  # below this median duration, claiming ahead pays off
 HOLD_S = 0.5  # a held job not started within this is given back to the queue
 AHEAD_WORK_S = 0.02  # jobs sent ahead to a worker: about this much work, by recent durations
-MAX_AHEAD = 8
+MAX_AHEAD = 32
 
 
 class ClaimAhead:
@@ -26,16 +26,23 @@ class ClaimAhead:
         self.durations: deque[float] = deque(maxlen=32)
         self._short: bool | None = None
         self._ahead: int | None = None
+        self._typical: float | None = None
 
     def record_duration(self, seconds: float) -> None:
         self.durations.append(seconds)
-        self._short = self._ahead = None
+        self._short = self._ahead = self._typical = None
 
     def short(self) -> bool:
         """Recent jobs were short: worth claiming and sending ahead."""
         if self._short is None:
             self._short = len(self.durations) >= 8 and _median(self.durations) <= SHORT_JOB_S
         return self._short
+
+    def typical(self) -> float | None:
+        """The median duration of recent jobs, once there are enough of them."""
+        if self._typical is None and len(self.durations) >= 8:
+            self._typical = _median(self.durations)
+        return self._typical
 
     def send_ahead(self) -> int:
         """How many jobs a worker may have waiting behind the one it runs: none unless jobs are

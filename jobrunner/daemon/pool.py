@@ -12,15 +12,18 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jobrunner.daemon.worker import worker_main
+from jobrunner.daemon.worker import spare_log_path, worker_main
 from jobrunner.domain.failures import FailureKind
-from jobrunner.store.runs import Claim
+
+if TYPE_CHECKING:  # not at run time: the pool must start before the store's imports are done
+    from jobrunner.store.runs import Claim
 
 
 @dataclass
@@ -151,8 +154,9 @@ def _main_script_hidden() -> Iterator[None]:
 class Pool:
     """N workers; `start_worker` replaces one in place."""
 
-    def __init__(self, size: int, db_target: str) -> None:
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None) -> None:
         self.db_target = db_target
+        self.log_dir = log_dir
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["jobrunner.daemon.worker"])
         self.workers: list[Worker] = []
@@ -162,7 +166,7 @@ class Pool:
     def _spawn(self, index: int) -> Worker:
         parent, child = self.context.Pipe(duplex=True)
         process = self.context.Process(
-            target=worker_main, args=(child, self.db_target), name=f"jobrunner-worker-{index}", daemon=True
+            target=worker_main, args=(child, self.db_target, self.log_dir), name=f"jobrunner-worker-{index}", daemon=True
         )
         with _main_script_hidden():
             process.start()
@@ -173,9 +177,16 @@ class Pool:
         with contextlib.suppress(OSError):
             worker.conn.close()
         worker.process.join(timeout=1)
+        self._clear_spare(worker)
         fresh = self._spawn(worker.index)
         self.workers[worker.index] = fresh
         return fresh
+
+    def _clear_spare(self, worker: Worker) -> None:
+        """A worker that did not exit cleanly leaves its spare log file behind."""
+        if self.log_dir and worker.process.pid:
+            with contextlib.suppress(OSError):
+                os.unlink(spare_log_path(self.log_dir, worker.process.pid))
 
     def idle(self) -> list[Worker]:
         return [w for w in self.workers if not w.busy]
@@ -197,4 +208,37 @@ class Pool:
                 except (ProcessLookupError, PermissionError):
                     worker.process.kill()
                 worker.process.join(timeout=1)
+            self._clear_spare(worker)
             worker.conn.close()
+
+
+class StartingPool:
+    """A Pool started in a thread: the first worker waits for the forkserver to boot (about
+    0.1 s), which the daemon spends importing its modules and opening the database instead."""
+
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None) -> None:
+        self.size = size
+        self._pool: Pool | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir), name="jobrunner-pool-start",
+                                        daemon=True)  # fmt: skip
+        self._thread.start()
+
+    def _start(self, size: int, db_target: str, log_dir: str | None) -> None:
+        try:
+            self._pool = Pool(size, db_target, log_dir)
+        except BaseException as exc:  # handed to whoever waits for the pool
+            self._error = exc
+
+    def result(self) -> Pool:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._pool is not None
+        return self._pool
+
+    def close(self) -> None:
+        """The daemon gave up before running: stop whatever started."""
+        self._thread.join()
+        if self._pool is not None:
+            self._pool.close()

@@ -24,7 +24,7 @@ from jobrunner.config import Config
 from jobrunner.daemon.ahead import HOLD_S, SHORT_JOB_S, ClaimAhead
 from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
-from jobrunner.daemon.pool import Pool, Stop, Worker
+from jobrunner.daemon.pool import StartingPool, Stop, Worker
 from jobrunner.daemon.systemd import Notifier
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind, describe_exit
@@ -38,6 +38,7 @@ from jobrunner.wakeup import Listener
 log = logging.getLogger("jobrunner.daemon")
 FLUSH_S = 0.005  # while every worker has its next job, finished jobs are written this often
 FLUSH_MAX = 256  # ... or as soon as this many are waiting
+NAP_S = 0.002  # while every worker has its next job, how long the loop waits between turns
 
 
 @dataclass
@@ -56,7 +57,8 @@ class Options:
 class Service:
     """One daemon: a pool of workers bound to one database."""
 
-    def __init__(self, store: Store, config: Config, options: Options, log_dir: str) -> None:
+    def __init__(self, store: Store, config: Config, options: Options, log_dir: str,
+                 starting: StartingPool | None = None) -> None:  # fmt: skip
         self.store = store
         self.store.poke_on_commit = False  # our own writes must not wake us
         self.config = config
@@ -83,14 +85,15 @@ class Service:
         self.systemd = Notifier()
         self.notify = Dispatcher(notifiers_from_config(config))
         self.housekeeping = Housekeeping(store, retention_from_config(config))
+        self.starting = starting or StartingPool(options.workers, store.target, log_dir)  # last: nothing left to refuse
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
         """Run until stopped by a signal; returns the process exit code."""
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
-        # Workers first: they start (a forkserver, then a fork each) while we set up below.
-        # forkserver children inherit none of our file descriptors, our database handle included.
-        self.pool = Pool(self.options.workers, self.store.target)
+        # The workers have been starting (a forkserver, then a fork each) since __init__; they
+        # inherit none of our file descriptors, our database handle included.
+        self.pool = self.starting.result()
         sig_read, sig_write = socket.socketpair()
         sig_read.setblocking(False)
         sig_write.setblocking(False)
@@ -147,6 +150,10 @@ class Service:
             while True:
                 if self.stopping and not self.pool.busy() and not self.pending:
                     return
+                if self._workers_stocked():
+                    # Every worker has its next job: let reports pile up a moment and take them in
+                    # one turn, rather than wake (and maybe commit) for every job that ends.
+                    time.sleep(NAP_S)
                 ready: dict[Worker, bool] = {}  # worker -> its process ended
                 for key, _ in self.selector.select(self._sleep_time(time.time())):
                     if key.data == "wakeup":
@@ -161,11 +168,17 @@ class Service:
                         ready[key.data] = ready.get(key.data, False) or key.fileobj is not key.data.conn
                 self._collect(ready)
                 self._assign([])  # freed workers take held jobs before anything is written
-                now = time.time()
-                self._tick(now)
-                self._record_and_claim(time.time())
+                self._record_and_claim(time.time())  # before the timers: a poke means a job waits
+                self._tick(time.time())
+                if self.maybe_work:  # the timers found work (due jobs, a schedule, a give-back)
+                    self._record_and_claim(time.time())
         finally:
             self.selector.close()
+
+    def _workers_stocked(self) -> bool:
+        """Every worker has more work in its pipe than a nap lasts (by recent job durations)."""
+        typical = self.ahead.typical()
+        return typical is not None and all((len(w.jobs) - 1) * typical > 2 * NAP_S for w in self.pool.workers)
 
     def _watch(self, worker: Worker) -> None:
         self.selector.register(worker.conn, selectors.EVENT_READ, worker)

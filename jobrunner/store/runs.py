@@ -105,7 +105,7 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
     sql = _claim_statement(store, len(only_queues), len(exclude_queues))
     params = [owner, now + lease_s, now, now, log_dir.rstrip("/") + "/",
               *only_queues, *exclude_queues, limit]  # fmt: skip
-    with store.write():
+    with store.joined():
         rows = store.execute(sql, params).fetchall()
         claims = [_claim_from_row(row) for row in rows]
         claims.sort(key=lambda c: (-c.priority, c.id))
@@ -145,7 +145,7 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
     if not outcomes:
         return []
     recorded: list[Recorded] = []
-    with store.write():
+    with store.joined():
         succeeded = [outcome for outcome in outcomes if outcome.failure is None]
         if len(succeeded) > 1:
             recorded += _succeed_many(store, owner, succeeded, now)
@@ -403,7 +403,7 @@ def save_progress(store: Store, updates: Sequence[tuple[int, int, float, str | N
     if not updates:
         return
     p = store.backend.param
-    with store.write():
+    with store.joined():
         store.cursor().executemany(
             f"UPDATE job SET progress={p}, progress_message={p}, updated_at={p} "
             f"WHERE id={p} AND attempts={p} AND status='running'",
