@@ -337,10 +337,12 @@ def _click_options(command: object) -> dict[str, tuple[str, str]]:
             kind = "flag"
         else:
             kind = param.type.name
-            if kind == "int range":  # digits alone are >= 0: the fast path reads nothing else
-                assert (param.type.min, param.type.max, param.type.clamp) == (0, None, False), param.name
-                kind = "int"
-            assert kind in ("int", "str"), (param.name, kind)
+            if kind in ("int range", "float range"):  # the fast path checks the same range (or >= 0)
+                expected = fast.RANGES.get(param.name, (0, None))
+                assert (param.type.min, param.type.max, param.type.clamp) == (*expected, False), param.name
+                assert not param.type.min_open and not param.type.max_open, param.name
+                kind = kind.split()[0]
+            assert kind in ("int", "str", "float"), (param.name, kind)
             assert param.nargs == 1 and param.callback is None and not param.envvar, param.name
             kind += "s" if param.multiple else ""
         for opt in param.opts:
@@ -369,10 +371,11 @@ def test_defaults_match_the_typer_commands():
 
     from jobrunner.cli.app import app
     from jobrunner.cli.listing import list_jobs
+    from jobrunner.cli.rundaemon import run_daemon
     from jobrunner.cli.submit import submit_job
 
     group = typer.main.get_command(app)
-    for name, function in (("submit", submit_job), ("list", list_jobs)):
+    for name, function in (("submit", submit_job), ("list", list_jobs), ("daemon", run_daemon)):
         defaults = {key: p.default for key, p in inspect.signature(function).parameters.items()}
         for param in group.commands[name].params:  # type: ignore[attr-defined]
             if param.name not in TYPER_ONLY:

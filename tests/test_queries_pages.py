@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from jobrunner.domain.jobspec import build_spec
@@ -51,11 +53,39 @@ def test_finished_since_counts_final_statuses_only(filled):
     assert queries.finished_since(filled, 1000) == 3
 
 
-def test_a_status_page_reads_the_index_alone(filled):
-    """A status filter narrows by (status, queue) and never reads a whole row to choose the page."""
-    clause, params = JobFilter(statuses=[Status.QUEUED]).where("?")
-    plan = filled.execute(f"EXPLAIN QUERY PLAN SELECT id FROM job{clause}{queries.order_clause(None)} LIMIT 5", params)
-    assert "COVERING INDEX job_status_queue" in " | ".join(row[3] for row in plan.fetchall())
+@pytest.mark.parametrize(
+    ("statuses", "index"),
+    [([Status.QUEUED], "job_claim_queued"), ([Status.SUCCEEDED, Status.DEAD], "job_status_not_queued")],
+)
+def test_a_status_page_reads_an_index_alone(filled, statuses, index):
+    """A status filter chooses its page from an index, never from whole rows: queued jobs are in
+    the claim index, every other status in (status, queue)."""
+    clause, params = JobFilter(statuses=statuses).where("?")
+    sql = f"SELECT id, COUNT(*) OVER () FROM job{clause}{queries.order_clause(None)} LIMIT 5"
+    details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
+    assert f"COVERING INDEX {index}" in details, details
+
+
+def test_the_daemons_lookups_of_running_jobs_use_an_index(filled):
+    """Heartbeats, cancel checks and recovery look up running jobs; a scan would read every job."""
+    import jobrunner.store.runs as runs_module
+
+    source = Path(runs_module.__file__).read_text()
+    assert source.count("status='running' AND {NOT_QUEUED}") == 4  # heartbeat, cancels, 2 recoveries
+    sql = "SELECT id FROM job WHERE status='running' AND status <> 'queued' AND lease_owner='x'"
+    details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+    assert "job_status_not_queued" in details, details
+
+
+def test_stats_add_up_across_both_indexes(filled):
+    """Queued jobs are counted from one index and the rest from the other: together, every job."""
+    filled.execute("UPDATE job SET status='succeeded', finished_at=1 WHERE id % 3 = 0")
+    filled.execute("UPDATE job SET status='dead', finished_at=1 WHERE id % 7 = 0")
+    got = queries.stats(filled)
+    plain = filled.execute("SELECT queue, status, COUNT(*) FROM job GROUP BY 1, 2").fetchall()
+    assert got["total"] == sum(count for *_, count in plain)
+    for queue, status, count in plain:
+        assert got["queues"][queue]["by_status"][status] == count
 
 
 def test_the_daemon_finds_work_without_sorting(filled):

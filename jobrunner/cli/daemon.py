@@ -21,46 +21,11 @@ def daemon_command(
     log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
 ) -> None:
     """Run jobs: a supervised pool of workers, in the foreground. Ctrl-C or SIGTERM stops it gracefully."""
-    import os
+    from jobrunner.cli.rundaemon import run_daemon
 
-    from jobrunner.config import log_dir_for
-    from jobrunner.daemon.logsetup import configure_logging
-    from jobrunner.daemon.pool import StartingPool
-
-    configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
-    app_state = state(ctx)
-    config = app_state.config
-    _refuse_foreign_database_as_root(app_state.db_target, allow_root)
-    workers = workers or os.cpu_count() or 2
-    # The workers boot while the rest of the daemon is imported and the database opened.
-    starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target))
-    try:
-        from jobrunner.daemon.service import Options, Service
-
-        store = app_state.store
-        options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace)
-        service = Service(store, config, options, log_dir_for(store.target), starting)
-    except BaseException:
-        starting.close()
-        raise
-    raise typer.Exit(service.run())
-
-
-def _refuse_foreign_database_as_root(target: str, allowed: bool) -> None:
-    """Root running another user's jobs (and writing root-owned files into their state) is a
-    mistake far more often than an intent."""
-    import os
-
-    from jobrunner.errors import UsageError
-
-    if allowed or "://" in target or os.geteuid() != 0 or not os.path.exists(target):
-        return
-    owner = os.stat(target).st_uid
-    if owner != 0:
-        raise UsageError(
-            f"refusing to run as root on {target}, which belongs to uid {owner}: run the daemon as "
-            "that user, or pass --allow-root if you mean it"
-        )
+    code = run_daemon(state(ctx), workers=workers, queue=queue, grace=grace, kill_grace=kill_grace,
+                      allow_root=allow_root, log_level=log_level, log_format=log_format)  # fmt: skip
+    raise typer.Exit(code)
 
 
 def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:

@@ -1,8 +1,9 @@
-"""The `jobrunner` console script: the common `submit` and `list` forms without Typer.
+"""The `jobrunner` console script: the common `submit`, `list` and `daemon` forms without Typer.
 
 Importing Typer and building the app costs more than a submit's own work, so this entry
-point parses `jobrunner [--db X] [--config F] submit|list [OPTIONS] [-- COMMAND...]` by hand
-and calls the same functions the Typer commands call (submit.submit_job, listing.list_jobs).
+point parses `jobrunner [--db X] [--config F] submit|list|daemon [OPTIONS] [-- COMMAND...]` by
+hand and calls the same functions the Typer commands call (submit.submit_job, listing.list_jobs,
+rundaemon.run_daemon).
 It takes only what it understands exactly as click would; anything else (help, --version,
 shell completion, an unknown or bundled option, a missing value, a value that looks like an
 option, a number click might read differently) goes to the Typer app untouched, so messages,
@@ -18,7 +19,7 @@ from typing import Any
 # here would import peewee, the very thing that must come after the block.
 POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi")
 
-#: option -> (parameter, kind). Kinds: "str", "int", "strs"/"ints" (repeatable), "flag".
+#: option -> (parameter, kind). Kinds: "str", "int", "float", "strs"/"ints" (repeatable), "flag".
 ROOT_OPTIONS = {"--db": ("db", "str"), "--config": ("config", "str")}
 SUBMIT_OPTIONS = {
     "--call": ("call", "str"), "-c": ("call", "str"),
@@ -47,7 +48,18 @@ LIST_OPTIONS = {
     "--oldest-first": ("oldest_first", "flag"),
     "--json": ("as_json", "flag"),
 }  # fmt: skip
-COMMANDS = {"submit": SUBMIT_OPTIONS, "list": LIST_OPTIONS}
+DAEMON_OPTIONS = {
+    "--workers": ("workers", "int"), "-w": ("workers", "int"),
+    "--queue": ("queue", "strs"), "-q": ("queue", "strs"),
+    "--grace": ("grace", "float"),
+    "--kill-grace": ("kill_grace", "float"),
+    "--allow-root": ("allow_root", "flag"),
+    "--log-level": ("log_level", "str"),
+    "--log-format": ("log_format", "str"),
+}  # fmt: skip
+COMMANDS = {"submit": SUBMIT_OPTIONS, "list": LIST_OPTIONS, "daemon": DAEMON_OPTIONS}
+#: Ranges click enforces (with its own messages): a value outside goes to Typer. Others: >= 0.
+RANGES = {"workers": (1, 512)}
 COMPLETE_VAR = "_JOBRUNNER_COMPLETE"  # click's variable for prog_name "jobrunner"
 
 
@@ -97,6 +109,14 @@ def _options(args: list[str], table: dict[str, tuple[str, str]], *, stop_at_word
             if not (value.isascii() and value.isdigit()):
                 raise Fallback  # click's int() also takes " 5", "+5", "1_0": let it answer
             value = int(value)
+            low, high = RANGES.get(key, (0, None))
+            if value < low or (high is not None and value > high):
+                raise Fallback
+        elif kind == "float":
+            whole, _, fraction = value.partition(".")
+            if not (whole.isascii() and whole.isdigit() and (not fraction or (fraction.isascii() and fraction.isdigit()))):
+                raise Fallback  # "1e3", "inf", "-1", " 2": click's float() and its range decide
+            value = float(value)
         if kind in ("strs", "ints"):
             values.setdefault(key, []).append(value)
         elif key in values:
@@ -138,6 +158,10 @@ def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
             from jobrunner.cli.submit import submit_job
 
             submit_job(app_state, **values)
+        elif command == "daemon":
+            from jobrunner.cli.rundaemon import run_daemon
+
+            return run_daemon(app_state, **values)
         else:
             from jobrunner.cli.listing import list_jobs
 

@@ -199,8 +199,10 @@ def _database_checks(target: str, config: Any, now: float) -> list[Check]:
             return [Check("schema", "warn", f"v{version}: migrated to v{SCHEMA_VERSION} when next opened")]
         checks = [Check("schema", "ok", f"v{version}")]
         p = store.backend.param
+        from jobrunner.store.migrations import NOT_QUEUED
+
         stale = store.execute(
-            f"SELECT COUNT(*) FROM job WHERE status='running' AND lease_until < {p}", (now,)
+            f"SELECT COUNT(*) FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_until < {p}", (now,)
         ).fetchone()[0]
         daemons = [d for d in queries.daemons(store, now) if d["alive"]]
         if stale:

@@ -81,8 +81,25 @@ def _v6_lean_indexes(store: Store) -> None:
         store.execute(sql)
 
 
+def _v7_queued_jobs_in_one_index(store: Store) -> None:
+    # A queued job now lands in one index only, the claim order (which carries queue and status,
+    # so counting queued jobs per queue reads the index alone); the (status, queue) index holds
+    # every other status. Enqueue: about a fifth faster again. The price: a query must say
+    # NOT_QUEUED (below) in its own words for SQLite to use the second index.
+    store.execute("DROP INDEX IF EXISTS job_claim_queued")
+    store.execute("DROP INDEX IF EXISTS job_status_queue")
+    store.execute("CREATE INDEX IF NOT EXISTS job_claim_queued ON job (priority DESC, id, queue, status) "
+                  "WHERE status='queued'")
+    store.execute(f"CREATE INDEX IF NOT EXISTS job_status_not_queued ON job (status, queue) WHERE {NOT_QUEUED}")
+
+
+#: The condition of job_status_not_queued, to be repeated word for word by a query that wants it
+#: (SQLite uses a partial index only for a query whose WHERE contains that condition).
+NOT_QUEUED = "status <> 'queued'"
+
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
+    _v7_queued_jobs_in_one_index,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 

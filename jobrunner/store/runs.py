@@ -17,6 +17,7 @@ from jobrunner.domain.retry import Backoff
 from jobrunner.domain.states import Status
 from jobrunner.store import dependencies
 from jobrunner.store.db import Store, guarded
+from jobrunner.store.migrations import NOT_QUEUED  # with status='running': lets SQLite use its index
 
 CLAIM_COLUMNS = (
     "id", "attempts", "priority", "name", "kind", "command", "callable", "args", "kwargs",
@@ -283,7 +284,8 @@ def recover_expired(store: Store, now: float, rng: random.Random | None = None) 
     """Jobs whose lease ran out (their daemon died) fail this attempt as 'lost' and go on."""
     p = store.backend.param
     rows = store.execute(
-        f"SELECT id, attempts, lease_owner FROM job WHERE status='running' AND lease_until < {p}", (now,)
+        f"SELECT id, attempts, lease_owner FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_until < {p}",
+        (now,),
     ).fetchall()
     outcomes = [
         Outcome(job_id, attempt, Failure(FailureKind.LOST, f"lost: daemon {owner} died (lease expired)"))
@@ -298,7 +300,7 @@ def recover_owner(store: Store, owner: str, reason: str, now: float,
     """All jobs a known-dead daemon held fail this attempt as 'lost', without waiting for leases."""
     p = store.backend.param
     rows = store.execute(
-        f"SELECT id, attempts FROM job WHERE status='running' AND lease_owner={p}", (owner,)
+        f"SELECT id, attempts FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_owner={p}", (owner,)
     ).fetchall()
     outcomes = [Outcome(job_id, attempt, Failure(FailureKind.LOST, reason)) for job_id, attempt in rows]
     recorded = finish(store, owner, outcomes, now, rng)
@@ -366,7 +368,7 @@ def heartbeat(store: Store, owner: str, now: float, lease_s: float, busy: int, s
             f"UPDATE daemon SET heartbeat_at={p}, busy={p}, state={p} WHERE id={p}", (now, busy, state, owner)
         )
         cursor = store.execute(
-            f"UPDATE job SET lease_until={p} WHERE lease_owner={p} AND status='running'",
+            f"UPDATE job SET lease_until={p} WHERE lease_owner={p} AND status='running' AND {NOT_QUEUED}",
             (now + lease_s, owner),
         )
         return cursor.rowcount
@@ -391,7 +393,8 @@ def cancel_requests(store: Store, owner: str) -> list[tuple[int, int]]:
     return [
         (job_id, attempt)
         for job_id, attempt in store.execute(
-            f"SELECT id, attempts FROM job WHERE status='running' AND lease_owner={p} AND cancel_requested",
+            f"SELECT id, attempts FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_owner={p} "
+            "AND cancel_requested",
             (owner,),
         ).fetchall()
     ]

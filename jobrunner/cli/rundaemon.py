@@ -1,0 +1,50 @@
+"""Start the daemon from parsed options: shared by the Typer command and the fast entry point.
+
+No Typer here: `jobrunner daemon` skips importing it (tens of ms of every daemon start).
+"""
+
+from __future__ import annotations
+
+import os
+
+from jobrunner.cli.context import AppState
+from jobrunner.errors import UsageError
+
+
+def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str] | None = None,
+               grace: float = 30.0, kill_grace: float = 5.0, allow_root: bool = False,
+               log_level: str = "info", log_format: str = "text") -> int:  # fmt: skip
+    """Run the daemon in the foreground until a signal stops it; returns its exit code."""
+    from jobrunner.config import log_dir_for
+    from jobrunner.daemon.logsetup import configure_logging
+    from jobrunner.daemon.pool import StartingPool
+
+    configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
+    config = app_state.config
+    refuse_foreign_database_as_root(app_state.db_target, allow_root)
+    workers = workers or os.cpu_count() or 2
+    # The workers boot while the rest of the daemon is imported and the database opened.
+    starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target))
+    try:
+        from jobrunner.daemon.service import Options, Service
+
+        store = app_state.store
+        options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace)
+        service = Service(store, config, options, log_dir_for(store.target), starting)
+    except BaseException:
+        starting.close()
+        raise
+    return service.run()
+
+
+def refuse_foreign_database_as_root(target: str, allowed: bool) -> None:
+    """Root running another user's jobs (and writing root-owned files into their state) is a
+    mistake far more often than an intent."""
+    if allowed or "://" in target or os.geteuid() != 0 or not os.path.exists(target):
+        return
+    owner = os.stat(target).st_uid
+    if owner != 0:
+        raise UsageError(
+            f"refusing to run as root on {target}, which belongs to uid {owner}: run the daemon as "
+            "that user, or pass --allow-root if you mean it"
+        )
