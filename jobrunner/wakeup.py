@@ -11,7 +11,16 @@ import os
 import socket
 
 _addresses: dict[str, str] = {}
-_sender: list[object] = [None, None]  # [pid, socket]: one datagram socket per process, reused
+_sender: socket.socket | None = None  # one datagram socket per process, reused
+
+
+def _forget_sender() -> None:
+    """A forked child makes a socket of its own (said here, not checked by a getpid() per poke)."""
+    global _sender
+    _sender = None
+
+
+os.register_at_fork(after_in_child=_forget_sender)
 
 
 def address(db_target: str) -> str:
@@ -28,12 +37,12 @@ def poke(db_target: str) -> None:
     On the submit hot path: the address is computed once and the socket reused per process
     (a new socket, realpath and sha256 per call cost more than the rest of a submit).
     """
+    global _sender
     try:
-        if _sender[0] != os.getpid():  # first use, or a forked child: a socket of its own
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            _sender[:] = [os.getpid(), sock]
-        _sender[1].sendto(b"!", address(db_target))  # type: ignore[attr-defined]
+        if _sender is None:
+            _sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            _sender.setblocking(False)
+        _sender.sendto(b"!", address(db_target))
     except OSError:
         pass  # nobody listens (or its queue is full): the daemon's fallback poll finds the work
 

@@ -303,6 +303,8 @@ def test_a_burst_of_tiny_jobs_is_recorded_in_full(cli, daemon, tmp_path, db_path
     """Jobs sent ahead to workers in batches still get their claim, result and every event."""
     source = tmp_path / "burst.jsonl"
     lines = [f'{{"callable": "tests.jobfuncs:add", "kwargs": {{"a": {i}, "b": 1}}}}' for i in range(400)]
+    for i in range(0, 400, 50):  # a few that print, among the silent ones
+        lines[i] = f'{{"callable": "tests.jobfuncs:print_lines", "kwargs": {{"count": {i % 7 + 1}}}}}'
     source.write_text("\n".join(lines) + "\n")
     cli.ok("submit", "--from-file", str(source))
     daemon.start("--workers", "2")
@@ -311,12 +313,24 @@ def test_a_burst_of_tiny_jobs_is_recorded_in_full(cli, daemon, tmp_path, db_path
                timeout=60)  # fmt: skip
     rows = conn.execute("SELECT id, attempts, result, kwargs FROM job ORDER BY id").fetchall()
     assert all(attempts == 1 for _, attempts, _, _ in rows)
-    assert all(json.loads(result) == json.loads(kwargs)["a"] + 1 for _, _, result, kwargs in rows)
+    assert all(json.loads(result) == json.loads(kwargs).get("a", -1) + 1 or "count" in kwargs
+               for _, _, result, kwargs in rows)  # fmt: skip
     events = conn.execute("SELECT job_id, group_concat(to_status) FROM event GROUP BY job_id").fetchall()
     assert {changes for _, changes in events} == {"queued,running,succeeded"} and len(events) == 400
-    # each one got its own log file with its header
+    # every job that printed has its own log with exactly its lines; a silent one may have none
     logs = Path(db_path).with_suffix(".logs")
-    assert all((logs / f"{job_id}.log").read_text().startswith("=== jobrunner: job") for job_id, *_ in rows)
+    for job_id, _, _, kwargs in rows:
+        log = logs / f"{job_id}.log"
+        if "count" in kwargs:
+            count = json.loads(kwargs)["count"]
+            lines = log.read_text().splitlines()
+            assert lines[0].startswith(f"=== jobrunner: job {job_id} attempt 1 started")
+            assert lines[1:] == [f"line {n}" for n in range(count)]
+        elif log.exists():
+            assert log.read_text().splitlines() == [log.read_text().splitlines()[0]]
+            assert log.read_text().startswith(f"=== jobrunner: job {job_id} ")
+    silent = next(job_id for job_id, _, _, kwargs in rows if "count" not in kwargs and not (logs / f"{job_id}.log").exists())
+    assert cli("logs", str(silent)).stderr.strip() == f"job {silent} wrote no output"
 
 
 def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):

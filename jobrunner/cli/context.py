@@ -36,6 +36,10 @@ class AppState:
         return resolve_db_target(self.db_option, self.config)
 
     @property
+    def store_open(self) -> bool:
+        return self._store is not None
+
+    @property
     def store(self) -> Store:
         if self._store is None:
             from jobrunner.store import open_store

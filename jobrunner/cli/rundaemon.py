@@ -6,6 +6,7 @@ No Typer here: `jobrunner daemon` skips importing it (tens of ms of every daemon
 from __future__ import annotations
 
 import os
+import threading
 
 from jobrunner.cli.context import AppState
 from jobrunner.errors import UsageError
@@ -23,8 +24,10 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
     config = app_state.config
     refuse_foreign_database_as_root(app_state.db_target, allow_root)
     workers = workers or os.cpu_count() or 2
-    # The workers boot while the rest of the daemon is imported and the database opened.
-    starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target))
+    # Workers first, forked from this process while it is small, has no threads and no open
+    # database: a forkserver would take ~0.1 s to boot before the first job could start.
+    starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target),
+                            fork=not app_state.store_open and threading.active_count() == 1)  # fmt: skip
     try:
         from jobrunner.daemon.service import Options, Service
 

@@ -30,7 +30,9 @@ def logs_command(
     path = job["log_path"]
     if not follow:
         if not path or not os.path.exists(path):
-            typer.echo(f"job {job_id} has no output yet ({job['status']})", err=True)
+            done = job["status"] in FINISHED and job["attempts"]
+            typer.echo(f"job {job_id} wrote no output" if done else f"job {job_id} has no output yet ({job['status']})",
+                       err=True)  # fmt: skip
             return
         with open(path, "rb") as handle:
             sys.stdout.buffer.write(handle.read())

@@ -152,20 +152,31 @@ def _main_script_hidden() -> Iterator[None]:
 
 
 class Pool:
-    """N workers; `start_worker` replaces one in place."""
+    """N workers; `replace` starts a new one in place of a dead one.
 
-    def __init__(self, size: int, db_target: str, log_dir: str | None = None) -> None:
+    The first workers may be forked straight from the daemon (`fork_first`), which takes a
+    millisecond or two where the forkserver takes ~0.1 s to boot; only a process with no
+    threads and no open database may do that. Replacements always come from the forkserver,
+    since by then the daemon has both.
+    """
+
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork_first: bool = False) -> None:
         self.db_target = db_target
         self.log_dir = log_dir
+        if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
+            with contextlib.suppress(OSError):
+                os.makedirs(log_dir, mode=0o700, exist_ok=True)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["jobrunner.daemon.worker"])
+        first = multiprocessing.get_context("fork") if fork_first else self.context
         self.workers: list[Worker] = []
         for index in range(size):
-            self.workers.append(self._spawn(index))
+            self.workers.append(self._spawn(index, first))
 
-    def _spawn(self, index: int) -> Worker:
-        parent, child = self.context.Pipe(duplex=True)
-        process = self.context.Process(
+    def _spawn(self, index: int, context: Any = None) -> Worker:
+        context = context or self.context
+        parent, child = context.Pipe(duplex=True)
+        process = context.Process(
             target=worker_main, args=(child, self.db_target, self.log_dir), name=f"jobrunner-worker-{index}", daemon=True
         )
         with _main_script_hidden():
@@ -213,13 +224,20 @@ class Pool:
 
 
 class StartingPool:
-    """A Pool started in a thread: the first worker waits for the forkserver to boot (about
-    0.1 s), which the daemon spends importing its modules and opening the database instead."""
+    """Workers starting while the daemon imports its modules and opens the database.
 
-    def __init__(self, size: int, db_target: str, log_dir: str | None = None) -> None:
+    With `fork` (the caller has no threads and no open database yet) they are forked on the
+    spot; otherwise a thread waits for the forkserver to boot and start them (about 0.1 s).
+    """
+
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork: bool = False) -> None:
         self.size = size
         self._pool: Pool | None = None
         self._error: BaseException | None = None
+        if fork:
+            self._pool = Pool(size, db_target, log_dir, fork_first=True)
+            self._thread = None
+            return
         self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir), name="jobrunner-pool-start",
                                         daemon=True)  # fmt: skip
         self._thread.start()
@@ -231,7 +249,8 @@ class StartingPool:
             self._error = exc
 
     def result(self) -> Pool:
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._error is not None:
             raise self._error
         assert self._pool is not None
@@ -239,6 +258,7 @@ class StartingPool:
 
     def close(self) -> None:
         """The daemon gave up before running: stop whatever started."""
-        self._thread.join()
+        if self._thread is not None:
+            self._thread.join()
         if self._pool is not None:
             self._pool.close()
