@@ -169,6 +169,7 @@ class Logs:
     def __init__(self, log_dir: str | None) -> None:
         self.spare = spare_log_path(log_dir, os.getpid()) if log_dir else None
         self.spare_fd: int | None = None
+        self.dirty = False  # the spare holds a silent job's header
 
     def prepare(self) -> None:
         """Before waiting for work: make sure a spare is there."""
@@ -176,13 +177,15 @@ class Logs:
             return
         with suppress(OSError):  # no log directory (yet), or a read-only one: jobs will say so
             self.spare_fd = os.open(self.spare, self.FLAGS | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.dirty = False
 
-    def open(self, path: str) -> int:
+    def open(self, path: str, attempt: int) -> int:
         """An append descriptor on `path`, created if need be."""
         fd = self.spare_fd
-        if fd is not None and not os.path.lexists(path):
+        if fd is not None and self._is_new(path, attempt):
             try:
-                os.ftruncate(fd, 0)  # a silent job before may have left its header there
+                if self.dirty:
+                    os.ftruncate(fd, 0)  # a silent job before left its header there
                 os.rename(self.spare, path)  # type: ignore[arg-type]
             except OSError:
                 pass
@@ -191,14 +194,20 @@ class Logs:
                 return fd
         return os.open(path, self.FLAGS | os.O_CREAT, 0o600)
 
-    def borrow(self, path: str) -> int | None:
+    def borrow(self, path: str, attempt: int) -> int | None:
         """The spare, emptied, to write a job's output into; None: open the log itself."""
         if self.spare_fd is None:
             self.prepare()
-        if self.spare_fd is None or os.path.lexists(path):  # a retry appends to its log
+        if self.spare_fd is None or not self._is_new(path, attempt):  # a retry appends to its log
             return None
         os.ftruncate(self.spare_fd, 0)
+        self.dirty = True
         return self.spare_fd
+
+    @staticmethod
+    def _is_new(path: str, attempt: int) -> bool:
+        """No log yet: a first attempt has none (one system call less on the way to its start)."""
+        return attempt <= 1 or not os.path.lexists(path)
 
     def give_back(self, path: str, header: int) -> None:
         """After a borrowed run: output (past the header) becomes the job's log; else nothing."""
@@ -269,7 +278,7 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tup
         env.update(JOBRUNNER_JOB_ID=os.environ["JOBRUNNER_JOB_ID"], JOBRUNNER_DB=db_target,
                    JOBRUNNER_ATTEMPT=os.environ["JOBRUNNER_ATTEMPT"])  # fmt: skip
     started: list[int] = []
-    log_fd = logs.open(job["log_path"])
+    log_fd = logs.open(job["log_path"], job["attempt"])
     try:
         os.write(log_fd, _header(job))
         with _child_dies_with_us(lambda: started[0] if started else None):
@@ -353,9 +362,9 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
 
     context = JobContext(id=job_id, attempt=attempt, _send=send_progress)
     header = _header(job)
-    log_fd = logs.borrow(job["log_path"]) if quiet_log else None
+    log_fd = logs.borrow(job["log_path"], attempt) if quiet_log else None
     if log_fd is None:
-        log_fd = logs.open(job["log_path"])
+        log_fd = logs.open(job["log_path"], attempt)
         quiet_log = False
     try:
         os.write(log_fd, header)
