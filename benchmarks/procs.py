@@ -174,11 +174,14 @@ def cmdline(pid: int) -> str:
 
 
 def daemon_tree(pid: int) -> tuple[int, list[int], list[int]]:
-    """(daemon, its workers, its other helpers): workers are the forkserver's children (or spawned ones)."""
+    """(daemon, its workers, its other helpers): the first workers are forked from the daemon
+    (its children with its command line), replacements are the forkserver's children."""
     below = descendants(pid)
     lines = {p: cmdline(p) for p in below}
+    own = cmdline(pid)
     servers = {p for p, line in lines.items() if "forkserver" in line and _parent(p) == pid}
-    workers = [p for p in below if _parent(p) in servers or "spawn_main" in lines[p]]
+    workers = [p for p in below if _parent(p) in servers or "spawn_main" in lines[p]
+               or (_parent(p) == pid and lines[p] == own)]  # fmt: skip
     others = [p for p in below if p not in workers]
     return pid, sorted(workers), sorted(others)
 
