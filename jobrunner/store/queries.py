@@ -174,6 +174,10 @@ def list_jobs_counted(store: Store, where: JobFilter, limit: int, offset: int = 
 @guarded
 def count_jobs(store: Store, where: JobFilter | None = None) -> int:
     clause, params = (where or JobFilter()).where(store.backend.param)
+    if not clause:  # every job: counted from the two partial indexes, not by reading every row
+        sql = (f"SELECT (SELECT COUNT(*) FROM job{_hint(store, 'job_claim_queued')} WHERE status='queued') + "
+               f"(SELECT COUNT(*) FROM job WHERE {NOT_QUEUED})")  # fmt: skip
+        return int(store.execute(sql).fetchone()[0])
     return int(store.execute(f"SELECT COUNT(*) FROM job{clause}", params).fetchone()[0])
 
 
