@@ -1,0 +1,55 @@
+"""The store on the real PostgreSQL server: schema, submit, claim, finish, counts and pages.
+
+SQLite is where everything else is tested; these cover the statements that differ (hints,
+placeholders, partial indexes, RETURNING, SKIP LOCKED) on the server users move to.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobrunner.domain.jobspec import build_spec
+from jobrunner.domain.states import Status
+from jobrunner.store import open_store, queries, repo, runs
+from jobrunner.store.migrations import SCHEMA_VERSION, current_version
+from jobrunner.store.queries import JobFilter
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def pg(postgres_url):
+    store = open_store(postgres_url)
+    store.poke_on_commit = False
+    yield store
+    store.close()
+
+
+def test_a_job_goes_from_submit_to_succeeded_on_postgresql(pg, tmp_path):
+    assert current_version(pg) == SCHEMA_VERSION
+    now = time.time()
+    ids = repo.submit_many(pg, [build_spec({"callable": "m:f", "queue": q}) for q in ("a", "a", "b")], now)
+    ids.append(repo.submit(pg, build_spec({"command": ["true"], "priority": "high"}), now))
+    claims = runs.claim(pg, "owner", now, 10, 30.0, str(tmp_path))
+    assert [c.id for c in claims] == [ids[3], *ids[:3]]  # highest priority first, then FIFO
+    assert runs.claim(pg, "other", now, 10, 30.0, str(tmp_path)) == []  # nothing left to take
+    outcomes = [runs.Outcome(c.id, c.attempt, result={"n": c.id}) for c in claims[:3]]
+    recorded = runs.finish(pg, "owner", outcomes, now + 1)
+    assert [r.status for r in recorded] == [Status.SUCCEEDED] * 3
+    stale = runs.finish(pg, "owner", outcomes[:2], now + 2)  # already recorded: nothing changes
+    assert [r.status for r in stale] == [None, None]
+    job = queries.get_job(pg, claims[0].id)
+    assert job["status"] == "succeeded" and job["result"] == {"n": claims[0].id}
+    assert [e["to"] for e in queries.job_events(pg, claims[0].id)] == ["queued", "running", "succeeded"]
+
+    stats = queries.stats(pg)
+    assert stats["total"] == 4 and stats["by_status"]["succeeded"] == 3 and stats["by_status"]["running"] == 1
+    assert queries.count_jobs(pg) == 4
+    assert queries.count_jobs(pg, JobFilter(statuses=[Status.SUCCEEDED])) == 3
+    page = queries.list_jobs(pg, JobFilter(statuses=[Status.RUNNING, Status.SUCCEEDED]), limit=2)
+    assert [j["id"] for j in page] == sorted(ids, reverse=True)[:2]
+    assert runs.heartbeat(pg, "owner", now + 3, 30.0, busy=1) == 1
+    assert runs.cancel_requests(pg, "owner") == []
+    assert queries.finished_since(pg, now) == 3
