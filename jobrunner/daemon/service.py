@@ -21,8 +21,9 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
-from jobrunner.daemon.ahead import HOLD_S, SHORT_JOB_S, ClaimAhead
+from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
 from jobrunner.daemon.housekeeping import Housekeeping
+from jobrunner.daemon.lines import Lines
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
 from jobrunner.daemon.pool import StartingPool, Stop, Worker
 from jobrunner.daemon.systemd import Notifier
@@ -94,6 +95,7 @@ class Service:
         # The workers have been starting (a forkserver, then a fork each) since __init__; they
         # inherit none of our file descriptors, our database handle included.
         self.pool = self.starting.result()
+        self.lines = Lines(self.pool, self.ahead, self.started, self.options.workers)
         sig_read, sig_write = socket.socketpair()
         sig_read.setblocking(False)
         sig_write.setblocking(False)
@@ -150,7 +152,7 @@ class Service:
             while True:
                 if self.stopping and not self.pool.busy() and not self.pending:
                     return
-                if self._workers_stocked():
+                if self.lines.stocked(NAP_S):
                     # Every worker has its next job: let reports pile up a moment and take them in
                     # one turn, rather than wake (and maybe commit) for every job that ends.
                     time.sleep(NAP_S)
@@ -167,18 +169,13 @@ class Service:
                     else:
                         ready[key.data] = ready.get(key.data, False) or key.fileobj is not key.data.conn
                 self._collect(ready)
-                self._assign([])  # freed workers take held jobs before anything is written
+                self.lines.assign([])  # freed workers take held jobs before anything is written
                 self._record_and_claim(time.time())  # before the timers: a poke means a job waits
                 self._tick(time.time())
                 if self.maybe_work:  # the timers found work (due jobs, a schedule, a give-back)
                     self._record_and_claim(time.time())
         finally:
             self.selector.close()
-
-    def _workers_stocked(self) -> bool:
-        """Every worker has more work in its pipe than a nap lasts (by recent job durations)."""
-        typical = self.ahead.typical()
-        return typical is not None and all((len(w.jobs) - 1) * typical > 2 * NAP_S for w in self.pool.workers)
 
     def _watch(self, worker: Worker) -> None:
         self.selector.register(worker.conn, selectors.EVENT_READ, worker)
@@ -196,7 +193,7 @@ class Service:
         share a commit. If the database refuses (locked for too long, disk full), nothing is
         lost: the outcomes stay pending and are written on a later turn of the loop.
         """
-        wants_claim = not self.stopping and self.maybe_work and self._wants_claim()
+        wants_claim = not self.stopping and self.maybe_work and self.lines.wants_claim()
         if not (self.pending or self.progress or wants_claim):
             return
         if (not wants_claim and not self.stopping and len(self.pending) < FLUSH_MAX
@@ -214,7 +211,7 @@ class Service:
         self.failed_writes = 0
         self._log_records(self.recorded)
         self.pending, self.recorded = [], []
-        self._assign(claims)
+        self.lines.assign(claims)
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
@@ -448,7 +445,7 @@ class Service:
             self.timers["cancel"] = now
             wanted = set(runs.cancel_requests(self.store, self.owner))
             for job_id, attempt in wanted:
-                if self.ahead.remove(job_id, attempt) is not None or self._skip(job_id, attempt):
+                if self.ahead.remove(job_id, attempt) is not None or self.lines.skip(job_id, attempt):
                     failure = Failure(FailureKind.CANCELLED, "cancelled by user")  # never started
                     self._pend(runs.Outcome(job_id, attempt, failure=failure))
             for worker in self.pool.busy():
@@ -497,42 +494,9 @@ class Service:
             self._notify(record)
         self.maybe_work = True
 
-    def _skip(self, job_id: int, attempt: int) -> bool:
-        """Take a job sent ahead (not started) back from its worker."""
-        for worker in self.pool.workers:
-            for claim in list(worker.jobs)[1:]:
-                if (claim.id, claim.attempt) == (job_id, attempt):
-                    worker.jobs.remove(claim)
-                    worker.conn.send(("skip", job_id, attempt))
-                    self.started.pop((job_id, attempt), None)
-                    return True
-        return False
-
-    def _depth(self, worker: Worker, now: float) -> int:
-        """How many jobs a worker may have in its pipe: more than one only while jobs are short."""
-        ahead = self.ahead.send_ahead()
-        if ahead and (not worker.jobs or now - worker.started < SHORT_JOB_S):
-            return 1 + ahead
-        return 1
-
-    def _capacity(self) -> int:
-        """Jobs to claim now: room in the workers' pipes not covered by held jobs, plus what
-        claim-ahead wants to hold."""
-        now = time.time()
-        room = sum(max(self._depth(w, now) - len(w.jobs), 0) for w in self.pool.workers)
-        longest = max((now - w.started for w in self.pool.busy()), default=0.0)
-        return max(room - len(self.ahead), 0) + self.ahead.wanted(longest)
-
-    def _wants_claim(self) -> bool:
-        """Claim when a worker is idle, or (short jobs) when half the room is free: bigger batches."""
-        if any(not w.busy for w in self.pool.workers) and not len(self.ahead):
-            return True
-        capacity = self._capacity()
-        return capacity > 0 and capacity * 2 >= self.options.workers * (1 + self.ahead.send_ahead())
-
     def _claim(self, now: float) -> list[runs.Claim]:
         """Claim as many jobs as there is room for, within the queues' concurrency limits."""
-        idle = self._capacity()
+        idle = self.lines.capacity()
         running: dict[str, int] = {}
         busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
         for queue in busy_queues + self.ahead.queues():
@@ -548,34 +512,6 @@ class Service:
                                      only_queues=[queue])  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims
-
-    def _assign(self, claims: list[runs.Claim]) -> None:
-        """Held jobs first (they were claimed first), then the new ones: to idle workers, then
-        (short jobs) ahead into busy workers' pipes; the rest are held."""
-        self.ahead.hold(claims, time.time())
-        if not len(self.ahead):
-            return
-        now = time.time()
-        sends: dict[Worker, list[runs.Claim]] = {}
-        while len(self.ahead):
-            room = [w for w in self.pool.workers if len(w.jobs) + len(sends.get(w, ())) < self._depth(w, now)]
-            if not room:
-                break
-            worker = min(room, key=lambda w: len(w.jobs) + len(sends.get(w, ())))  # idle ones first
-            claim = self.ahead.take()
-            assert claim is not None
-            sends.setdefault(worker, []).append(claim)
-        for worker, claims in sends.items():
-            idle = not worker.jobs
-            worker.assign(claims, now)
-            if idle:
-                self.started[(claims[0].id, claims[0].attempt)] = now
-            if log.isEnabledFor(logging.INFO):
-                for claim in claims:
-                    log.info("job %d %s: attempt %d on worker %d (%s)", claim.id,
-                             "started" if idle else "sent ahead", claim.attempt, worker.index, claim.name)  # fmt: skip
-                    idle = False
-
 
 def _pid_alive(pid: int) -> bool:
     try:
