@@ -337,8 +337,10 @@ def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):
     """kill -9 of the daemon leaves no shell job running unsupervised (it is run again later)."""
     pid_file = tmp_path / "pid"
     cli.submit("--", "sh", "-c", f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 60")
-    daemon.start("--workers", "1")
+    daemon.start("--workers", "2")  # the idle one keeps a spare log file
     wait_until(pid_file.exists, timeout=10)
+    logs = Path(daemon.db_path).with_suffix(".logs")
+    wait_until(lambda: list(logs.glob(".spare-*.log")), timeout=10)
     pid = int(pid_file.read_text())
     daemon.kill(signal.SIGKILL)
 
@@ -350,6 +352,11 @@ def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):
         return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")  # a zombie is dead
 
     wait_until(gone, timeout=10)
+    left = {p.name for p in logs.glob(".spare-*.log")}  # the dead workers' spare log files
+    assert left
+    daemon.start("--workers", "1")  # clears them (its own worker makes a new one)
+    wait_until(lambda: {p.name for p in logs.glob(".spare-*.log")} and not left & {p.name for p in logs.glob(".spare-*.log")},
+               timeout=10)  # fmt: skip
 
 
 def test_idle_workers_keep_a_spare_log_and_clear_it_on_the_way_out(cli, daemon, db_path):

@@ -151,6 +151,34 @@ def _main_script_hidden() -> Iterator[None]:
         main.__file__ = path
 
 
+def _clear_dead_spares(log_dir: str) -> None:
+    """Spare log files left by workers that died with a kill -9'd daemon (live ones stay)."""
+    try:
+        names = [name for name in os.listdir(log_dir) if name.startswith(".spare-") and name.endswith(".log")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(".spare-") : -len(".log")]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(log_dir, name))
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (an orphan nobody has reaped yet)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b") ", 1)[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return True
+
+
 class Pool:
     """N workers; `replace` starts a new one in place of a dead one.
 
@@ -166,6 +194,7 @@ class Pool:
         if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
             with contextlib.suppress(OSError):
                 os.makedirs(log_dir, mode=0o700, exist_ok=True)
+            _clear_dead_spares(log_dir)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["jobrunner.daemon.worker"])
         first = multiprocessing.get_context("fork") if fork_first else self.context
