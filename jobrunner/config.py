@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jobrunner.errors import ConfigError
+from jobrunner.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from jobrunner.domain.jobspec import JobSpec, SpecError
@@ -232,6 +232,15 @@ def resolve_db_target(explicit: str | None, config: Config | None) -> str:
     path = default_db_path()
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the default place always works
     return str(path)
+
+
+def check_sqlite_path(path: Path) -> None:
+    """Refuse a database path that cannot be a SQLite file, before anything is created beside it
+    (the daemon makes its log directory there before it opens the database)."""
+    if path.is_dir():
+        raise UsageError(f"database path {path} is a directory: give a file path, e.g. {path}/jobs.db")
+    if not path.parent.exists():
+        raise UsageError(f"directory {path.parent} for the database does not exist: create it first")
 
 
 def log_dir_for(db_target: str) -> str:

@@ -7,6 +7,7 @@ import sqlite3
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from jobrunner.store.migrations import SCHEMA_VERSION
 from tests.conftest import run_jobrunner
@@ -51,6 +52,16 @@ def test_missing_directory(cli, tmp_path):
     result = cli("--db", str(tmp_path / "nope" / "jobs.db"), "list")
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
+
+
+def test_daemon_refuses_a_missing_directory_before_making_anything(tmp_path):
+    """The daemon's workers make a log directory beside the database: a typo in --db must not
+    leave a new directory tree (and a running daemon on a new, empty database) behind."""
+    for target, message in ((tmp_path / "nope" / "jobs.db", "does not exist"), (tmp_path, "is a directory")):
+        result = run_jobrunner("--db", str(target), "daemon", "--workers", "1", timeout=30)
+        assert result.returncode == 2, result.stderr
+        assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unreadable_database_is_one_line(cli, db_path):
@@ -118,6 +129,40 @@ def test_concurrent_cli_processes(db_path):
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     ids = sorted(int(r.stdout) for r in results)
     assert len(set(ids)) == 12
+
+
+def _open_and_submit(path: str, barrier: Any, results: Any) -> None:
+    from jobrunner import submit
+    from jobrunner.api import connect
+
+    barrier.wait()
+    try:
+        connect(path)  # what `jobrunner submit` does first
+        results.put(submit(["echo", "cold"], db=path))
+    except Exception as exc:  # what the parent reports if a process failed
+        results.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_file_at_the_same_moment_all_get_in(tmp_path):
+    """Switching a new file to WAL mode is refused at once, without the busy timeout, while
+    another process holds it: the open waits that out instead of failing the submit."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    failures = []
+    for attempt in range(25):
+        path = str(tmp_path / f"new-{attempt}.db")
+        barrier, results = context.Barrier(10), context.Queue()
+        processes = [context.Process(target=_open_and_submit, args=(path, barrier, results)) for _ in range(10)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=60) for _ in processes]
+        for process in processes:
+            process.join(timeout=60)
+        failures += [outcome for outcome in outcomes if not isinstance(outcome, int)]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM job").fetchone()[0] == 10 - len(failures)
+    assert failures == []
 
 
 def test_subprocess_error_has_no_traceback(db_path):

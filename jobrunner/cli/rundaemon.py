@@ -16,13 +16,17 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
                grace: float = 30.0, kill_grace: float = 5.0, allow_root: bool = False,
                log_level: str = "info", log_format: str = "text") -> int:  # fmt: skip
     """Run the daemon in the foreground until a signal stops it; returns its exit code."""
-    from jobrunner.config import log_dir_for
+    from pathlib import Path
+
+    from jobrunner.config import check_sqlite_path, log_dir_for
     from jobrunner.daemon.logsetup import configure_logging
     from jobrunner.daemon.pool import StartingPool
 
     configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
     config = app_state.config
     refuse_foreign_database_as_root(app_state.db_target, allow_root)
+    if "://" not in app_state.db_target:
+        check_sqlite_path(Path(app_state.db_target))  # before the workers make its log directory
     workers = workers or os.cpu_count() or 2
     # Workers first, forked from this process while it is small, has no threads and no open
     # database: a forkserver would take ~0.1 s to boot before the first job could start.
