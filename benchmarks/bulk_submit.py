@@ -13,14 +13,13 @@ Usage: python -m benchmarks.bulk_submit [--jobs N] [--runs N] [--json FILE]
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 
 BAR_JOBS_PER_S = 50_000.0
 PEEWEE_CHUNK = 1_000  # 24 columns x 1,000 rows stays under SQLite's 32,766 bound variables
@@ -131,17 +130,7 @@ def measure(jobs: int = 10_000, runs: int = 5) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--jobs", type=int, default=10_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.jobs, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

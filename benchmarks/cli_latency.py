@@ -11,7 +11,6 @@ Usage: python -m benchmarks.cli_latency [--runs N] [--jobs N] [--json FILE]
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -20,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Figure, table
+from benchmarks.common import Figure, standalone
 
 BAR_SUBMIT_MS = 150.0
 BAR_LIST_MS = 250.0
@@ -105,17 +104,7 @@ def measure(runs: int = 15, jobs: int = 100_000) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--runs", type=int, default=15)
-    parser.add_argument("--jobs", type=int, default=100_000, help="jobs in the database")
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.runs, options.jobs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__, {'jobs': 'jobs in the database'})
 
 
 if __name__ == "__main__":

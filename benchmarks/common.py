@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
+import inspect
+import json
 import os
 import statistics
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -112,3 +115,23 @@ def isolated(workdir: os.PathLike[str] | str, **env: str | None) -> Iterator[Non
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def standalone(measure: Callable[..., list[Figure]], doc: str | None, helps: dict[str, str] | None = None,
+               argv: list[str] | None = None) -> None:  # fmt: skip
+    """`python -m benchmarks.NAME`: an option per parameter of `measure` (its default, its type),
+    then the table, and --json FILE to keep the figures."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    for name, param in inspect.signature(measure).parameters.items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(param.default), default=param.default,
+                            help=(helps or {}).get(name))  # fmt: skip
+    parser.add_argument("--json", metavar="FILE", dest="json_file", help="also write the figures as JSON")
+    options = vars(parser.parse_args(argv))
+    path = options.pop("json_file")
+    if options.get("runs", 3) < 3:
+        parser.error("--runs must be at least 3 (a median needs them)")
+    figures = measure(**options)
+    print(table(figures))
+    if path:
+        with open(path, "w") as handle:
+            handle.write(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")

@@ -27,8 +27,6 @@ Usage: python -m benchmarks.huey_compare [--jobs N] [--e2e-jobs N] [--latency-jo
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import signal
 import statistics
@@ -40,7 +38,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 from benchmarks.procs import (
     SUCCEEDED,
     WORKERS,
@@ -358,19 +356,7 @@ def measure(jobs: int = 5_000, e2e_jobs: int = 5_000, latency_jobs: int = 200, r
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--jobs", type=int, default=5_000, help="jobs enqueued per run (a)")
-    parser.add_argument("--e2e-jobs", type=int, default=5_000, help="jobs run end to end per run (b, c)")
-    parser.add_argument("--latency-jobs", type=int, default=200, help="jobs timed for pickup per run (d)")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.jobs, options.e2e_jobs, options.latency_jobs, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__, {'jobs': 'jobs enqueued per run (a)', 'e2e_jobs': 'jobs run end to end per run (b, c)', 'latency_jobs': 'jobs timed for pickup per run (d)'})
 
 
 if __name__ == "__main__":

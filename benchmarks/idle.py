@@ -16,14 +16,12 @@ Usage: python -m benchmarks.idle [--samples N] [--gap SECONDS] [--runs N] [--jso
 
 from __future__ import annotations
 
-import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 from benchmarks.procs import (
     SUCCEEDED,
     WORKERS,
@@ -105,18 +103,7 @@ def measure(samples: int = 5, gap: float = 10.0, runs: int = 3) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--samples", type=int, default=5, help="idle gaps (and pickups) per run")
-    parser.add_argument("--gap", type=float, default=10.0, help="seconds of idleness before each pickup")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.samples, options.gap, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__, {'samples': 'idle gaps (and pickups) per run', 'gap': 'seconds of idleness before each pickup'})
 
 
 if __name__ == "__main__":

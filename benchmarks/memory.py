@@ -15,13 +15,11 @@ Usage: python -m benchmarks.memory [--jobs N] [--runs N] [--json FILE]
 
 from __future__ import annotations
 
-import argparse
-import json
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 from benchmarks.procs import (
     SUCCEEDED,
     WORKERS,
@@ -120,17 +118,7 @@ def measure(jobs: int = 5_000, runs: int = 3) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--jobs", type=int, default=5_000)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.jobs, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

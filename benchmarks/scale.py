@@ -29,8 +29,6 @@ Usage: python -m benchmarks.scale [--finished N] [--queued N] [--claims N] [--su
 
 from __future__ import annotations
 
-import argparse
-import json
 import random
 import sqlite3
 import statistics
@@ -41,7 +39,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from benchmarks.cli_latency import environment, jobrunner_command
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 
 BAR_CLAIM_RATIO = 0.8
 SHALLOW = 100  # queued jobs in the small queue
@@ -298,20 +296,7 @@ def measure(finished: int = 1_000_000, queued: int = 100_000, claims: int = 2_00
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--finished", type=int, default=1_000_000, help="succeeded jobs in the big database")
-    parser.add_argument("--queued", type=int, default=100_000, help="queued jobs in the deep queue")
-    parser.add_argument("--claims", type=int, default=2_000, help="claims timed per database per run")
-    parser.add_argument("--submits", type=int, default=2_000, help="API submits timed per database per run")
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.finished, options.queued, options.claims, options.submits, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__, {'finished': 'succeeded jobs in the big database', 'queued': 'queued jobs in the deep queue', 'claims': 'claims timed per database per run', 'submits': 'API submits timed per database per run'})
 
 
 if __name__ == "__main__":

@@ -21,9 +21,7 @@ Usage: python -m benchmarks.shell [--jobs N] [--runs N] [--json FILE]
 
 from __future__ import annotations
 
-import argparse
 import itertools
-import json
 import os
 import subprocess
 import tempfile
@@ -32,7 +30,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.common import Figure, isolated, table
+from benchmarks.common import Figure, isolated, standalone
 from benchmarks.procs import SUCCEEDED, WORKERS, jobrunner_daemon, wait_daemon_ready, wait_for_count
 
 BAR_RATIO = 0.70
@@ -124,17 +122,7 @@ def measure(jobs: int = 1_000, runs: int = 5) -> list[Figure]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--jobs", type=int, default=1_000)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    options = parser.parse_args()
-    figures = measure(options.jobs, options.runs)
-    print(table(figures))
-    if options.json:
-        Path(options.json).write_text(json.dumps([f.as_dict() for f in figures], indent=2) + "\n")
+    standalone(measure, __doc__)
 
 
 if __name__ == "__main__":

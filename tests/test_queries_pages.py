@@ -90,12 +90,12 @@ def test_stats_add_up_across_both_indexes(filled):
 
 def test_the_daemon_finds_work_without_sorting(filled):
     """Claims walk the partial index of queued jobs in priority order; due jobs theirs by time."""
-    from jobrunner.store.runs import _claim_statement, _due_hint
+    from jobrunner.store.runs import _claim_statement
 
     plan = filled.execute("EXPLAIN QUERY PLAN " + _claim_statement(filled, 0, 0), ["o", 1, 1, 1, "/l/", 5])
     details = " | ".join(row[3] for row in plan.fetchall())
     assert "job_claim_queued" in details and "TEMP B-TREE" not in details, details
-    due = f"SELECT id FROM job{_due_hint(filled)} WHERE status IN ('scheduled', 'retrying') AND run_at <= 1 ORDER BY run_at"
+    due = f"SELECT id FROM job{filled.indexed_by('job_due_waiting')} WHERE status IN ('scheduled', 'retrying') AND run_at <= 1 ORDER BY run_at"
     details = " | ".join(row[3] for row in filled.execute("EXPLAIN QUERY PLAN " + due).fetchall())
     assert "job_due_waiting" in details and "TEMP B-TREE" not in details, details
 

@@ -159,13 +159,13 @@ def _clear_dead_spares(log_dir: str) -> None:
         return
     for name in names:
         pid = name[len(".spare-") : -len(".log")]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(log_dir, name))
 
 
-def _alive(pid: int) -> bool:
-    """A process that exists and is not a zombie (an orphan nobody has reaped yet)."""
+def pid_alive(pid: int) -> bool:
+    """A process that exists (perhaps another user's) and is not a zombie nobody has reaped yet."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -260,7 +260,6 @@ class StartingPool:
     """
 
     def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork: bool = False) -> None:
-        self.size = size
         self._pool: Pool | None = None
         self._error: BaseException | None = None
         if fork:

@@ -25,7 +25,7 @@ from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
 from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.lines import Lines
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
-from jobrunner.daemon.pool import StartingPool, Stop, Worker
+from jobrunner.daemon.pool import StartingPool, Stop, Worker, pid_alive
 from jobrunner.daemon.systemd import Notifier
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind, describe_exit
@@ -92,8 +92,8 @@ class Service:
     def run(self) -> int:
         """Run until stopped by a signal; returns the process exit code."""
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
-        # The workers have been starting (a forkserver, then a fork each) since __init__; they
-        # inherit none of our file descriptors, our database handle included.
+        # The workers have been starting since before the database was opened (forked from this
+        # process, or from the forkserver): none of them holds our database handle.
         self.pool = self.starting.result()
         self.lines = Lines(self.pool, self.ahead, self.started, self.options.workers)
         sig_read, sig_write = socket.socketpair()
@@ -101,6 +101,7 @@ class Service:
         sig_write.setblocking(False)
         previous = self._install_signals(sig_write)
         listener = Listener(self.store.target)
+        registered = False
         try:
             if not listener.bound:
                 log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
@@ -113,6 +114,7 @@ class Service:
             self.scheduler.load(self.config, now)
             runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
                                  self.options.workers, self.options.queues, now)  # fmt: skip
+            registered = True
             log.info(
                 "daemon %s started: %d workers, queues %s, database %s",
                 self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
@@ -124,7 +126,7 @@ class Service:
             self.systemd.stopping("stopping")
             self.pool.close()
             self.notify.close(timeout=5)
-            if hasattr(self, "scheduler"):
+            if registered:  # a set-up that failed on the database must not fail here again
                 runs.mark_stopped(self.store, self.owner, time.time())
             listener.close()
             for signum, handler in previous.items():
@@ -485,7 +487,7 @@ class Service:
     def _recover(self, now: float) -> None:
         """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""
         for owner, pid in runs.stale_daemons(self.store, self.host, self.owner):
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
                     log.info("job %d recovered from dead daemon %s: %s", record.job_id, owner, record.message)
                     self._notify(record)
@@ -512,12 +514,3 @@ class Service:
                                      only_queues=[queue])  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

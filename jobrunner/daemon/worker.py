@@ -112,6 +112,8 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None) -> None:
     os.setsid()  # our own process group: killpg stops a Python job and anything it started
     _let_the_forkserver_go()
     die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker forked from the daemon has its handler
     _prepare_environment(db_target)
     logs = Logs(log_dir)
     inbox: deque[Any] = deque()

@@ -175,7 +175,7 @@ def list_jobs_counted(store: Store, where: JobFilter, limit: int, offset: int = 
 def count_jobs(store: Store, where: JobFilter | None = None) -> int:
     clause, params = (where or JobFilter()).where(store.backend.param)
     if not clause:  # every job: counted from the two partial indexes, not by reading every row
-        sql = (f"SELECT (SELECT COUNT(*) FROM job{_hint(store, 'job_claim_queued')} WHERE status='queued') + "
+        sql = (f"SELECT (SELECT COUNT(*) FROM job{store.indexed_by('job_claim_queued')} WHERE status='queued') + "
                f"(SELECT COUNT(*) FROM job WHERE {NOT_QUEUED})")  # fmt: skip
         return int(store.execute(sql).fetchone()[0])
     return int(store.execute(f"SELECT COUNT(*) FROM job{clause}", params).fetchone()[0])
@@ -210,11 +210,6 @@ def job_events(store: Store, job_id: int) -> list[dict[str, Any]]:
     ]
 
 
-def _hint(store: Store, index: str) -> str:
-    """SQLite, without ANALYZE's statistics, sometimes prefers a worse index: name the right one."""
-    return f" INDEXED BY {index}" if store.is_sqlite else ""
-
-
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -225,7 +220,7 @@ def stats(store: Store) -> dict[str, Any]:
     by_status = {s.value: 0 for s in ALL_STATUSES}
     by_queue: dict[str, dict[str, int]] = {}
     counts = store.execute(  # each from an index alone: queued jobs are in one, the rest in the other
-        f"SELECT queue, 'queued', COUNT(*) FROM job{_hint(store, 'job_claim_queued')} WHERE status='queued' "
+        f"SELECT queue, 'queued', COUNT(*) FROM job{store.indexed_by('job_claim_queued')} WHERE status='queued' "
         f"GROUP BY queue UNION ALL SELECT queue, status, COUNT(*) FROM job WHERE {NOT_QUEUED} GROUP BY status, queue"
     ).fetchall()
     for queue, status, count in counts:
@@ -242,7 +237,7 @@ def stats(store: Store) -> dict[str, Any]:
 @guarded
 def finished_since(store: Store, since: float) -> int:
     """How many jobs reached a final status at or after `since` (the header's rate)."""
-    hint = _hint(store, "job_finished_at")  # not every finished job of a status
+    hint = store.indexed_by("job_finished_at")  # not every finished job of a status
     sql = (
         f"SELECT COUNT(*) FROM job{hint} WHERE status IN ('succeeded', 'dead', 'cancelled') "
         f"AND finished_at >= {store.backend.param}"

@@ -80,8 +80,7 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
         if exclude:
             filters += f" AND queue NOT IN ({', '.join([p] * exclude)})"
         lock = " FOR UPDATE SKIP LOCKED" if store.backend.name == "postgresql" else ""
-        # SQLite without ANALYZE statistics prefers (status, queue) and sorts every queued row
-        hint = " INDEXED BY job_claim_queued" if store.is_sqlite else ""
+        hint = store.indexed_by("job_claim_queued")  # not every queued row, sorted
         _claim_sql[key] = (
             f"UPDATE job SET status='running', attempts=attempts+1, lease_owner={p}, "
             f"lease_until={p}, started_at={p}, updated_at={p}, finished_at=NULL, progress=NULL, "
@@ -148,92 +147,65 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
     recorded: list[Recorded] = []
     with store.joined():
         succeeded = [outcome for outcome in outcomes if outcome.failure is None]
-        if len(succeeded) > 1:
-            recorded += _succeed_many(store, owner, succeeded, now)
-        elif succeeded:
-            recorded.append(_succeed(store, owner, succeeded[0], now))
+        if succeeded:
+            recorded += _succeed(store, owner, succeeded, now, rng)
         for outcome in outcomes:
             if outcome.failure is not None:
                 recorded.append(_fail(store, owner, outcome, now, rng))
     return recorded
 
 
-def _succeed_many(store: Store, owner: str | None, outcomes: list[Outcome], now: float) -> list[Recorded]:
+def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: float,
+             rng: random.Random | None) -> list[Recorded]:  # fmt: skip
     """Successes in three statements however many there are: the daemon's hot path."""
-    rows, odd = [], []
+    rows, refused = [], []
     for outcome in outcomes:
-        if outcome.result is None:
-            rows.append((now, now, outcome.exit_code, None, outcome.job_id, outcome.attempt))
-            continue
         try:
-            rows.append((now, now, outcome.exit_code, json.dumps(outcome.result, separators=(",", ":")),
-                         outcome.job_id, outcome.attempt))  # fmt: skip
-        except (TypeError, ValueError):
-            odd.append(outcome)  # _succeed records why it is refused
+            result = None if outcome.result is None else json.dumps(outcome.result, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:  # the worker checks; this is the last line of defence
+            failure = Failure(FailureKind.PERMANENT, f"result is not JSON-serialisable: {exc}")
+            refused.append(Outcome(outcome.job_id, outcome.attempt, failure))
+            continue
+        rows.append((now, now, outcome.exit_code, result, outcome.job_id, outcome.attempt))
     clause, extra = _owner_clause(store, owner)
     p = store.backend.param
     cursor = store.cursor()
     cursor.executemany(
         f"UPDATE job SET status='succeeded', finished_at={p}, updated_at={p}, exit_code={p}, "
-        "result=" + p + ", error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested=FALSE, "
+        f"result={p}, error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested=FALSE, "
         "progress=CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END "
         f"WHERE id={p} AND attempts={p} AND status='running'{clause}",
         [(*row, *extra) for row in rows],
     )
     done = [(row[4], row[5]) for row in rows]
-    if cursor.rowcount != len(rows):  # some were stale: keep those this update changed
+    if done and cursor.rowcount != len(rows):  # some were stale: keep those this update changed
         marks = ", ".join([p] * len(done))
         changed = set(store.execute(
             f"SELECT id, attempts FROM job WHERE id IN ({marks}) AND status='succeeded' AND finished_at={p}",
             [job_id for job_id, _ in done] + [now],
         ).fetchall())  # fmt: skip
+        stale = [pair for pair in done if pair not in changed]
         done = [pair for pair in done if pair in changed]
+    else:
+        stale = []
     cursor.executemany(
         store.backend.insert_event,
         [(job_id, now, attempt, "running", "succeeded", "succeeded", None) for job_id, attempt in done],
     )
     recorded = [Recorded(job_id, attempt, Status.SUCCEEDED, "succeeded") for job_id, attempt in done]
-    kept = set(done)
-    recorded += [Recorded(o.job_id, o.attempt, None, "stale attempt: not recorded")
-                 for o in outcomes if (o.job_id, o.attempt) not in kept and o not in odd]  # fmt: skip
     if done and dependencies.any_waiting_on(store, [job_id for job_id, _ in done]):
-        for index, record in enumerate(recorded[: len(done)]):
+        for index, record in enumerate(recorded):
             released = dependencies.on_succeeded(store, record.job_id, now)
             if released:
                 recorded[index] = Recorded(record.job_id, record.attempt, Status.SUCCEEDED,
                                            "succeeded; released " + ", ".join(map(str, released)))  # fmt: skip
-    return recorded + [_succeed(store, owner, outcome, now) for outcome in odd]
+    recorded += [Recorded(job_id, attempt, None, "stale attempt: not recorded") for job_id, attempt in stale]
+    return recorded + [_fail(store, owner, outcome, now, rng) for outcome in refused]
 
 
 def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
     p = store.backend.param
     return (f" AND lease_owner={p}", [owner]) if owner is not None else ("", [])
-
-
-def _succeed(store: Store, owner: str | None, outcome: Outcome, now: float) -> Recorded:
-    p = store.backend.param
-    clause, extra = _owner_clause(store, owner)
-    try:
-        result = json.dumps(outcome.result, separators=(",", ":")) if outcome.result is not None else None
-    except (TypeError, ValueError) as exc:  # the worker checks; this is the last line of defence
-        failure = Failure(FailureKind.PERMANENT, f"result is not JSON-serialisable: {exc}")
-        return _fail(store, owner, Outcome(outcome.job_id, outcome.attempt, failure), now, None)
-    cursor = store.execute(
-        f"UPDATE job SET status='succeeded', finished_at={p}, updated_at={p}, exit_code={p}, "
-        f"result={p}, error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested={p}, "
-        "progress=CASE WHEN progress IS NULL THEN NULL ELSE 1.0 END "
-        f"WHERE id={p} AND attempts={p} AND status='running'{clause}",
-        [now, now, outcome.exit_code, result, False, outcome.job_id, outcome.attempt, *extra],
-    )
-    if cursor.rowcount != 1:
-        return Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")
-    store.execute(
-        store.backend.insert_event,
-        (outcome.job_id, now, outcome.attempt, "running", "succeeded", "succeeded", None),
-    )
-    released = dependencies.on_succeeded(store, outcome.job_id, now)
-    note = f"; released {', '.join(map(str, released))}" if released else ""
-    return Recorded(outcome.job_id, outcome.attempt, Status.SUCCEEDED, "succeeded" + note)
 
 
 def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
@@ -308,18 +280,13 @@ def recover_owner(store: Store, owner: str, reason: str, now: float,
     return recorded
 
 
-def _due_hint(store: Store) -> str:
-    """SQLite picks (status, queue) over the partial index of waiting jobs unless told."""
-    return " INDEXED BY job_due_waiting" if store.is_sqlite else ""
-
-
 @guarded
 def promote_due(store: Store, now: float, limit: int = 1000) -> int:
     """Scheduled and retrying jobs whose time has come become queued."""
     p = store.backend.param
     with store.write():
         rows = store.execute(
-            f"SELECT id, status, attempts FROM job{_due_hint(store)} WHERE status IN ('scheduled', 'retrying') "
+            f"SELECT id, status, attempts FROM job{store.indexed_by('job_due_waiting')} WHERE status IN ('scheduled', 'retrying') "
             f"AND run_at <= {p} ORDER BY run_at LIMIT {int(limit)}",
             (now,),
         ).fetchall()
@@ -341,7 +308,7 @@ def promote_due(store: Store, now: float, limit: int = 1000) -> int:
 def next_due(store: Store) -> float | None:
     """When the earliest scheduled or retrying job becomes due, so the daemon can sleep until then."""
     row = store.execute(
-        f"SELECT MIN(run_at) FROM job{_due_hint(store)} WHERE status IN ('scheduled', 'retrying')"
+        f"SELECT MIN(run_at) FROM job{store.indexed_by('job_due_waiting')} WHERE status IN ('scheduled', 'retrying')"
     ).fetchone()
     return row[0] if row else None
 
