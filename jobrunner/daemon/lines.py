@@ -14,6 +14,8 @@ from jobrunner.daemon.ahead import SHORT_JOB_S, ClaimAhead
 from jobrunner.daemon.pool import Pool, Worker
 from jobrunner.store.runs import Claim
 
+WARM_AGAIN_S = 0.002  # a burst of pokes sends one heads-up, not one per poke
+
 log = logging.getLogger("jobrunner.daemon")
 
 
@@ -77,6 +79,21 @@ class Lines:
                     log.info("job %d %s: attempt %d on worker %d (%s)", claim.id,
                              "started" if idle else "sent ahead", claim.attempt, worker.index, claim.name)  # fmt: skip
                     idle = False
+
+    def warm(self, now: float) -> None:
+        """A job is probably coming (the daemon was poked): wake the worker that would take it
+        now, while the claim is written. A process woken from sleep on a VM takes a while to
+        wake and runs its first fraction of a millisecond several times slower; woken early it
+        is ready when the job comes (about 0.1 to 0.2 ms of a 1.5 ms pickup). Nothing is sent
+        when no worker is idle or one was told a moment ago."""
+        if len(self.ahead):
+            return
+        for worker in self.pool.workers:
+            if not worker.jobs:
+                if now - worker.warmed > WARM_AGAIN_S:
+                    worker.warmed = now
+                    worker.conn.send(("warm",))
+                return
 
     def skip(self, job_id: int, attempt: int) -> bool:
         """Take a job sent ahead (not started) back from its worker."""

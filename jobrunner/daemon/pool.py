@@ -49,6 +49,7 @@ class Worker:
     stop: Stop | None = field(default=None)
     sent_term: bool = False
     inbox: bytearray = field(default_factory=bytearray)  # bytes read but not yet a whole message
+    warmed: float = 0.0  # when it was last told a job is probably coming (Lines.warm)
 
     def receive(self) -> list[Any]:
         """Every message the worker has sent so far, from one read of its pipe.

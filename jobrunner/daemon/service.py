@@ -162,6 +162,7 @@ class Service:
                 for key, _ in self.selector.select(self._sleep_time(time.time())):
                     if key.data == "wakeup":
                         if listener.drain():
+                            self.lines.warm(time.time())  # before the claim: it wakes meanwhile
                             self.maybe_work = True
                             self.timers["cancel"] = 0.0  # a cancel also pokes: look now
                             self.timers["poll"] = 0.0
@@ -189,11 +190,13 @@ class Service:
                 self.selector.unregister(handle)
 
     def _record_and_claim(self, now: float) -> None:
-        """One commit for what finished and what starts next; workers get their jobs after it.
+        """One commit for what finished and what starts next; workers get their jobs in it,
+        as soon as the claim's rows are updated (see _claim).
 
         While every worker has its next job already, finished jobs wait a few milliseconds to
         share a commit. If the database refuses (locked for too long, disk full), nothing is
-        lost: the outcomes stay pending and are written on a later turn of the loop.
+        lost: the outcomes stay pending and are written on a later turn of the loop, and the
+        jobs this transaction claimed are taken back from the workers (_void).
         """
         wants_claim = not self.stopping and self.maybe_work and self.lines.wants_claim()
         if not (self.pending or self.progress or wants_claim):
@@ -201,19 +204,43 @@ class Service:
         if (not wants_claim and not self.stopping and len(self.pending) < FLUSH_MAX
                 and now < self.pending_since + FLUSH_S and all(w.busy for w in self.pool.workers)):  # fmt: skip
             return
+        sent: list[runs.Claim] = []  # claimed in this transaction, already with the workers
+        early = not self.failed_writes  # after a failed write, jobs go out only once committed
         try:
             with self.store.write():
                 self._flush(now)
-                claims = self._claim(now) if wants_claim else []
+                claims = self._claim(now, sent if early else None) if wants_claim else []
         except StoreError as exc:
             log.error("database write failed, will retry: %s", exc)
+            self._void(sent)
             self.failed_writes += 1
             time.sleep(min(0.05 * self.failed_writes, 1.0))
             return
         self.failed_writes = 0
         self._log_records(self.recorded)
         self.pending, self.recorded = [], []
-        self.lines.assign(claims)
+        if not early:
+            self.lines.assign(claims)
+
+    def _void(self, claims: list[runs.Claim]) -> None:
+        """Jobs sent to workers by a transaction that then failed: the database still has them
+        queued, so they must not run here. Held or sent ahead, they are dropped; one that has
+        started is stopped by killing its worker, which is replaced (whatever it reports is
+        stale). Such a job may have begun: it runs again later, as after a crash."""
+        for claim in claims:
+            self.started.pop((claim.id, claim.attempt), None)
+            if self.ahead.remove(claim.id, claim.attempt) or self.lines.skip(claim.id, claim.attempt):
+                continue
+            worker = next((w for w in self.pool.workers if w.job is claim), None)
+            if worker is None:
+                continue
+            log.warning("job %d: stopped attempt %d, its start could not be recorded", claim.id, claim.attempt)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(worker.process.pid, signal.SIGKILL)
+            earlier = [c for c in list(worker.jobs)[1:] if c not in claims]  # committed, sent ahead
+            self._unwatch(worker)
+            self._watch(self.pool.replace(worker))
+            self._give_back(earlier)
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
@@ -496,8 +523,18 @@ class Service:
             self._notify(record)
         self.maybe_work = True
 
-    def _claim(self, now: float) -> list[runs.Claim]:
-        """Claim as many jobs as there is room for, within the queues' concurrency limits."""
+    def _claim(self, now: float, sent: list[runs.Claim] | None) -> list[runs.Claim]:
+        """Claim as many jobs as there is room for, within the queues' concurrency limits.
+
+        With `sent`, each claim goes to the workers (or is held) as soon as its rows are
+        updated, inside the transaction: the job starts while the commit is written (0.1 ms
+        sooner on an idle daemon); `sent` collects them, for _void should the commit fail.
+        """
+
+        def send(claims: list[runs.Claim]) -> None:
+            sent.extend(claims)  # type: ignore[union-attr]
+            self.lines.assign(claims)
+
         idle = self.lines.capacity()
         running: dict[str, int] = {}
         busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
@@ -506,11 +543,12 @@ class Service:
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
         only = self.options.queues
         claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
-                            only_queues=only, exclude_queues=list(limits))  # fmt: skip
+                            only_queues=only, exclude_queues=list(limits),
+                            on_claimed=send if sent is not None else None)  # fmt: skip
         for queue, cap in limits.items():
             free = min(cap - running.get(queue, 0), idle - len(claims))
             if free > 0 and (not only or queue in only):
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
-                                     only_queues=[queue])  # fmt: skip
+                                     only_queues=[queue], on_claimed=send if sent is not None else None)  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims

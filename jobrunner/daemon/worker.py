@@ -25,7 +25,7 @@ from jobrunner.domain.failures import FailureKind, describe_exit
 from jobrunner.jobcontext import JobContext, _set_current
 
 # Messages (tuples keep the pipe cheap):
-#   supervisor -> worker: ("run", [job dict, ...]), ("skip", id, attempt) or None to exit.
+#   supervisor -> worker: ("run", [job dict, ...]), ("skip", id, attempt), ("warm",) or None to exit.
 #                         Jobs run in the order sent. For short jobs the supervisor sends a few
 #                         ahead, so the worker never waits for a round trip between them.
 #   worker -> supervisor: ("started", id, attempt, child_pid)
@@ -134,17 +134,23 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None) -> None:
             job = inbox.popleft()
             if job is None:
                 return
-            if job["kind"] == "shell":
-                reply = run_shell(conn, job, db_target, logs)
-            else:
-                reply = run_python(conn, job, logs, quiet_log=ahead)
+            try:
+                if job["kind"] == "shell":
+                    reply = run_shell(conn, job, db_target, logs)
+                else:
+                    reply = run_python(conn, job, logs, quiet_log=ahead)
+            except OSError as exc:  # its log could not be opened (a full disk): worth another try
+                message = f"cannot open the job's log {job['log_path']}: {exc.strerror or exc}"
+                failure = _failure(FailureKind.EXCEPTION, message, exception_names=["OSError"])
+                reply = ("done", job["id"], job["attempt"], None, failure, None)
             conn.send(reply)
     finally:
         logs.close()
 
 
 def _receive(inbox: deque[Any], message: Any) -> None:
-    """Queue the jobs a message brings; a skip takes its job out if it has not started."""
+    """Queue the jobs a message brings; a skip takes its job out if it has not started.
+    A "warm" message has done its work by waking us (see Lines.warm)."""
     if message is None:
         inbox.append(None)
     elif message[0] == "run":
@@ -282,7 +288,8 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tup
     started: list[int] = []
     log_fd = logs.open(job["log_path"], job["attempt"])
     try:
-        os.write(log_fd, _header(job))
+        with suppress(OSError):  # a full disk: the command still runs
+            os.write(log_fd, _header(job))
         with _child_dies_with_us(lambda: started[0] if started else None):
             try:
                 child = subprocess.Popen(
@@ -293,7 +300,8 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tup
                 what = "working directory" if job["cwd"] and not os.path.isdir(job["cwd"]) else "command"
                 target = job["cwd"] if what == "working directory" else job["command"][0]
                 message = f"cannot start: {what} {target!r}: {exc.strerror}"
-                os.write(log_fd, f"{message}\n".encode())
+                with suppress(OSError):
+                    os.write(log_fd, f"{message}\n".encode())
                 return ("done", job["id"], job["attempt"], None, _failure(FailureKind.PERMANENT, message), None)
             started.append(child.pid)
             conn.send(("started", job["id"], job["attempt"], child.pid))
@@ -369,7 +377,8 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
         log_fd = logs.open(job["log_path"], attempt)
         quiet_log = False
     try:
-        os.write(log_fd, header)
+        with suppress(OSError):  # a full disk: the job still runs (its output may fail to write)
+            os.write(log_fd, header)
         with _output_to(log_fd):
             try:
                 func, wants_job = _resolve(job["callable"])

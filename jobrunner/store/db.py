@@ -57,9 +57,18 @@ class Store:
     def write(self) -> Iterator[None]:
         """A write transaction; on SQLite it takes the write lock first (BEGIN IMMEDIATE),
         so a read-then-write never fails with 'database is locked' under contention.
-        After it commits, a daemon listening on this database is poked awake."""
-        with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
-            yield
+        After it commits, a daemon listening on this database is poked awake. Driver errors
+        come out as StoreError (a daemon carries on after one: a full disk, a long lock)."""
+        try:
+            with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
+                yield
+        except _driver_errors() as exc:
+            # A commit refused for a full disk: SQLite has rolled back already, so peewee's own
+            # rollback fails too ("no transaction is active"); what went wrong is the first error.
+            first: BaseException = exc
+            while "no transaction is active" in str(first) and first.__context__ is not None:
+                first = first.__context__
+            raise StoreError(describe_db_error(self.target, first)) from exc
         if self.poke_on_commit and self.db.transaction_depth() == 0:
             from jobrunner.wakeup import poke
 

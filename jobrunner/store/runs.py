@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,8 +98,14 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
 
 @guarded
 def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_dir: str,
-          only_queues: Sequence[str] = (), exclude_queues: Sequence[str] = ()) -> list[Claim]:  # fmt: skip
-    """Claim up to `limit` due jobs, highest priority first, FIFO within a priority: one transaction."""
+          only_queues: Sequence[str] = (), exclude_queues: Sequence[str] = (),
+          on_claimed: Callable[[list[Claim]], None] | None = None) -> list[Claim]:  # fmt: skip
+    """Claim up to `limit` due jobs, highest priority first, FIFO within a priority: one transaction.
+
+    `on_claimed` gets the claims as soon as their rows are updated, before their events are
+    written and the transaction commits: the daemon sends them to its workers there, so they
+    start while the commit is written (the caller deals with a commit that fails).
+    """
     if limit <= 0:
         return []
     sql = _claim_statement(store, len(only_queues), len(exclude_queues))
@@ -110,6 +116,8 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
         claims = [_claim_from_row(row) for row in rows]
         claims.sort(key=lambda c: (-c.priority, c.id))
         if claims:
+            if on_claimed is not None:
+                on_claimed(claims)
             store.cursor().executemany(
                 store.backend.insert_event,
                 [(c.id, now, c.attempt, "queued", "running", f"attempt {c.attempt} started by {owner}", None)
