@@ -91,8 +91,7 @@ class Lines:
         for worker in self.pool.workers:
             if not worker.jobs:
                 if now - worker.warmed > WARM_AGAIN_S:
-                    worker.warmed = now
-                    worker.conn.send(("warm",))
+                    worker.warm(now)
                 return
 
     def skip(self, job_id: int, attempt: int) -> bool:
@@ -101,7 +100,7 @@ class Lines:
             for claim in list(worker.jobs)[1:]:
                 if (claim.id, claim.attempt) == (job_id, attempt):
                     worker.jobs.remove(claim)
-                    worker.conn.send(("skip", job_id, attempt))
+                    worker.send(("skip", job_id, attempt))
                     self.started.pop((job_id, attempt), None)
                     return True
         return False

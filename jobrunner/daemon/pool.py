@@ -26,6 +26,10 @@ if TYPE_CHECKING:  # not at run time: the pool must start before the store's imp
     from jobrunner.store.runs import Claim
 
 
+#: Lines.warm's message, pickled once: it goes out on the way to a claim.
+WARM = pickle.dumps(("warm",), pickle.HIGHEST_PROTOCOL)
+
+
 @dataclass
 class Stop:
     """Why and how the supervisor is stopping a running job."""
@@ -92,7 +96,17 @@ class Worker:
         if not self.jobs:
             self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
         self.jobs.extend(claims)
-        self.conn.send(("run", [_job_message(claim) for claim in claims]))
+        self.send(("run", [_job_message(claim) for claim in claims]))
+
+    def send(self, message: Any) -> None:
+        """conn.send without multiprocessing's pickler (it copies a dispatch table per call):
+        the messages are plain tuples, dicts and JSON values; the framing is the same."""
+        self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+
+    def warm(self, now: float) -> None:
+        """Wake the worker: a job is probably coming (see Lines.warm)."""
+        self.warmed = now
+        self.conn.send_bytes(WARM)
 
     def release(self, now: float) -> Claim | None:
         """The first job ended: the next one sent ahead (if any) is running from now."""
@@ -106,7 +120,7 @@ class Worker:
         for claim in ahead:
             self.jobs.remove(claim)
             with contextlib.suppress(OSError):
-                self.conn.send(("skip", claim.id, claim.attempt))
+                self.send(("skip", claim.id, claim.attempt))
         return ahead
 
     def signal_job(self, signum: int) -> None:
