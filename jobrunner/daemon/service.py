@@ -16,6 +16,7 @@ import selectors
 import signal
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -205,11 +206,16 @@ class Service:
                 and now < self.pending_since + FLUSH_S and all(w.busy for w in self.pool.workers)):  # fmt: skip
             return
         sent: list[runs.Claim] = []  # claimed in this transaction, already with the workers
+
+        def send_early(claims: list[runs.Claim]) -> None:
+            sent.extend(claims)
+            self.lines.assign(claims)
+
         early = not self.failed_writes  # after a failed write, jobs go out only once committed
         try:
             with self.store.write():
                 self._flush(now)
-                claims = self._claim(now, sent if early else None) if wants_claim else []
+                claims = self._claim(now, send_early if early else None) if wants_claim else []
         except StoreError as exc:
             log.error("database write failed, will retry: %s", exc)
             self._void(sent)
@@ -523,18 +529,12 @@ class Service:
             self._notify(record)
         self.maybe_work = True
 
-    def _claim(self, now: float, sent: list[runs.Claim] | None) -> list[runs.Claim]:
+    def _claim(self, now: float, send: Callable[[list[runs.Claim]], None] | None) -> list[runs.Claim]:
         """Claim as many jobs as there is room for, within the queues' concurrency limits.
 
-        With `sent`, each claim goes to the workers (or is held) as soon as its rows are
-        updated, inside the transaction: the job starts while the commit is written (0.1 ms
-        sooner on an idle daemon); `sent` collects them, for _void should the commit fail.
+        `send` gets each batch as soon as its rows are updated, inside the transaction: the
+        jobs start while the commit is written (0.1 ms sooner on an idle daemon).
         """
-
-        def send(claims: list[runs.Claim]) -> None:
-            sent.extend(claims)  # type: ignore[union-attr]
-            self.lines.assign(claims)
-
         idle = self.lines.capacity()
         running: dict[str, int] = {}
         busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
@@ -543,12 +543,11 @@ class Service:
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
         only = self.options.queues
         claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
-                            only_queues=only, exclude_queues=list(limits),
-                            on_claimed=send if sent is not None else None)  # fmt: skip
+                            only_queues=only, exclude_queues=list(limits), on_claimed=send)  # fmt: skip
         for queue, cap in limits.items():
             free = min(cap - running.get(queue, 0), idle - len(claims))
             if free > 0 and (not only or queue in only):
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
-                                     only_queues=[queue], on_claimed=send if sent is not None else None)  # fmt: skip
+                                     only_queues=[queue], on_claimed=send)  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims
