@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DaemonProcess, wait_until
+from tests.conftest import DaemonProcess, run_jobrunner, wait_until
 
 
 @pytest.fixture
@@ -83,3 +83,16 @@ def test_jobs_claimed_when_the_disk_fills_run_once_it_has_room(small_disk, tmp_p
         assert all(attempts == 1 for _, attempts in _statuses(db))  # a start never recorded is no attempt
     finally:
         daemon.stop()
+
+
+def test_submit_on_a_full_disk_says_so_and_stores_nothing(small_disk, monkeypatch):
+    db = small_disk / "jobs.db"
+    monkeypatch.setenv("JOBRUNNER_DB", str(db))
+    assert run_jobrunner("submit", "--", "true").returncode == 0
+    filler = _fill(small_disk)
+    result = run_jobrunner("submit", "--", "echo", "lost?")
+    assert result.returncode == 1
+    assert result.stderr.strip().endswith("the disk is full; nothing was written")
+    assert len(result.stderr.strip().splitlines()) == 1
+    filler.unlink()
+    assert [status for status, _ in _statuses(db)] == ["queued"]  # the first job, and only it

@@ -201,13 +201,25 @@ def describe_db_error(target: str, exc: BaseException) -> str:
             f"database {target} is locked: another process held its write lock for over "
             f"{BUSY_TIMEOUT_S:.0f}s; nothing was written, try again"
         )
-    if "disk is full" in lowered or "disk full" in lowered:
+    if "disk is full" in lowered or "disk full" in lowered or ("i/o error" in lowered and _disk_full(target)):
         return f"database {target}: the disk is full; nothing was written"
     if "not a database" in lowered or "malformed" in lowered:
         return f"{target} is not a usable jobrunner database ({text})"
     if "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
         return f"cannot open database {target}: {text} (check the path and its permissions)"
     return f"database {target}: {text.splitlines()[0]}"
+
+
+def _disk_full(target: str) -> bool:
+    """Whether the SQLite file's file system has no room left: SQLite reports a WAL index it
+    could not extend as a 'disk I/O error'."""
+    if "://" in target:
+        return False
+    try:
+        stats = os.statvfs(Path(target).expanduser().parent)
+    except OSError:
+        return False
+    return stats.f_bavail * stats.f_frsize < 1 << 16
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
