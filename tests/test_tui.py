@@ -58,6 +58,23 @@ def test_rows_appear_and_follow_store_writes_in_place(cli, store):
     drive(store, scenario)
 
 
+def test_workers_busy_follows_the_running_jobs_not_the_last_heartbeat(cli, store):
+    """A daemon's heartbeat row says how busy it was at its last beat (seconds ago): the
+    header counts the jobs running now."""
+    from jobrunner.store import runs
+
+    runs.register_daemon(store, "vm:1:abc", "vm", 1, "0.1.0", 2, [], time.time())  # busy 0
+    job = cli.submit("--", "true")
+
+    async def scenario(pilot: Pilot, notes: list[str]) -> None:
+        header = lambda: text_of(pilot.app.screen.query_one("#header", Static))  # noqa: E731
+        await until(pilot, lambda: "0/2 workers busy" in header())
+        store.execute("UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (time.time(), job))
+        await until(pilot, lambda: "1/2 workers busy" in header())
+
+    drive(store, scenario)
+
+
 def test_only_the_visible_page_is_loaded(cli, store, tmp_path):
     lines = tmp_path / "jobs.jsonl"
     lines.write_text("".join(json.dumps({"command": ["true"], "name": f"n{i}"}) + "\n" for i in range(150)))

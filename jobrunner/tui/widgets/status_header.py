@@ -13,8 +13,9 @@ from jobrunner.tui.data import PageRequest, Snapshot
 from jobrunner.tui.format import STATUS_STYLES
 
 
-def daemon_line(daemons: list[dict[str, Any]]) -> Text:
-    """Whether anything runs the jobs, from the daemons' heartbeats."""
+def daemon_line(daemons: list[dict[str, Any]], running: int) -> Text:
+    """Whether anything runs the jobs, from the daemons' heartbeats; how many workers are busy,
+    from the jobs running now (the count a heartbeat carries is up to one beat old)."""
     alive = [d for d in daemons if d["alive"]]
     if not alive:
         if not daemons:
@@ -24,8 +25,8 @@ def daemon_line(daemons: list[dict[str, Any]]) -> Text:
             return Text.assemble(("○ daemon stopped", "bold red"), (f"  last on {last['host']}", "dim"))
         silent = format_duration(last["heartbeat_age"])
         return Text.assemble(("○ daemon silent", "bold red"), (f"  no heartbeat for {silent}", "dim"))
-    busy = sum(d["busy"] for d in alive)
     workers = sum(d["workers"] for d in alive)
+    busy = min(running, workers)
     if len(alive) == 1:
         where = f"pid {alive[0]['pid']} on {alive[0]['host']}"
         label = "● daemon up"
@@ -99,8 +100,9 @@ class StatusHeader(Static):
         self._last: Text | None = None
 
     def show(self, snapshot: Snapshot, request: PageRequest, marked: int = 0) -> None:
+        running = snapshot.stats["by_status"].get("running", 0)
         head = Text.assemble(
-            (self.title, "bold"), "  ", daemon_line(snapshot.daemons), "  ", rate_line(snapshot)
+            (self.title, "bold"), "  ", daemon_line(snapshot.daemons, running), "  ", rate_line(snapshot)
         )
         text = Text("\n").join(
             [
