@@ -74,6 +74,7 @@ def test_jobs_claimed_when_the_disk_fills_run_once_it_has_room(small_disk, tmp_p
         daemon.signal(signal.SIGCONT)
         wait_until(lambda: "the disk is full; nothing was written" in daemon.output(), timeout=30)
         wait_until(lambda: "its start could not be recorded" in daemon.output(), timeout=10)  # taken back
+        wait_until(lambda: "in the periodic work" in daemon.output(), timeout=20)  # its heartbeat failed too
         assert [status for status, _ in _statuses(db)[1:]] == ["queued"] * 6
         filler.unlink()
         wait_until(lambda: all(status == "succeeded" for status, _ in _statuses(db)), timeout=30)

@@ -128,7 +128,10 @@ class Service:
             self.pool.close()
             self.notify.close(timeout=5)
             if registered:  # a set-up that failed on the database must not fail here again
-                runs.mark_stopped(self.store, self.owner, time.time())
+                try:
+                    runs.mark_stopped(self.store, self.owner, time.time())
+                except StoreError as exc:  # its heartbeat goes silent instead: nothing else is lost
+                    log.error("could not record this daemon's stop: %s", exc)
             listener.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
@@ -175,7 +178,10 @@ class Service:
                 self._collect(ready)
                 self.lines.assign([])  # freed workers take held jobs before anything is written
                 self._record_and_claim(time.time())  # before the timers: a poke means a job waits
-                self._tick(time.time())
+                try:
+                    self._tick(time.time())
+                except StoreError as exc:  # a full disk, a lock held too long: the next turn tries again
+                    log.error("database error in the periodic work (heartbeat, timers), will retry: %s", exc)
                 if self.maybe_work:  # the timers found work (due jobs, a schedule, a give-back)
                     self._record_and_claim(time.time())
         finally:
