@@ -147,6 +147,23 @@ def test_killed_worker_is_replaced_and_job_retried(cli, daemon, tmp_path):
     assert "worker died: exit code 3" in next(e for e in other["events"] if e["to"] == "retrying")["message"]
 
 
+def test_a_worker_that_died_idle_is_replaced_before_it_gets_work(cli, daemon):
+    """The worker dies while the daemon is not looking; a submit's poke and the death arrive
+    together. The daemon must not write to the dead worker's pipe (it would die of it)."""
+    daemon.start("--workers", "1")
+    assert daemon.proc is not None
+    worker = int(Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text().split()[0])
+    daemon.signal(signal.SIGSTOP)
+    try:
+        os.kill(worker, signal.SIGKILL)
+        job_id = cli.submit("--", "true")
+    finally:
+        daemon.signal(signal.SIGCONT)
+    wait_until(lambda: cli.job(job_id)["status"] == "succeeded", timeout=20)
+    assert daemon.proc.poll() is None and "Traceback" not in daemon.output()
+    assert "while idle; starting a new one" in daemon.output()
+
+
 @pytest.mark.slow
 def test_kill_minus_nine_loses_no_job(cli, daemon):
     """A daemon killed mid-job leaves nothing stuck in running after a restart."""

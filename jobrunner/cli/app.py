@@ -27,6 +27,8 @@ class JobrunnerGroup(TyperGroup):
             typer.echo(f"jobrunner: error: {exc}", err=True)
             raise typer.Exit(exc.exit_code) from None
         except BrokenPipeError:  # `jobrunner list | head`
+            if ctx.invoked_subcommand == "daemon":
+                raise  # not its output: a daemon must not end quietly with 0 (systemd would not restart it)
             sys.stderr.close()
             raise typer.Exit(0) from None
         finally:

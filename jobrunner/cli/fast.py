@@ -170,6 +170,8 @@ def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
         _echo_error(f"jobrunner: error: {exc}")
         return exc.exit_code
     except BrokenPipeError:  # `jobrunner list | head`
+        if command == "daemon":
+            raise  # not its output: a daemon must not end quietly with 0 (systemd would not restart it)
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:

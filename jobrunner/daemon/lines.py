@@ -71,7 +71,9 @@ class Lines:
             sends.setdefault(worker, []).append(claim)
         for worker, batch in sends.items():
             idle = not worker.jobs
-            worker.assign(batch, now)
+            if not worker.assign(batch, now):  # it died: they wait for its replacement
+                self.ahead.hold(batch, now)
+                continue
             if idle:
                 self.started[(batch[0].id, batch[0].attempt)] = now
             if log.isEnabledFor(logging.INFO):

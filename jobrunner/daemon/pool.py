@@ -90,23 +90,34 @@ class Worker:
     def busy(self) -> bool:
         return bool(self.jobs)
 
-    def assign(self, claims: list[Claim], now: float) -> None:
+    def assign(self, claims: list[Claim], now: float) -> bool:
         """Send jobs in one message; the first starts now if the worker is idle, each of the
-        others as soon as the one before it ends."""
+        others as soon as the one before it ends. False: the worker is gone, they were not sent."""
+        if not self.send(("run", [_job_message(claim) for claim in claims])):
+            return False
         if not self.jobs:
             self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
         self.jobs.extend(claims)
-        self.send(("run", [_job_message(claim) for claim in claims]))
+        return True
 
-    def send(self, message: Any) -> None:
+    def send(self, message: Any) -> bool:
         """conn.send without multiprocessing's pickler (it copies a dispatch table per call):
-        the messages are plain tuples, dicts and JSON values; the framing is the same."""
-        self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        the messages are plain tuples, dicts and JSON values; the framing is the same.
+
+        False: the worker died since the loop last looked (its death is dealt with on the
+        next turn); writing to its pipe fails, and must not end the daemon.
+        """
+        try:
+            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
+        except OSError:
+            return False
+        return True
 
     def warm(self, now: float) -> None:
         """Wake the worker: a job is probably coming (see Lines.warm)."""
         self.warmed = now
-        self.conn.send_bytes(WARM)
+        with contextlib.suppress(OSError):  # it died: see send
+            self.conn.send_bytes(WARM)
 
     def release(self, now: float) -> Claim | None:
         """The first job ended: the next one sent ahead (if any) is running from now."""
@@ -119,8 +130,7 @@ class Worker:
         ahead = list(self.jobs)[1:]
         for claim in ahead:
             self.jobs.remove(claim)
-            with contextlib.suppress(OSError):
-                self.send(("skip", claim.id, claim.attempt))
+            self.send(("skip", claim.id, claim.attempt))
         return ahead
 
     def signal_job(self, signum: int) -> None:
