@@ -54,6 +54,17 @@ def test_list_human_table_and_footer(cli):
     assert "showing 2 of 3 jobs" in result.stderr
 
 
+def test_list_footer_stops_counting_past_ten_thousand(cli, store):
+    from jobrunner.domain.jobspec import build_spec
+    from jobrunner.store import repo
+
+    repo.submit_many(store, [build_spec({"command": ["true"]})] * 10_001, time.time())
+    result = cli("list", "--limit", "2")
+    assert "showing 2 of over 10,000 jobs" in result.stderr
+    result = cli("list", "--limit", "2", "--status", "queued", "--search", "nothing like it")
+    assert result.exit_code == 0 and "no jobs match" in result.stderr
+
+
 def test_list_empty_and_bad_status(cli):
     result = cli("list")
     assert result.exit_code == 0 and "no jobs yet" in result.stderr

@@ -11,6 +11,8 @@ from jobrunner.cli.output import note, print_json
 from jobrunner.domain.states import Status, parse_status
 from jobrunner.errors import UsageError
 
+FOOTER_COUNT_UP_TO = 10_000  # past this the footer says "over 10,000" (counting costs per job)
+
 if TYPE_CHECKING:
     from jobrunner.cli.context import AppState
 
@@ -53,6 +55,8 @@ def list_jobs(
     out = console()
     out.print(jobs_table(jobs, width=out.width))
     if limit and len(jobs) == limit:
-        total = queries.count_jobs(store, where)
-        if total > limit:
+        total = queries.count_jobs(store, where, up_to=FOOTER_COUNT_UP_TO)
+        if total > FOOTER_COUNT_UP_TO:
+            note(f"showing {limit} of over {FOOTER_COUNT_UP_TO:,} jobs; --limit 0 shows all, `stats` counts them")
+        elif total > limit:
             note(f"showing {limit} of {total} jobs; --limit 0 shows all")

@@ -172,13 +172,20 @@ def list_jobs_counted(store: Store, where: JobFilter, limit: int, offset: int = 
 
 
 @guarded
-def count_jobs(store: Store, where: JobFilter | None = None) -> int:
+def count_jobs(store: Store, where: JobFilter | None = None, up_to: int | None = None) -> int:
+    """How many jobs match; with `up_to`, counting stops past it (a count reads an index entry
+    per job: 17 ms at a million, where `list`'s footer only needs to know it is a lot)."""
     clause, params = (where or JobFilter()).where(store.backend.param)
     if not clause:  # every job: counted from the two partial indexes, not by reading every row
-        sql = (f"SELECT (SELECT COUNT(*) FROM job{store.indexed_by('job_claim_queued')} WHERE status='queued') + "
-               f"(SELECT COUNT(*) FROM job WHERE {NOT_QUEUED})")  # fmt: skip
-        return int(store.execute(sql).fetchone()[0])
-    return int(store.execute(f"SELECT COUNT(*) FROM job{clause}", params).fetchone()[0])
+        parts = [f"FROM job{store.indexed_by('job_claim_queued')} WHERE status='queued'", f"FROM job WHERE {NOT_QUEUED}"]
+    else:
+        parts = [f"FROM job{clause}"]
+    if up_to is None:
+        counts = [f"(SELECT COUNT(*) {part})" for part in parts]
+    else:
+        counts = [f"(SELECT COUNT(*) FROM (SELECT 1 {part} LIMIT {int(up_to) + 1}) AS m)" for part in parts]
+    total = int(store.execute("SELECT " + " + ".join(counts), params).fetchone()[0])
+    return total if up_to is None else min(total, up_to + 1)
 
 
 @guarded
