@@ -50,3 +50,21 @@ def test_submit_rejects_unimportable_and_unserialisable(cli):
 
 def test_version_is_exported():
     assert jobrunner.__version__
+
+
+def test_submit_follows_the_environment_between_calls(home, tmp_path, monkeypatch):
+    """The API caches which database to use; a changed $JOBRUNNER_DB or $HOME is seen at once."""
+    import sqlite3
+
+    first, second = tmp_path / "first.db", tmp_path / "second.db"
+    monkeypatch.setenv("JOBRUNNER_DB", str(first))
+    submit(["true"])
+    monkeypatch.setenv("JOBRUNNER_DB", str(second))
+    submit(["true"])
+    submit(["true"])
+    monkeypatch.delenv("JOBRUNNER_DB")
+    submit(["true"])
+    default = home / ".local" / "state" / "jobrunner" / "jobs.db"
+    for path, count in ((first, 1), (second, 2), (default, 1)):
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM job").fetchone()[0] == count, path
