@@ -235,8 +235,8 @@ def ratio(a: list[float], b: list[float]) -> list[float]:
     return [x / y for x, y in zip(a, b, strict=True)]
 
 
-def measure(finished: int = 1_000_000, queued: int = 100_000, claims: int = 2_000, submits: int = 2_000,
-            runs: int = 3) -> list[Figure]:  # fmt: skip
+def measure(finished: int = 1_000_000, queued: int = 100_000, claims: int = 5_000, submits: int = 2_000,
+            runs: int = 5) -> list[Figure]:  # fmt: skip
     shallow: list[float] = []
     deep: list[float] = []
     big_claims: list[float] = []
