@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -139,6 +141,24 @@ class DaemonProcess:
     def signal(self, signum: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(signum)
+
+    def pause(self, timeout: float = 10.0) -> None:
+        """SIGSTOP the daemon at a moment it holds no write lock (stopped mid-commit, it would
+        keep every other writer waiting); SIGCONT resumes it."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.signal(signal.SIGSTOP)
+            with contextlib.closing(sqlite3.connect(self.db_path, timeout=0, isolation_level=None)) as conn:
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("ROLLBACK")
+                    return
+                except sqlite3.OperationalError:
+                    pass
+            self.signal(signal.SIGCONT)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the daemon held its write lock for {timeout}s")
+            time.sleep(0.01)
 
     def kill(self, signum: int = 9) -> None:
         assert self.proc is not None

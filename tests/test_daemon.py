@@ -153,7 +153,7 @@ def test_a_worker_that_died_idle_is_replaced_before_it_gets_work(cli, daemon):
     daemon.start("--workers", "1")
     assert daemon.proc is not None
     worker = int(Path(f"/proc/{daemon.proc.pid}/task/{daemon.proc.pid}/children").read_text().split()[0])
-    daemon.signal(signal.SIGSTOP)
+    daemon.pause()
     try:
         os.kill(worker, signal.SIGKILL)
         job_id = cli.submit("--", "true")

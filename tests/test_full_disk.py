@@ -67,7 +67,7 @@ def test_jobs_claimed_when_the_disk_fills_run_once_it_has_room(small_disk, tmp_p
     daemon = DaemonProcess(db, tmp_path / "daemon.log").start("--workers", "2")
     try:
         wait_until(lambda: _statuses(db) == [("succeeded", 1)], timeout=20)
-        daemon.signal(signal.SIGSTOP)  # the jobs wait while the disk fills
+        daemon.pause()  # the jobs wait while the disk fills
         for n in range(6):
             submit("tests.jobfuncs:record", kwargs={"path": str(marks), "label": str(n)}, db=str(db))
         filler = _fill(small_disk)

@@ -107,17 +107,19 @@ class Worker:
         False: the worker died since the loop last looked (its death is dealt with on the
         next turn); writing to its pipe fails, and must not end the daemon.
         """
-        try:
-            self.conn.send_bytes(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
-        except OSError:
-            return False
-        return True
+        return self._send_pickled(pickle.dumps(message, pickle.HIGHEST_PROTOCOL))
 
     def warm(self, now: float) -> None:
         """Wake the worker: a job is probably coming (see Lines.warm)."""
         self.warmed = now
-        with contextlib.suppress(OSError):  # it died: see send
-            self.conn.send_bytes(WARM)
+        self._send_pickled(WARM)
+
+    def _send_pickled(self, data: bytes) -> bool:
+        try:
+            self.conn.send_bytes(data)
+        except OSError:
+            return False
+        return True
 
     def release(self, now: float) -> Claim | None:
         """The first job ended: the next one sent ahead (if any) is running from now."""

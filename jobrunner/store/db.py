@@ -59,16 +59,8 @@ class Store:
         so a read-then-write never fails with 'database is locked' under contention.
         After it commits, a daemon listening on this database is poked awake. Driver errors
         come out as StoreError (a daemon carries on after one: a full disk, a long lock)."""
-        try:
-            with self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic():
-                yield
-        except _driver_errors() as exc:
-            # A commit refused for a full disk: SQLite has rolled back already, so peewee's own
-            # rollback fails too ("no transaction is active"); what went wrong is the first error.
-            first: BaseException = exc
-            while "no transaction is active" in str(first) and first.__context__ is not None:
-                first = first.__context__
-            raise StoreError(describe_db_error(self.target, first)) from exc
+        with translate_errors(self.target), (self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()):
+            yield
         if self.poke_on_commit and self.db.transaction_depth() == 0:
             from jobrunner.wakeup import poke
 
@@ -194,6 +186,10 @@ def _open_url(target: str) -> Store:
 
 def describe_db_error(target: str, exc: BaseException) -> str:
     """One line a user can act on, from a driver error."""
+    while "no transaction is active" in str(exc) and exc.__context__ is not None:
+        # A commit refused for a full disk: SQLite has rolled back already, so peewee's own
+        # rollback fails too; what went wrong is the error before that one.
+        exc = exc.__context__
     text = str(exc).strip() or type(exc).__name__
     lowered = text.lower()
     if "locked" in lowered or "busy" in lowered:
