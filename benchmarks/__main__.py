@@ -11,6 +11,7 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
   shell    1,000 `true` shell jobs through the daemon, against a bare spawning loop
   idle     an idle daemon's CPU, and pickup after 10 s of idleness
   memory   daemon and worker RSS, idle and running 5,000 jobs
+  memory_long  each process's RSS growth over the last 200,000 of 300,000 no-op jobs
   scale    claims at 100,000 queued; list, submit and claim at 1,000,000 finished jobs
 
 --quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
@@ -31,10 +32,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, scale, shell, tui
+from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_long, scale, shell, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "scale")
+NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -63,6 +64,11 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
         figures += idle.measure(samples=2 if quick else 5, gap=1.0 if quick else 10.0, runs=runs or 3)
     if "memory" in only:
         figures += memory.measure(jobs=300 if quick else 5_000, runs=runs or 3)
+    if "memory_long" in only:  # one long run: its figures are not medians
+        if quick:
+            figures += memory_long.measure(jobs=3_000, first=1_000, chunk=500)
+        else:
+            figures += memory_long.measure()
     if "scale" in only:
         if quick:
             figures += scale.measure(finished=20_000, queued=5_000, claims=200, submits=200, runs=runs or 3)

@@ -60,3 +60,61 @@ def print_lines(count: int) -> int:
     for index in range(count):
         print(f"line {index}", flush=True)
     return count
+
+
+def replace_stdout() -> str:
+    """Leaves sys.stdout pointing at a StringIO, as a careless job might."""
+    import io
+    import sys
+
+    sys.stdout = io.StringIO()
+    print("kept in the job's own StringIO")
+    return "replaced"
+
+
+def close_std_streams() -> str:
+    """Closes sys.stdout and sys.stderr and returns normally."""
+    import sys
+
+    print("before closing", flush=True)
+    sys.stdout.close()
+    sys.stderr.close()
+    return "closed"
+
+
+def close_descriptors_then_fail() -> None:
+    """Closes descriptors 1 and 2 behind Python's back, then raises."""
+    os.close(1)
+    os.close(2)
+    raise RuntimeError("no descriptors left")
+
+
+def print_until(marker: str, timeout: float = 30.0) -> str:
+    """Prints a line (no flush), then waits for `marker` to exist before it returns."""
+    print("first line")
+    deadline = time.monotonic() + timeout
+    while not Path(marker).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{marker} never appeared")
+        time.sleep(0.01)
+    print("last line")
+    return "done"
+
+
+def rewrap_stdout() -> str:
+    """The idiom for another encoding: a new TextIOWrapper over sys.stdout's detached buffer."""
+    import io
+    import sys
+
+    sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", line_buffering=True)
+    print("rewrapped")
+    return "rewrapped"
+
+
+def log_to_stderr(message: str) -> str:
+    """Logs through a root handler on sys.stderr, set up by the first job that calls this."""
+    import logging
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("tests.jobfuncs").info(message)
+    return message

@@ -64,6 +64,7 @@ def test_doctor_on_a_healthy_database(cli, db_path):
     assert checks["leases"] == ("ok", "no stale leases")
     assert checks["daemon"][0] == "warn"
     assert checks["config"] == ("ok", "no config file: defaults apply")
+    assert checks["schedules"] == ("ok", "none")
     text = cli("doctor").stdout
     assert any(line.startswith("ok    schema") for line in text.splitlines())
 
@@ -102,6 +103,39 @@ def test_doctor_without_a_database_warns_and_creates_nothing(cli, db_path):
     code, checks = doctor_lines(cli)
     assert code == 0 and checks["database"][0] == "warn"
     assert not db_path.exists()
+
+
+def _schedule_of_a_lost_task(cli) -> None:
+    """s1 runs task 'tick', which has since left the config."""
+    Path("jobs.toml").write_text('[tasks.tick]\ncommand = "true"\n')
+    cli.ok("schedule", "add", "s1", "--every", "10m", "--task", "tick")
+    cli.ok("schedule", "add", "s2", "--every", "10m", "--", "true")
+    Path("jobs.toml").write_text('[tasks.other]\ncommand = "true"\n')
+
+
+def test_doctor_fails_on_a_schedule_the_daemon_marked_broken(cli, store):
+    from jobrunner.config import load_config
+    from jobrunner.daemon.scheduler import Scheduler
+
+    _schedule_of_a_lost_task(cli)
+    Scheduler(store, load_config()).load(load_config(), time.time())  # what a daemon does at start
+    result = cli("doctor")
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("fail")]
+    assert line.startswith("fail  schedules    s1 is broken") and "unknown task 'tick'" in line
+    assert "restore [tasks.tick]" in line and "`jobrunner schedule remove s1`" in line
+    checks = json.loads(cli("doctor", "--json").stdout)
+    assert [c["level"] for c in checks if c["check"] == "schedules"] == ["fail"]  # s2 is fine
+
+
+def test_doctor_warns_on_a_schedule_that_cannot_fire_with_this_config(cli):
+    """No daemon has looked yet: the config read here lacks its task (the daemon's may differ)."""
+    _schedule_of_a_lost_task(cli)
+    code, checks = doctor_lines(cli)
+    assert code == 0
+    level, message = checks["schedules"]
+    assert level == "warn" and message.startswith("s1 cannot fire with the config here")
+    assert "unknown task 'tick'" in message
 
 
 def test_doctor_sees_a_live_daemon(cli, daemon):

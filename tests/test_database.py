@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from jobrunner.store.migrations import SCHEMA_VERSION
+import pytest
+
+from jobrunner.domain.jobspec import build_spec
+from jobrunner.domain.states import Status
+from jobrunner.store import open_store, repo
+from jobrunner.store.migrations import SCHEMA_VERSION, current_version
 from tests.conftest import run_jobrunner
 
 
@@ -170,3 +177,134 @@ def test_subprocess_error_has_no_traceback(db_path):
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0
     assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------- ids are never reused (issue 12)
+def _finish_all_long_ago(target: str) -> None:
+    with sqlite3.connect(target) as conn:
+        conn.execute("UPDATE job SET status='succeeded', finished_at=1.0")
+
+
+def test_ids_are_never_reused_after_a_purge(cli, db_path):
+    """A finish guarded by (id, owner, attempt) must never match a newer job with an old id."""
+    assert [cli.submit("--", "true") for _ in range(3)] == [1, 2, 3]
+    _finish_all_long_ago(str(db_path))
+    assert cli.ok("purge", "--older-than", "1d").strip() == "purged 3 jobs"
+    assert cli.count() == 0
+    assert cli.submit("--", "true") == 4
+    Path("bulk.jsonl").write_text('{"command": ["true"]}\n{"command": ["false"]}\n')
+    assert cli.ok("submit", "--from-file", "bulk.jsonl").split() == ["5", "6"]
+    assert [cli.job(i)["command"] for i in (5, 6)] == [["true"], ["false"]]  # each id its own row
+    assert [len(cli.job(i)["events"]) for i in (4, 5, 6)] == [1, 1, 1]
+
+
+def test_a_fresh_database_gets_never_reused_ids(store):
+    (sql,) = store.execute("SELECT sql FROM sqlite_master WHERE name='job'").fetchone()
+    assert '"id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT' in sql
+
+
+#: The schema a v7 jobrunner created (from sqlite_master of a new file): job ids are plain rowids.
+V7_SCHEMA = """
+CREATE TABLE "meta" ("key" TEXT NOT NULL PRIMARY KEY, "value" TEXT NOT NULL);
+CREATE TABLE "job" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "kind" TEXT NOT NULL, "task" TEXT, "command" TEXT, "callable" TEXT, "args" TEXT NOT NULL DEFAULT '[]', "kwargs" TEXT NOT NULL DEFAULT '{}', "queue" TEXT NOT NULL DEFAULT 'default', "priority" INTEGER NOT NULL DEFAULT 5, "status" TEXT NOT NULL, "attempts" INTEGER NOT NULL DEFAULT 0, "max_retries" INTEGER NOT NULL DEFAULT 0, "retry_offset" INTEGER NOT NULL DEFAULT 0, "timeout" REAL, "backoff_base" REAL NOT NULL DEFAULT 1.0, "backoff_factor" REAL NOT NULL DEFAULT 2.0, "backoff_max" REAL NOT NULL DEFAULT 300.0, "retry_on" TEXT NOT NULL DEFAULT '[]', "retry_on_exit_codes" TEXT NOT NULL DEFAULT '[]', "tags" TEXT NOT NULL DEFAULT '[]', "metadata" TEXT NOT NULL DEFAULT '{}', "cwd" TEXT, "env" TEXT NOT NULL DEFAULT '{}', "created_at" REAL NOT NULL, "run_at" REAL NOT NULL, "started_at" REAL, "finished_at" REAL, "updated_at" REAL NOT NULL, "lease_owner" TEXT, "lease_until" REAL, "cancel_requested" INTEGER NOT NULL DEFAULT FALSE, "progress" REAL, "progress_message" TEXT, "exit_code" INTEGER, "result" TEXT, "error" TEXT, "log_path" TEXT, "schedule" TEXT);
+CREATE TABLE "event" ("id" INTEGER NOT NULL PRIMARY KEY, "job_id" INTEGER NOT NULL, "at" REAL NOT NULL, "attempt" INTEGER NOT NULL DEFAULT 0, "from_status" TEXT, "to_status" TEXT NOT NULL, "message" TEXT, "details" TEXT, FOREIGN KEY ("job_id") REFERENCES "job" ("id") ON DELETE CASCADE);
+CREATE INDEX "event_job_id" ON "event" ("job_id");
+CREATE TABLE "queue_state" ("name" TEXT NOT NULL PRIMARY KEY, "paused" INTEGER NOT NULL DEFAULT FALSE, "updated_at" REAL NOT NULL);
+CREATE TABLE "daemon" ("id" TEXT NOT NULL PRIMARY KEY, "host" TEXT NOT NULL, "pid" INTEGER NOT NULL, "version" TEXT NOT NULL, "started_at" REAL NOT NULL, "heartbeat_at" REAL NOT NULL, "workers" INTEGER NOT NULL DEFAULT 0, "busy" INTEGER NOT NULL DEFAULT 0, "queues" TEXT NOT NULL DEFAULT '[]', "state" TEXT NOT NULL DEFAULT 'running');
+CREATE TABLE "schedule" ("name" TEXT NOT NULL PRIMARY KEY, "source" TEXT NOT NULL, "kind" TEXT NOT NULL, "expression" TEXT NOT NULL, "timezone" TEXT NOT NULL, "job" TEXT NOT NULL, "misfire" TEXT NOT NULL DEFAULT 'coalesce', "misfire_grace" REAL NOT NULL DEFAULT 3600.0, "max_running" INTEGER NOT NULL DEFAULT 1, "paused" INTEGER NOT NULL DEFAULT FALSE, "next_fire_at" REAL, "last_fire_at" REAL, "last_job_id" INTEGER, "missed" INTEGER NOT NULL DEFAULT 0, "last_note" TEXT, "created_at" REAL NOT NULL, "updated_at" REAL NOT NULL);
+CREATE TABLE "schedule_fire" ("schedule" TEXT NOT NULL, "fire_at" REAL NOT NULL, "job_id" INTEGER, PRIMARY KEY ("schedule", "fire_at"));
+CREATE TABLE job_dependency (job_id INTEGER NOT NULL REFERENCES job (id) ON DELETE CASCADE, depends_on INTEGER NOT NULL, PRIMARY KEY (job_id, depends_on));
+CREATE INDEX job_dependency_on ON job_dependency (depends_on);
+CREATE INDEX job_due_waiting ON job (run_at) WHERE status IN ('scheduled', 'retrying');
+CREATE INDEX job_finished_at ON job (finished_at) WHERE finished_at IS NOT NULL;
+CREATE INDEX job_schedule_status ON job (schedule, status) WHERE schedule IS NOT NULL;
+CREATE INDEX job_claim_queued ON job (priority DESC, id, queue, status) WHERE status='queued';
+CREATE INDEX job_status_not_queued ON job (status, queue) WHERE status <> 'queued';
+INSERT INTO meta VALUES ('schema_version', '7');
+"""
+
+
+def _v7_database(path: Path, jobs: int) -> None:
+    """A database as jobrunner v7 left it: `jobs` jobs with their events, job 2 after job 1."""
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.executescript(V7_SCHEMA)
+        for n in range(1, jobs + 1):
+            conn.execute(
+                "INSERT INTO job (name, kind, command, status, attempts, created_at, run_at, updated_at, error, "
+                "schedule) VALUES (?, 'shell', ?, ?, ?, ?, ?, ?, ?, ?)",
+                (f"job{n}", f'["echo", "{n}"]', "dead" if n % 2 else "queued", n % 3, n, n, n,
+                 f"error {n}" if n % 2 else None, "nightly" if n == 3 else None),
+            )  # fmt: skip
+            conn.execute("INSERT INTO event (job_id, at, to_status, message) VALUES (?, ?, 'queued', 'submitted')",
+                         (n, n))  # fmt: skip
+        conn.execute("INSERT INTO job_dependency VALUES (2, 1)")
+
+
+def _snapshot(path: Path) -> dict[str, Any]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return {
+            "jobs": conn.execute("SELECT * FROM job ORDER BY id").fetchall(),
+            "events": conn.execute("SELECT * FROM event ORDER BY id").fetchall(),
+            "links": conn.execute("SELECT * FROM job_dependency").fetchall(),
+            "indexes": sorted(conn.execute("SELECT name, sql FROM sqlite_master WHERE type='index'").fetchall()),
+        }
+
+
+def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
+    path = tmp_path / "v7.db"
+    _v7_database(path, jobs=4)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:  # as a purge of the newest job did
+        conn.execute("DELETE FROM event WHERE job_id=4")
+        conn.execute("DELETE FROM job WHERE id=4")
+    before = _snapshot(path)
+
+    store = open_store(str(path))
+    try:
+        assert current_version(store) == SCHEMA_VERSION
+        assert _snapshot(path) == before  # every row, id and index as it was
+        (sql,) = store.execute("SELECT sql FROM sqlite_master WHERE name='job'").fetchone()
+        assert "AUTOINCREMENT" in sql
+        assert store.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+        assert store.execute("PRAGMA foreign_key_check").fetchall() == []
+        now = time.time()
+        assert repo.submit(store, build_spec({"command": ["true"]}), now) == 4  # v7 forgot 4: nothing knows it
+        store.execute("UPDATE job SET status='succeeded', finished_at=1.0 WHERE id >= 3")
+        assert repo.purge(store, 3600, [Status.SUCCEEDED], now) == [3, 4]
+        assert repo.submit(store, build_spec({"command": ["true"]}), now) == 5  # from here on, never again
+        # the foreign keys still point at the rebuilt table: deleting a job takes its events and links
+        store.execute("DELETE FROM job WHERE id=2")
+        assert store.execute("SELECT COUNT(*) FROM event WHERE job_id=2").fetchone()[0] == 0
+        assert store.execute("SELECT COUNT(*) FROM job_dependency").fetchone()[0] == 0
+    finally:
+        store.close()
+
+
+def test_migration_keeps_ids_it_can_still_see_were_used(tmp_path):
+    """A purged job a schedule fired is still named in schedule_fire: its id is not handed out."""
+    path = tmp_path / "v7.db"
+    _v7_database(path, jobs=2)
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("INSERT INTO schedule_fire VALUES ('nightly', 1.0, 7)")
+    store = open_store(str(path))
+    try:
+        assert repo.submit(store, build_spec({"command": ["true"]}), time.time()) == 8
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_postgresql_ids_come_from_a_sequence_and_are_never_reused(postgres_url):
+    store = open_store(postgres_url)
+    store.poke_on_commit = False
+    try:
+        (default,) = store.execute(
+            "SELECT column_default FROM information_schema.columns WHERE table_name='job' AND column_name='id'"
+        ).fetchone()
+        assert default.startswith("nextval(")
+        now = time.time()
+        assert repo.submit_many(store, [build_spec({"command": ["true"]})] * 3, now) == [1, 2, 3]
+        store.execute("UPDATE job SET status='succeeded', finished_at=1.0")
+        assert repo.purge(store, 3600, [Status.SUCCEEDED], now) == [1, 2, 3]
+        assert repo.submit(store, build_spec({"command": ["true"]}), now) == 4
+    finally:
+        store.close()

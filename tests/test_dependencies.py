@@ -7,17 +7,20 @@ import time
 from pathlib import Path
 
 from jobrunner.domain.failures import Failure, FailureKind
+from jobrunner.domain.states import Status
 from jobrunner.store import runs
 from tests.conftest import wait_until
 
 
-def run_to_end(store, job_id: int, ok: bool) -> None:
+def run_to_end(store, job_id: int, ok: bool, failure: Failure | None = None) -> list[runs.Recorded]:
     """Stand in for a daemon: claim this job and record how it ended."""
     store.execute("UPDATE job SET priority=9 WHERE id=?", (job_id,))
     claims = runs.claim(store, "test-owner", time.time(), 1, 30, "/tmp")
     assert [c.id for c in claims] == [job_id]
-    failure = None if ok else Failure(FailureKind.PERMANENT, "boom")
-    runs.finish(store, "test-owner", [runs.Outcome(job_id, claims[0].attempt, failure=failure)], time.time())
+    if not ok:
+        failure = failure or Failure(FailureKind.PERMANENT, "boom")
+    outcome = runs.Outcome(job_id, claims[0].attempt, failure=None if ok else failure)
+    return runs.finish(store, "test-owner", [outcome], time.time())
 
 
 def status(cli, job_id: int) -> str:
@@ -50,11 +53,12 @@ def test_failure_cancels_the_whole_chain(cli, store):
     other = cli.submit("--", "true")
     run_to_end(store, a, ok=False)
     assert status(cli, a) == "dead"
-    assert (status(cli, b), cli.job(b)["error"]) == ("cancelled", f"dependency {a} failed")
-    assert (status(cli, c), cli.job(c)["error"]) == ("cancelled", f"dependency {b} failed")
+    reason = f"dependency {a} (false) died: boom"  # the job at the root, however deep
+    assert (status(cli, b), cli.job(b)["error"]) == ("cancelled", reason)
+    assert (status(cli, c), cli.job(c)["error"]) == ("cancelled", reason)
     assert status(cli, other) == "queued"
     late = cli.submit("--after", str(a), "--", "true")
-    assert status(cli, late) == "cancelled"
+    assert (status(cli, late), cli.job(late)["error"]) == ("cancelled", reason)
 
 
 def test_cancel_propagates_and_retry_restores(cli, store):
@@ -141,3 +145,115 @@ def test_delayed_job_runs_when_due_without_polling_delay(cli, daemon):
 
     late = datetime.fromisoformat(job["started_at"]) - datetime.fromisoformat(job["scheduled_at"])
     assert 0 <= late.total_seconds() < 0.9  # it slept until its time, not until the 1 s poll
+
+
+# ------------------------------------------------------------ nothing waits forever (issue 12)
+def test_a_restored_dependent_checks_every_dependency(cli, store):
+    """D after A and X; cancel A, cancel X, retry A: D stays cancelled (X can never succeed)."""
+    a = cli.submit("--name", "extract", "--", "true")
+    x = cli.submit("--name", "fetch", "--", "true")
+    d = cli.submit("--after", str(a), "--after", str(x), "--", "true")
+    cli.ok("cancel", str(a))
+    cli.ok("cancel", str(x))
+    out = cli.ok("retry", str(a))
+    assert f"job {d}" not in out
+    run_to_end(store, a, ok=True)
+    assert (status(cli, d), cli.job(d)["error"]) == ("cancelled", f"dependency {x} (fetch) was cancelled: cancelled by user")
+    assert cli.job(d)["events"][-1]["message"] == (
+        f"dependency {a} retried; still cancelled: dependency {x} (fetch) was cancelled: cancelled by user"
+    )
+    out = cli.ok("retry", str(x))  # the last failed dependency back: now D waits, and runs
+    assert f"job {d}: cancelled -> waiting" in out
+    run_to_end(store, x, ok=True)
+    assert status(cli, d) == "queued"
+
+
+def test_a_restored_chain_names_the_failure_that_remains(cli, store):
+    """B after A and X, C after B and A: retrying A leaves B and C cancelled, both naming X now."""
+    a = cli.submit("--name", "extract", "--", "true")
+    x = cli.submit("--name", "fetch", "--", "true")
+    b = cli.submit("--after", str(a), "--after", str(x), "--", "true")
+    c = cli.submit("--after", str(b), "--after", str(a), "--", "true")
+    cli.ok("cancel", str(a))
+    assert cli.job(c)["error"] == f"dependency {a} (extract) was cancelled: cancelled by user"
+    run_to_end(store, x, ok=False, failure=Failure(FailureKind.EXIT, "exit code 3", exit_code=3))
+    cli.ok("retry", str(a))
+    reason = f"dependency {x} (fetch) died: exit code 3"
+    assert [(status(cli, i), cli.job(i)["error"]) for i in (b, c)] == [("cancelled", reason)] * 2
+    cli.ok("retry", str(x))
+    assert [status(cli, i) for i in (b, c)] == ["waiting", "waiting"]
+
+
+def test_retry_of_a_dependent_whose_dependency_failed_is_refused(cli, store):
+    """E after a cancelled X, then `retry E`: refused in one line naming X, nothing written."""
+    x = cli.submit("--name", "extract", "--", "true")
+    e = cli.submit("--after", str(x), "--", "true")
+    cli.ok("cancel", str(x))
+    events = len(cli.job(e)["events"])
+    result = cli("retry", str(e))
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        f"jobrunner: error: job {e} cannot be retried: its dependency {x} (extract) is cancelled: retry {x} first"
+    )
+    assert status(cli, e) == "cancelled" and len(cli.job(e)["events"]) == events
+    assert status(cli, x) == "cancelled"
+    out = cli.ok("retry", str(x), str(e))  # retried together, E waits for X again
+    assert f"job {x}: cancelled -> queued" in out and f"job {e}: cancelled -> waiting" in out
+    run_to_end(store, x, ok=True)
+    assert status(cli, e) == "queued"
+
+
+def test_retry_refusal_points_at_the_root_of_the_chain(cli, store):
+    w = cli.submit("--name", "extract", "--", "false")
+    x = cli.submit("--name", "transform", "--after", str(w), "--", "true")
+    e = cli.submit("--after", str(x), "--", "true")
+    run_to_end(store, w, ok=False, failure=Failure(FailureKind.EXIT, "exit code 3", exit_code=3))
+    result = cli("retry", str(e))
+    assert result.exit_code == 2
+    assert (f"job {e} cannot be retried: its dependency {x} (transform) is cancelled because dependency "
+            f"{w} (extract) is dead: retry {w} first") in result.stderr  # fmt: skip
+    result = cli("retry", str(x), str(e))  # X's own dependency is still dead: nothing retried
+    assert result.exit_code == 2 and f"retry {w} first" in result.stderr
+    assert [status(cli, i) for i in (w, x, e)] == ["dead", "cancelled", "cancelled"]
+    cli.ok("retry", str(w))  # the root back: the whole chain waits again
+    assert [status(cli, i) for i in (x, e)] == ["waiting", "waiting"]
+
+
+def test_the_error_names_the_root_failure_however_deep(cli, store):
+    root = cli.submit("--name", "extract", "--", "sh", "-c", "exit 3")
+    chain = [root]
+    for _ in range(5):
+        chain.append(cli.submit("--after", str(chain[-1]), "--", "true"))
+    recorded = run_to_end(store, root, ok=False, failure=Failure(FailureKind.EXIT, "exit code 3", exit_code=3))
+    reason = f"dependency {root} (extract) died: exit code 3"
+    assert {cli.job(i)["error"] for i in chain[1:]} == {reason}
+    # every dependent cancelled comes back from finish, for the daemon's log line and notification
+    assert [(r.job_id, r.status, r.message) for r in recorded[1:]] == [
+        (i, Status.CANCELLED, reason) for i in chain[1:]
+    ]
+    cancelled_root = cli.submit("--name", "fetch", "--", "true")
+    after = cli.submit("--after", str(cancelled_root), "--", "true")
+    cli.ok("cancel", str(cancelled_root))
+    assert cli.job(after)["error"] == f"dependency {cancelled_root} (fetch) was cancelled: cancelled by user"
+
+
+def test_daemon_logs_and_notifies_dependents_it_cancels(cli, daemon):
+    """A job cancelled because its dependency died gets a daemon log line and a notification."""
+    from tests.test_notify import Hook
+
+    hook = Hook()
+    try:
+        Path("jobs.toml").write_text(f'[notify.ops]\ntype = "webhook"\nurl = "{hook.url}"\nevents = ["cancelled"]\n')
+        daemon.start("--workers", "1")
+        lines = [{"ref": "x", "name": "extract", "command": ["sh", "-c", "exit 3"]},
+                 {"name": "load", "command": ["true"], "after": ["x"]}]  # fmt: skip
+        Path("pipe.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+        root, load = (int(i) for i in cli.ok("submit", "--from-file", "pipe.jsonl").split())  # one transaction
+        reason = f"dependency {root} (extract) died: exit code 3"
+        wait_until(lambda: hook.received, timeout=20)
+        [(headers, job)] = hook.received
+        assert (job["id"], job["status"], job["error"]) == (load, "cancelled", reason)
+        assert headers.get("X-Jobrunner-Event") == "cancelled"
+        wait_until(lambda: f"job {load} cancelled: {reason}" in daemon.output(), timeout=10)
+    finally:
+        hook.close()

@@ -50,6 +50,6 @@ def test_a_job_goes_from_submit_to_succeeded_on_postgresql(pg, tmp_path):
     assert queries.count_jobs(pg, JobFilter(statuses=[Status.SUCCEEDED])) == 3
     page = queries.list_jobs(pg, JobFilter(statuses=[Status.RUNNING, Status.SUCCEEDED]), limit=2)
     assert [j["id"] for j in page] == sorted(ids, reverse=True)[:2]
-    assert runs.heartbeat(pg, "owner", now + 3, 30.0, busy=1) == 1
+    assert len(runs.heartbeat(pg, "owner", now + 3, 30.0, busy=1)) == 1
     assert runs.cancel_requests(pg, "owner") == []
     assert queries.finished_since(pg, now) == 3

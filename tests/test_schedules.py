@@ -236,7 +236,10 @@ def test_a_fire_that_fails_midway_writes_nothing_and_fires_once_later(cli, db_pa
     scheduler = _scheduler(db_path)
     assert scheduler.run_due(start + 1805) == 0
     assert cli.count() == 0  # the first job of the fire was rolled back with the rest
+    assert cli.json("schedule", "list")[0]["error"] == "simulated crash in the middle of a fire"
     monkeypatch.setattr(scheduler_module, "job_spec_for", real)
+    assert scheduler.run_due(start + 1805) == 0  # broken: left alone until the config is reloaded
+    scheduler.load(scheduler.config, start + 1805)
     assert scheduler.run_due(start + 1805) == 3
     assert _scheduler(db_path).run_due(start + 1805) == 0  # a second daemon: nothing twice
     assert cli.count() == 3
@@ -272,3 +275,189 @@ def test_two_real_daemons_fire_each_time_once(cli, daemon, store):
         "(SELECT COUNT(*) FROM job WHERE schedule='tick') FROM schedule_fire WHERE schedule='tick'"
     ).fetchone()
     assert fires == times == fired_jobs == jobs  # one job per fire time, none shared or doubled
+
+
+# ---------------------------------------------------------------- one bad schedule is no poison
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process, from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _succeeded(cli, **match) -> list[dict]:
+    jobs = cli.json("list", "--limit", "0")
+    return [j for j in jobs if j["status"] == "succeeded" and all(j.get(k) == v for k, v in match.items())]
+
+
+def test_a_schedule_whose_task_left_the_config_never_stops_the_daemon(cli, daemon):
+    """Reproduction 5: the daemon starts with a schedule whose task is gone, keeps running, says
+    so once, fires the other schedules and runs jobs; restoring the task and SIGHUP repairs it."""
+    import signal
+
+    with_tick = '[tasks.tick]\ncommand = "true"\n'
+    Path("jobs.toml").write_text(with_tick)
+    cli.ok("schedule", "add", "s1", "--every", "2s", "--task", "tick")
+    cli.ok("schedule", "add", "healthy", "--every", "1s", "--", "true")
+    Path("jobs.toml").write_text('[tasks.other]\ncommand = "true"\n')
+    due = datetime.fromisoformat(cli.json("schedule", "list")[1]["next_fire_at"]).timestamp()
+    daemon.start("--workers", "1")
+
+    def alive_and(condition):
+        assert daemon.proc.poll() is None, f"the daemon exited {daemon.proc.returncode}:\n{daemon.output()}"
+        return condition()
+
+    wait_until(lambda: alive_and(lambda: time.time() > due + 1 and len(_succeeded(cli, name="healthy")) >= 2),
+               timeout=20)  # fmt: skip
+    job = cli.submit("--", "true")
+    wait_until(lambda: alive_and(lambda: cli.job(job)["status"] == "succeeded"), timeout=15)
+
+    # Broken and quiet: no log line per loop turn, no busy loop, while the healthy one keeps firing.
+    cpu_before, wall_before = _cpu_seconds(daemon.proc.pid), time.monotonic()
+    fired = len(_succeeded(cli, name="healthy"))
+    wait_until(lambda: alive_and(lambda: len(_succeeded(cli, name="healthy")) >= fired + 3), timeout=20)
+    cpu = _cpu_seconds(daemon.proc.pid) - cpu_before
+    assert cpu < 0.5 * (time.monotonic() - wall_before), f"the daemon spun: {cpu:.2f}s of CPU"
+    complaints = [line for line in daemon.output().splitlines() if "s1" in line and "unknown task" in line]
+    assert len(complaints) == 1, complaints
+    assert not _succeeded(cli, task="tick")
+
+    views = {v["name"]: v for v in cli.json("schedule", "list")}
+    assert views["s1"]["broken"] is True and "unknown task 'tick'" in views["s1"]["error"]
+    assert views["healthy"]["broken"] is False and views["healthy"]["error"] is None
+    table = cli.ok("schedule", "list")
+    assert "broken" in table and "unknown task 'tick'" in table
+    result = cli("doctor")
+    assert result.exit_code == 1
+    [line] = [line for line in result.stdout.splitlines() if line.startswith("fail") and "s1" in line]
+    assert "unknown task 'tick'" in line and "jobrunner schedule remove s1" in line
+
+    Path("jobs.toml").write_text(with_tick)  # the fix: the task is back, and the daemon reloads
+    daemon.signal(signal.SIGHUP)
+    wait_until(lambda: alive_and(lambda: _succeeded(cli, task="tick")), timeout=20)
+    views = {v["name"]: v for v in cli.json("schedule", "list")}
+    assert views["s1"]["broken"] is False and views["s1"]["error"] is None
+    assert cli("doctor").exit_code == 0
+
+
+def _broken_lines(caplog, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"schedule {name} is broken")]
+
+
+def _add_task_schedule(cli, name: str = "s1") -> float:
+    """A CLI schedule of task 'tick', added while the config had it; returns its first fire time."""
+    Path("jobs.toml").write_text('[tasks.tick]\ncommand = "true"\n')
+    cli.ok("schedule", "add", name, "--every", "10m", "--task", "tick")
+    Path("jobs.toml").unlink()
+    view = next(v for v in cli.json("schedule", "list") if v["name"] == name)
+    return datetime.fromisoformat(view["next_fire_at"]).timestamp()
+
+
+def test_an_unknown_task_is_marked_once_and_skipped_until_a_reload_repairs_it(cli, db_path, caplog):
+    from jobrunner.config import Config
+
+    first = _add_task_schedule(cli)
+    cli.ok("schedule", "add", "zz-healthy", "--every", "10m", "--max-running", "10", "--", "true")
+    scheduler = _scheduler(db_path)
+    assert scheduler.run_due(first + 5) == 1  # the healthy one fired; no exception
+    assert len(_broken_lines(caplog, "s1")) == 1
+    view = cli.json("schedule", "list")[0]
+    assert view["broken"] is True and view["error"].startswith("unknown task 'tick'")
+    assert scheduler.next_at is not None and scheduler.next_at > first + 5  # no busy loop on it
+    for later in (first + 6, first + 700, first + 1300):  # every turn after: quiet, and the rest fires
+        scheduler.run_due(later)
+    assert len(_broken_lines(caplog, "s1")) == 1
+    assert cli.count() == 3 and cli.json("schedule", "list")[0]["broken"] is True
+
+    scheduler.load(Config(tasks={"tick": {"command": "true"}}), first + 1305)  # SIGHUP or a restart
+    assert cli.json("schedule", "list")[0]["broken"] is False
+    assert scheduler.run_due(first + 1305) == 1  # coalesced: one run for the fire times it missed
+    assert [j["task"] for j in cli.json("list", "--limit", "0")].count("tick") == 1
+
+
+def test_a_restart_with_the_task_still_missing_marks_it_at_load(cli, db_path, caplog):
+    first = _add_task_schedule(cli)
+    scheduler = _scheduler(db_path)
+    scheduler.load(scheduler.config, first - 60)  # a daemon starting: broken before its first fire
+    assert len(_broken_lines(caplog, "s1")) == 1 and cli.json("schedule", "list")[0]["broken"] is True
+    assert scheduler.next_at is None
+    assert scheduler.run_due(first + 5) == 0 and len(_broken_lines(caplog, "s1")) == 1
+
+
+def test_an_unexpected_exception_breaks_only_its_schedule(cli, db_path, monkeypatch, caplog):
+    import jobrunner.daemon.scheduler as scheduler_module
+
+    cli.ok("schedule", "add", "bad", "--every", "10m", "--", "true")
+    cli.ok("schedule", "add", "good", "--every", "10m", "--", "true")
+    first = min(datetime.fromisoformat(v["next_fire_at"]).timestamp() for v in cli.json("schedule", "list"))
+    real = scheduler_module.job_spec_for
+
+    def bug_in_one(row, config):
+        if row.name == "bad":
+            raise KeyError("surprise")
+        return real(row, config)
+
+    monkeypatch.setattr(scheduler_module, "job_spec_for", bug_in_one)
+    scheduler = _scheduler(db_path)
+    assert scheduler.run_due(first + 5) == 1
+    views = {v["name"]: v for v in cli.json("schedule", "list")}
+    assert views["bad"]["error"] == "KeyError: 'surprise'" and views["good"]["broken"] is False
+    [record] = [r for r in caplog.records if r.getMessage().startswith("schedule bad is broken")]
+    assert record.exc_info is not None  # a bug: its traceback is logged, once
+    assert "jobrunner schedule remove bad" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [("timezone", "Mars/Olympus", "unknown timezone 'Mars/Olympus'"),
+     ("expression", "61 * * * *", "field 1 (minute)"),
+     ("job", '{"command": "true", "retries": -4}', "retries: ")],
+)  # fmt: skip
+def test_a_row_that_no_longer_validates_is_marked_broken_not_fatal(cli, db_path, store, column, value, message):
+    """A timezone gone from tzdata, an expression or field an older version accepted."""
+    cli.ok("schedule", "add", "old", "--cron", "0 3 * * *", "--", "true")
+    cli.ok("schedule", "add", "tick", "--every", "10m", "--", "true")
+    with store.write():
+        store.execute(f"UPDATE schedule SET {column}=?, next_fire_at=? WHERE name='old'", (value, time.time() - 5))
+    scheduler = _scheduler(db_path)
+    scheduler.load(scheduler.config, time.time())
+    assert scheduler.run_due(time.time()) == 0
+    views = {v["name"]: v for v in cli.json("schedule", "list")}
+    assert views["old"]["broken"] is True and message in views["old"]["error"]
+    assert views["tick"]["broken"] is False
+    assert "broken" in cli.ok("schedule", "list")
+
+
+def test_a_database_error_while_firing_is_retried_later_not_marked(cli, db_path, monkeypatch, caplog):
+    from jobrunner.errors import StoreError
+    from jobrunner.store import schedules
+
+    cli.ok("schedule", "add", "s", "--every", "10m", "--", "true")
+    first = datetime.fromisoformat(cli.json("schedule", "list")[0]["next_fire_at"]).timestamp()
+    real = schedules.fire
+
+    def full_disk(*args, **kwargs):
+        raise StoreError("database x: the disk is full; nothing was written")
+
+    monkeypatch.setattr(schedules, "fire", full_disk)
+    scheduler = _scheduler(db_path)
+    for turn in range(3):  # the loop calls again at once: no retry, no log line per turn
+        assert scheduler.run_due(first + 1 + turn * 0.01) == 0
+    assert scheduler.next_at is not None and scheduler.next_at >= first + 5
+    retries = [r for r in caplog.records if "cannot fire now, will retry" in r.getMessage()]
+    assert len(retries) == 1
+    assert cli.json("schedule", "list")[0]["broken"] is False  # the database's fault, not the schedule's
+    monkeypatch.setattr(schedules, "fire", real)
+    assert scheduler.run_due(first + 6) == 1
+
+
+def test_run_now_keeps_the_daemons_broken_mark(cli, db_path):
+    first = _add_task_schedule(cli)
+    _scheduler(db_path).run_due(first + 5)
+    Path("jobs.toml").write_text('[tasks.tick]\ncommand = "true"\n')  # the CLI's config has it
+    cli.ok("schedule", "run", "s1")
+    assert cli.json("schedule", "list")[0]["broken"] is True  # the daemon's config still lacks it
+    cli.ok("schedule", "remove", "s1")
+    cli.ok("schedule", "add", "s1", "--every", "10m", "--task", "tick")  # re-added: a fresh start
+    assert cli.json("schedule", "list")[0]["broken"] is False

@@ -16,6 +16,8 @@ def daemon_command(
     queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only run jobs from these queues (repeatable).")] = None,
     grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30.0,
     kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped.")] = 5.0,
+    lease: Annotated[float, typer.Option("--lease", help="Seconds a claimed job's lease lasts; renewed every --heartbeat.")] = 30.0,
+    heartbeat: Annotated[float, typer.Option("--heartbeat", help="Seconds between lease renewals (under a third of --lease).")] = 5.0,
     allow_root: Annotated[bool, typer.Option("--allow-root", help="Run as root on a database another user owns.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
@@ -24,7 +26,7 @@ def daemon_command(
     from jobrunner.cli.rundaemon import run_daemon
 
     code = run_daemon(state(ctx), workers=workers, queue=queue, grace=grace, kill_grace=kill_grace,
-                      allow_root=allow_root, log_level=log_level, log_format=log_format)  # fmt: skip
+                      lease=lease, heartbeat=heartbeat, allow_root=allow_root, log_level=log_level, log_format=log_format)  # fmt: skip
     raise typer.Exit(code)
 
 

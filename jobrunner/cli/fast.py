@@ -53,6 +53,8 @@ DAEMON_OPTIONS = {
     "--queue": ("queue", "strs"), "-q": ("queue", "strs"),
     "--grace": ("grace", "float"),
     "--kill-grace": ("kill_grace", "float"),
+    "--lease": ("lease", "float"),
+    "--heartbeat": ("heartbeat", "float"),
     "--allow-root": ("allow_root", "flag"),
     "--log-level": ("log_level", "str"),
     "--log-format": ("log_format", "str"),

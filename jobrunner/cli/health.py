@@ -216,13 +216,36 @@ def _database_checks(target: str, config: Any, now: float) -> list[Check]:
         else:
             checks.append(Check("daemon", "warn", "none running: queued jobs wait (`jobrunner daemon`, or "
                                 "`jobrunner systemd install --user`)"))  # fmt: skip
-        return checks
+        return checks + _schedule_checks(store, config)
     except JobrunnerError as exc:
         return [Check("database", "fail", str(exc))]
     except Exception as exc:  # a damaged file: say so rather than a traceback
         return [Check("database", "fail", f"{target}: {exc}")]
     finally:
         store.close()
+
+
+def _schedule_checks(store: Any, config: Any) -> list[Check]:
+    """A schedule the daemon marked broken fails; one that would not fire with the config read
+    here warns (the daemon may run with another config)."""
+    from jobrunner.store import schedules
+
+    rows = schedules.all_schedules(store)
+    checks = []
+    for row in rows:
+        hint = schedules.repair_hint(row)
+        reason = schedules.broken_reason(row)
+        if reason is not None:
+            checks.append(Check("schedules", "fail", f"{row.name} is broken, the daemon skips it: {reason}; "
+                                f"to fix it: {hint}"))  # fmt: skip
+        elif config is not None and (reason := schedules.problem(row, config)) is not None:
+            where = config.path or "no config file"
+            checks.append(Check("schedules", "warn", f"{row.name} cannot fire with the config here ({where}): "
+                                f"{reason}; the daemon marks it broken if its config is this one; "
+                                f"to fix it: {hint}"))  # fmt: skip
+    if not checks:
+        checks.append(Check("schedules", "ok", f"{len(rows)}, none broken" if rows else "none"))
+    return checks
 
 
 def _size(n: float) -> str:
@@ -234,7 +257,8 @@ def _size(n: float) -> str:
 
 
 def doctor_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Check the database, its files and permissions, schema, WAL, config, leases and daemon. Exit 1 on a fail."""
+    """Check the database, its files and permissions, schema, WAL, config, leases, daemon and schedules.
+    Exit 1 on a fail."""
     checks = doctor_checks(ctx, time.time())
     if as_json:
         print_json([{"check": c.name, "level": c.level, "message": c.message} for c in checks])

@@ -13,7 +13,8 @@ from jobrunner.errors import UsageError
 
 
 def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str] | None = None,
-               grace: float = 30.0, kill_grace: float = 5.0, allow_root: bool = False,
+               grace: float = 30.0, kill_grace: float = 5.0, lease: float = 30.0,
+               heartbeat: float = 5.0, allow_root: bool = False,
                log_level: str = "info", log_format: str = "text") -> int:  # fmt: skip
     """Run the daemon in the foreground until a signal stops it; returns its exit code."""
     from pathlib import Path
@@ -28,15 +29,21 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
     if "://" not in app_state.db_target:
         check_sqlite_path(Path(app_state.db_target))  # before the workers make its log directory
     workers = workers or os.cpu_count() or 2
+    if lease < 1 or heartbeat < 0.1:
+        raise UsageError("--lease must be at least 1 second and --heartbeat at least 0.1 s")
+    if heartbeat * 3 > lease:
+        raise UsageError(f"--heartbeat {heartbeat:g} is too long for --lease {lease:g}: make it at most a third of the lease")
     # Workers first, forked from this process while it is small, has no threads and no open
     # database: a forkserver would take ~0.1 s to boot before the first job could start.
     starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target),
-                            fork=not app_state.store_open and threading.active_count() == 1)  # fmt: skip
+                            fork=not app_state.store_open and threading.active_count() == 1,
+                            kill_grace=kill_grace)  # fmt: skip
     try:
         from jobrunner.daemon.service import Options, Service
 
         store = app_state.store
-        options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace)
+        options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace,
+                          lease=lease, heartbeat=heartbeat)
         service = Service(store, config, options, log_dir_for(store.target), starting)
     except BaseException:
         starting.close()

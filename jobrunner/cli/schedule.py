@@ -106,15 +106,18 @@ def list_command(
     ctx: typer.Context,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Schedules with their next and last fire time, last job status and missed fires."""
+    """Schedules with their next and last fire time, last job status and missed fires; broken ones say why."""
     from jobrunner.store import schedules
 
     store = state(ctx).store
-    views = []
+    views: list[dict[str, Any]] = []
+    hints: dict[str, str] = {}
     for row in schedules.all_schedules(store):
         view = schedules.schedule_view(store, row)
         view["description"] = schedules.describe(row.kind, row.expression)
         views.append(view)
+        if view["broken"]:
+            hints[row.name] = schedules.repair_hint(row)
     if as_json:
         print_json(views)
         return
@@ -131,12 +134,19 @@ def list_command(
         table.add_column(column, no_wrap=column != "WHEN", min_width=24 if column == "WHEN" else None)
     for v in views:
         last_job = f"{v['last_job_id']} {styled_status(v['last_job_status'])}" if v["last_job_id"] else ""
+        state_text = "paused" if v["paused"] else "active"
+        next_text = short_time(v["next_fire_at"]) if not v["paused"] else "-"
+        if v["broken"]:  # in NEXT too: a narrow terminal cuts the last columns
+            state_text = "[bold red]broken[/]" + (", paused" if v["paused"] else "")
+            next_text = "[bold red]broken[/]"
         table.add_row(
-            v["name"], escape(f"{v['expression']}  ({v['description']})"), v["timezone"],
-            short_time(v["next_fire_at"]) if not v["paused"] else "-", short_time(v["last_fire_at"]),
-            last_job, str(v["missed"]), "paused" if v["paused"] else "active",
+            v["name"], escape(f"{v['expression']}  ({v['description']})"), v["timezone"], next_text,
+            short_time(v["last_fire_at"]), last_job, str(v["missed"]), state_text,
         )  # fmt: skip
     console().print(table)
+    for v in views:
+        if v["broken"]:
+            typer.echo(f"\n{v['name']} is broken: {v['error']}\n  to fix it: {hints[v['name']]}")
 
 
 @schedule_app.command("pause")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from jobrunner.daemon.ahead import SHORT_JOB_S, ClaimAhead
-from jobrunner.daemon.pool import Pool, Worker
+from jobrunner.daemon.pool import Pool, Unsendable, Worker
 from jobrunner.store.runs import Claim
 
 WARM_AGAIN_S = 0.002  # a burst of pokes sends one heads-up, not one per poke
@@ -20,8 +21,10 @@ log = logging.getLogger("jobrunner.daemon")
 
 
 class Lines:
-    def __init__(self, pool: Pool, ahead: ClaimAhead, started: dict[tuple[int, int], float], workers: int) -> None:
+    def __init__(self, pool: Pool, ahead: ClaimAhead, started: dict[tuple[int, int], float], workers: int,
+                 unsendable: Callable[[Claim, str], None] = lambda claim, reason: None) -> None:  # fmt: skip
         self.pool = pool
+        self.unsendable = unsendable  # a job that cannot be handed over: the daemon fails that attempt
         self.ahead = ahead
         self.started = started  # (id, attempt) -> when it started, for the daemon's log lines
         self.workers = workers
@@ -71,8 +74,10 @@ class Lines:
             sends.setdefault(worker, []).append(claim)
         for worker, batch in sends.items():
             idle = not worker.jobs
-            if not worker.assign(batch, now):  # it died: they wait for its replacement
+            if not self._send(worker, batch, now):  # it died: they wait for its replacement
                 self.ahead.hold(batch, now)
+                continue
+            if not batch:
                 continue
             if idle:
                 self.started[(batch[0].id, batch[0].attempt)] = now
@@ -81,6 +86,18 @@ class Lines:
                     log.info("job %d %s: attempt %d on worker %d (%s)", claim.id,
                              "started" if idle else "sent ahead", claim.attempt, worker.index, claim.name)  # fmt: skip
                     idle = False
+
+    def _send(self, worker: Worker, batch: list[Claim], now: float) -> bool:
+        """worker.assign, leaving out (and reporting) any job that cannot be pickled: one bad
+        job must not stop the daemon, nor the jobs claimed with it."""
+        while batch:
+            try:
+                return worker.assign(batch, now)
+            except Unsendable as exc:
+                batch.remove(exc.claim)
+                self.started.pop((exc.claim.id, exc.claim.attempt), None)
+                self.unsendable(exc.claim, exc.reason)
+        return True
 
     def warm(self, now: float) -> None:
         """A job is probably coming (the daemon was poked): wake the worker that would take it
@@ -96,13 +113,12 @@ class Lines:
                     worker.warm(now)
                 return
 
-    def skip(self, job_id: int, attempt: int) -> bool:
-        """Take a job sent ahead (not started) back from its worker."""
+    def skip(self, job_id: int, attempt: int, why: str) -> bool:
+        """Ask for a job sent ahead back from its worker (it answers: see Worker.on_skipped).
+        False: no worker has it waiting (it runs, or it is not here)."""
         for worker in self.pool.workers:
             for claim in list(worker.jobs)[1:]:
                 if (claim.id, claim.attempt) == (job_id, attempt):
-                    worker.jobs.remove(claim)
-                    worker.send(("skip", job_id, attempt))
-                    self.started.pop((job_id, attempt), None)
+                    worker.take_back(why, [claim])
                     return True
         return False

@@ -173,6 +173,11 @@ class _Default(dict):
         return "{" + key + "}"
 
 
+#: pids of notifier commands running now: children of the daemon that are not a dead worker's
+#: leftovers (see Service._end_job_processes).
+running_commands: set[int] = set()
+
+
 @dataclass
 class CommandNotifier(Notifier):
     """Runs a local command with the job's JSON on stdin and JOBRUNNER_EVENT/JOBRUNNER_JOB_ID set."""
@@ -183,18 +188,25 @@ class CommandNotifier(Notifier):
     def deliver(self, event: str, job: Mapping[str, Any]) -> None:
         env = {**os.environ, "JOBRUNNER_EVENT": event, "JOBRUNNER_JOB_ID": str(job.get("id", ""))}
         try:
-            done = subprocess.run(
-                list(self.command), input=job_json(job), env=env, timeout=self.timeout,
-                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+            process = subprocess.Popen(
+                list(self.command), env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, start_new_session=True,
             )  # fmt: skip
-        except subprocess.TimeoutExpired:
-            raise DeliveryError(f"command {self.command[0]} timed out after {self.timeout:g}s") from None
         except OSError as exc:
             raise DeliveryError(f"cannot run {self.command[0]}: {exc.strerror}", retry=False) from None
-        if done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] if done.stderr else []
+        running_commands.add(process.pid)  # the daemon's own child, not a job's leftover
+        try:
+            _, stderr = process.communicate(job_json(job), timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise DeliveryError(f"command {self.command[0]} timed out after {self.timeout:g}s") from None
+        finally:
+            running_commands.discard(process.pid)
+        if process.returncode != 0:
+            tail = stderr.decode(errors="replace").strip().splitlines()[-1:] if stderr else []
             detail = f": {tail[0]}" if tail else ""
-            raise DeliveryError(f"command {self.command[0]} exited with {done.returncode}{detail}")
+            raise DeliveryError(f"command {self.command[0]} exited with {process.returncode}{detail}")
 
 
 # ---------------------------------------------------------------------------- config

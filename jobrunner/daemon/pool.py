@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobrunner.daemon.worker import spare_log_path, worker_main
+from jobrunner.daemon.joblogs import spare_log_path
+from jobrunner.daemon.worker import worker_main
 from jobrunner.domain.failures import FailureKind
+from jobrunner.processes import pid_alive
 
 if TYPE_CHECKING:  # not at run time: the pool must start before the store's imports are done
     from jobrunner.store.runs import Claim
@@ -42,12 +44,23 @@ class Stop:
 @dataclass(eq=False)  # identity: a worker is a process, and a key for the loop's selector
 class Worker:
     """One worker process and the jobs sent down its pipe: the first is running, the rest
-    (sent ahead for short jobs) start in order as soon as the one before ends."""
+    (sent ahead for short jobs) start in order as soon as the one before ends.
+
+    A job sent is the worker's until it reports the job done, or confirms on its control
+    pipe that it never started it (`take_back` asks; see watch.py): only then may the job
+    be queued again.
+    """
 
     index: int
     process: Any
     conn: Any
+    ctl: Any = None  # the control pipe: skips, lease renewals, fences (watch.py)
     jobs: deque[Claim] = field(default_factory=deque)
+    seqs: dict[tuple[int, int], int] = field(default_factory=dict)  # (id, attempt) -> seq sent
+    next_seq: int = 0
+    skipping: dict[int, str] = field(default_factory=dict)  # seq -> why it was asked back
+    fenced: bool = False  # it stopped its job itself: the daemon's lease lapsed
+    ctl_inbox: bytearray = field(default_factory=bytearray)
     started: float = 0.0  # when the first job started (or when we learnt it did)
     child_pid: int | None = None  # a shell job's process group
     stop: Stop | None = field(default=None)
@@ -55,18 +68,19 @@ class Worker:
     inbox: bytearray = field(default_factory=bytearray)  # bytes read but not yet a whole message
     warmed: float = 0.0  # when it was last told a job is probably coming (Lines.warm)
 
-    def receive(self) -> list[Any]:
-        """Every message the worker has sent so far, from one read of its pipe.
+    def receive(self, control: bool = False) -> list[Any]:
+        """Every message the worker has sent so far, from one read of its pipe (or its
+        control pipe).
 
         The pipe is a multiprocessing Connection (a 4-byte big-endian length, then a pickle);
         reading what is there at once costs one system call where poll() and recv() cost three
         per message. Call only when the pipe is readable (the loop's selector says so).
         EOFError: the worker is gone.
         """
-        data = os.read(self.conn.fileno(), 1 << 16)
+        conn, buffer = (self.ctl, self.ctl_inbox) if control else (self.conn, self.inbox)
+        data = os.read(conn.fileno(), 1 << 16)
         if not data:
             raise EOFError
-        buffer = self.inbox
         buffer += data
         messages, at = [], 0
         while len(buffer) - at >= 4:
@@ -92,9 +106,24 @@ class Worker:
 
     def assign(self, claims: list[Claim], now: float) -> bool:
         """Send jobs in one message; the first starts now if the worker is idle, each of the
-        others as soon as the one before it ends. False: the worker is gone, they were not sent."""
-        if not self.send(("run", [_job_message(claim) for claim in claims])):
+        others as soon as the one before it ends. False: the worker is gone, they were not sent.
+        A job that cannot be pickled raises ValueError naming it (see Lines.assign)."""
+        first = self.next_seq
+        messages = [_job_message(claim, first + n) for n, claim in enumerate(claims)]
+        try:
+            data = pickle.dumps(("run", messages), pickle.HIGHEST_PROTOCOL)
+        except Exception:  # a job whose arguments nest too deep, say: find it
+            for claim, message in zip(claims, messages, strict=True):
+                try:
+                    pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+                except Exception as exc:
+                    raise Unsendable(claim, f"{type(exc).__name__}: {exc}") from None
+            raise
+        if not self._send_pickled(data):
             return False
+        self.next_seq += len(claims)
+        for n, claim in enumerate(claims):
+            self.seqs[(claim.id, claim.attempt)] = first + n
         if not self.jobs:
             self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
         self.jobs.extend(claims)
@@ -124,16 +153,44 @@ class Worker:
     def release(self, now: float) -> Claim | None:
         """The first job ended: the next one sent ahead (if any) is running from now."""
         job = self.jobs.popleft() if self.jobs else None
+        if job is not None:
+            self.skipping.pop(self.seqs.pop((job.id, job.attempt), -1), None)
         self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
+        self.fenced = False
         return job
 
-    def take_back(self) -> list[Claim]:
-        """Jobs sent ahead that have not started: the worker is told to skip them."""
-        ahead = list(self.jobs)[1:]
-        for claim in ahead:
-            self.jobs.remove(claim)
-            self.send(("skip", claim.id, claim.attempt))
-        return ahead
+    def take_back(self, why: str, claims: list[Claim] | None = None) -> int:
+        """Ask for jobs sent ahead (default: all of them) back. Nothing changes until the worker
+        answers (`on_skipped`): it may have started one already. Returns how many were asked."""
+        asked = 0
+        for claim in list(self.jobs)[1:] if claims is None else claims:
+            seq = self.seqs.get((claim.id, claim.attempt))
+            if seq is None or seq in self.skipping or claim is self.job:
+                continue
+            self.skipping[seq] = why
+            asked += 1
+            with contextlib.suppress(OSError):  # it died: its death gives back what it never started
+                self.ctl.send(("skip", seq))
+        return asked
+
+    def on_skipped(self, seq: int, given: bool, now: float) -> tuple[Claim | None, str]:
+        """The worker's answer to a take_back: the claim it gave back (None if it had started
+        it, or it is unknown) and why it was asked for."""
+        why = self.skipping.pop(seq, "")
+        claim = next((c for c in self.jobs if self.seqs.get((c.id, c.attempt)) == seq), None)
+        if claim is None or not given:
+            return None, why
+        head = claim is self.job
+        self.jobs.remove(claim)
+        del self.seqs[(claim.id, claim.attempt)]
+        if head:  # we took it for running (the job before it ended); it never started
+            self.started, self.child_pid, self.stop, self.sent_term = now, None, None, False
+        return claim, why
+
+    def lease(self, deadline: float) -> None:
+        """Every lease this worker's jobs hold was renewed: they may run until `deadline`."""
+        with contextlib.suppress(OSError):
+            self.ctl.send(("lease", deadline))
 
     def signal_job(self, signum: int) -> None:
         """Signal the job's whole process tree: a shell job's session, or this Python worker's group."""
@@ -149,11 +206,19 @@ class Worker:
             os.killpg(target, signum)
 
 
-def _job_message(claim: Claim) -> dict[str, Any]:
+class Unsendable(Exception):
+    """A claimed job that cannot be handed to a worker (it does not pickle)."""
+
+    def __init__(self, claim: Claim, reason: str) -> None:
+        super().__init__(reason)
+        self.claim, self.reason = claim, reason
+
+
+def _job_message(claim: Claim, seq: int) -> dict[str, Any]:
     return {
         "id": claim.id, "attempt": claim.attempt, "kind": claim.kind, "command": claim.command,
         "callable": claim.callable, "args": claim.args, "kwargs": claim.kwargs, "cwd": claim.cwd,
-        "env": claim.env, "log_path": claim.log_path,
+        "env": claim.env, "log_path": claim.log_path, "seq": seq, "fence": claim.fence,
     }  # fmt: skip
 
 
@@ -191,21 +256,6 @@ def _clear_dead_spares(log_dir: str) -> None:
                 os.unlink(os.path.join(log_dir, name))
 
 
-def pid_alive(pid: int) -> bool:
-    """A process that exists (perhaps another user's) and is not a zombie nobody has reaped yet."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            return handle.read().rsplit(b") ", 1)[1][:1] != b"Z"
-    except (OSError, IndexError):
-        return True
-
-
 class Pool:
     """N workers; `replace` starts a new one in place of a dead one.
 
@@ -215,9 +265,11 @@ class Pool:
     since by then the daemon has both.
     """
 
-    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork_first: bool = False) -> None:
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork_first: bool = False,
+                 kill_grace: float = 5.0) -> None:  # fmt: skip
         self.db_target = db_target
         self.log_dir = log_dir
+        self.kill_grace = kill_grace
         if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
             with contextlib.suppress(OSError):
                 os.makedirs(log_dir, mode=0o700, exist_ok=True)
@@ -232,17 +284,22 @@ class Pool:
     def _spawn(self, index: int, context: Any = None) -> Worker:
         context = context or self.context
         parent, child = context.Pipe(duplex=True)
+        ctl_parent, ctl_child = context.Pipe(duplex=True)
         process = context.Process(
-            target=worker_main, args=(child, self.db_target, self.log_dir), name=f"jobrunner-worker-{index}", daemon=True
-        )
+            target=worker_main, args=(child, self.db_target, self.log_dir, ctl_child, self.kill_grace),
+            name=f"jobrunner-worker-{index}", daemon=True,
+        )  # fmt: skip
         with _main_script_hidden():
             process.start()
         child.close()
-        return Worker(index=index, process=process, conn=parent)
+        ctl_child.close()
+        return Worker(index=index, process=process, conn=parent, ctl=ctl_parent)
 
     def replace(self, worker: Worker) -> Worker:
         with contextlib.suppress(OSError):
             worker.conn.close()
+        with contextlib.suppress(OSError):
+            worker.ctl.close()
         worker.process.join(timeout=1)
         self._clear_spare(worker)
         fresh = self._spawn(worker.index)
@@ -277,6 +334,19 @@ class Pool:
                 worker.process.join(timeout=1)
             self._clear_spare(worker)
             worker.conn.close()
+            worker.ctl.close()
+
+    def own_children(self) -> set[int]:
+        """Processes the daemon started itself (workers, forkserver, resource tracker): any
+        other child it has is what a dead worker's job left behind (see tree.end_orphans)."""
+        pids = {w.process.pid for w in self.workers if w.process.pid}
+        with contextlib.suppress(ImportError, AttributeError):
+            from multiprocessing import forkserver, resource_tracker
+
+            pids.add(forkserver._forkserver._forkserver_pid)
+            pids.add(resource_tracker._resource_tracker._pid)
+        pids.discard(None)  # type: ignore[arg-type]
+        return pids
 
 
 class StartingPool:
@@ -286,20 +356,21 @@ class StartingPool:
     spot; otherwise a thread waits for the forkserver to boot and start them (about 0.1 s).
     """
 
-    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork: bool = False) -> None:
+    def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork: bool = False,
+                 kill_grace: float = 5.0) -> None:  # fmt: skip
         self._pool: Pool | None = None
         self._error: BaseException | None = None
         if fork:
-            self._pool = Pool(size, db_target, log_dir, fork_first=True)
+            self._pool = Pool(size, db_target, log_dir, fork_first=True, kill_grace=kill_grace)
             self._thread = None
             return
-        self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir), name="jobrunner-pool-start",
-                                        daemon=True)  # fmt: skip
+        self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir, kill_grace),
+                                        name="jobrunner-pool-start", daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _start(self, size: int, db_target: str, log_dir: str | None) -> None:
+    def _start(self, size: int, db_target: str, log_dir: str | None, kill_grace: float) -> None:
         try:
-            self._pool = Pool(size, db_target, log_dir)
+            self._pool = Pool(size, db_target, log_dir, kill_grace=kill_grace)
         except BaseException as exc:  # handed to whoever waits for the pool
             self._error = exc
 

@@ -22,14 +22,17 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
+from jobrunner.daemon import tree
 from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
+from jobrunner.daemon.handover import Handover
 from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.lines import Lines
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
-from jobrunner.daemon.pool import StartingPool, Stop, Worker, pid_alive
+from jobrunner.daemon.periodic import PeriodicWork, fence_after
+from jobrunner.daemon.pool import StartingPool, Worker
 from jobrunner.daemon.systemd import Notifier
 from jobrunner.domain.durations import format_duration
-from jobrunner.domain.failures import Failure, FailureKind, describe_exit
+from jobrunner.domain.failures import FailureKind
 from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError, StoreError
 from jobrunner.store import queries, runs
@@ -56,7 +59,7 @@ class Options:
     cancel_poll: float = 0.5
 
 
-class Service:
+class Service(Handover, PeriodicWork):
     """One daemon: a pool of workers bound to one database."""
 
     def __init__(self, store: Store, config: Config, options: Options, log_dir: str,
@@ -71,6 +74,7 @@ class Service:
         self.rng = random.Random()
         self.pending: list[runs.Outcome] = []
         self.pending_since = 0.0
+        self.flushed = 0  # how many of `pending` the transaction being written holds
         self.recorded: list[runs.Recorded] = []
         self.finished_at = 0.0
         self.failed_writes = 0
@@ -83,20 +87,23 @@ class Service:
         self.next_due: float | None = None
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.ahead = ClaimAhead(options.workers)
+        self.lost: set[tuple[int, int]] = set()  # attempts another daemon took over: stop them
         # a bad [notify.*] or retention table fails here, before READY: the daemon exits 2
         self.systemd = Notifier()
         self.notify = Dispatcher(notifiers_from_config(config))
         self.housekeeping = Housekeeping(store, retention_from_config(config))
-        self.starting = starting or StartingPool(options.workers, store.target, log_dir)  # last: nothing left to refuse
+        self.starting = starting or StartingPool(options.workers, store.target, log_dir,
+                                                       kill_grace=options.kill_grace)  # last: nothing left to refuse
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
         """Run until stopped by a signal; returns the process exit code."""
         os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        tree.become_subreaper()  # a dead worker's job processes come to us, to be ended
         # The workers have been starting since before the database was opened (forked from this
         # process, or from the forkserver): none of them holds our database handle.
         self.pool = self.starting.result()
-        self.lines = Lines(self.pool, self.ahead, self.started, self.options.workers)
+        self.lines = Lines(self.pool, self.ahead, self.started, self.options.workers, self._unsendable)
         sig_read, sig_write = socket.socketpair()
         sig_read.setblocking(False)
         sig_write.setblocking(False)
@@ -162,7 +169,7 @@ class Service:
                     # Every worker has its next job: let reports pile up a moment and take them in
                     # one turn, rather than wake (and maybe commit) for every job that ends.
                     time.sleep(NAP_S)
-                ready: dict[Worker, bool] = {}  # worker -> its process ended
+                ready: dict[Worker, set[str]] = {}  # worker -> which of its handles woke us
                 for key, _ in self.selector.select(self._sleep_time(time.time())):
                     if key.data == "wakeup":
                         if listener.drain():
@@ -174,7 +181,8 @@ class Service:
                         self._drain_socket(sig_read)
                         self._handle_signals()
                     else:
-                        ready[key.data] = ready.get(key.data, False) or key.fileobj is not key.data.conn
+                        worker, handle = key.data
+                        ready.setdefault(worker, set()).add(handle)
                 self._collect(ready)
                 self.lines.assign([])  # freed workers take held jobs before anything is written
                 self._record_and_claim(time.time())  # before the timers: a poke means a job waits
@@ -188,11 +196,12 @@ class Service:
             self.selector.close()
 
     def _watch(self, worker: Worker) -> None:
-        self.selector.register(worker.conn, selectors.EVENT_READ, worker)
-        self.selector.register(worker.process.sentinel, selectors.EVENT_READ, worker)
+        self.selector.register(worker.conn, selectors.EVENT_READ, (worker, "conn"))
+        self.selector.register(worker.ctl, selectors.EVENT_READ, (worker, "ctl"))
+        self.selector.register(worker.process.sentinel, selectors.EVENT_READ, (worker, "end"))
 
     def _unwatch(self, worker: Worker) -> None:
-        for handle in (worker.conn, worker.process.sentinel):
+        for handle in (worker.conn, worker.ctl, worker.process.sentinel):
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.selector.unregister(handle)
 
@@ -230,29 +239,11 @@ class Service:
             return
         self.failed_writes = 0
         self._log_records(self.recorded)
-        self.pending, self.recorded = [], []
+        self.pending, self.recorded = self.pending[self.flushed :], []  # some may have failed meanwhile
+        if self.pending:
+            self.pending_since = now
         if not early:
             self.lines.assign(claims)
-
-    def _void(self, claims: list[runs.Claim]) -> None:
-        """Jobs sent to workers by a transaction that then failed: the database still has them
-        queued, so they must not run here. Held or sent ahead, they are dropped; one that has
-        started is stopped by killing its worker, which is replaced (whatever it reports is
-        stale). Such a job may have begun: it runs again later, as after a crash."""
-        for claim in claims:
-            self.started.pop((claim.id, claim.attempt), None)
-            if self.ahead.remove(claim.id, claim.attempt) or self.lines.skip(claim.id, claim.attempt):
-                continue
-            worker = next((w for w in self.pool.workers if w.job is claim), None)
-            if worker is None:
-                continue
-            log.warning("job %d: stopped attempt %d, its start could not be recorded", claim.id, claim.attempt)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(worker.process.pid, signal.SIGKILL)
-            earlier = [c for c in list(worker.jobs)[1:] if c not in claims]  # committed, sent ahead
-            self._unwatch(worker)
-            self._watch(self.pool.replace(worker))
-            self._give_back(earlier)
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
@@ -299,10 +290,9 @@ class Service:
             elif not self.stopping:
                 self.stopping = True
                 self.drain_deadline = now + self.options.grace
-                not_started = self.ahead.drain()  # never started: straight back to the queue
+                self._give_back(self.ahead.drain())  # never sent: straight back to the queue
                 for worker in self.pool.workers:
-                    not_started += worker.take_back()
-                self._give_back(not_started)
+                    worker.take_back("release")  # back to the queue once each worker says so
                 busy = len(self.pool.busy())
                 log.info(
                     "%s: stopping; %d running job(s) get %s to finish (signal again to stop now)",
@@ -331,98 +321,16 @@ class Service:
         self.config = config
         self.notify.replace(notifiers)
         self.housekeeping.replace(policy)
-        self.scheduler.load(config, time.time())
-        log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
-
-    # ------------------------------------------------------------------ workers
-    def _collect(self, ready: dict[Worker, bool]) -> None:
-        """Read every message waiting on the pipes that woke us, then deal with workers that died."""
-        for worker, ended in ready.items():
-            try:
-                for message in worker.receive():
-                    self._on_message(worker, message)
-            except (EOFError, OSError):
-                ended = True
-            if ended and not worker.process.is_alive():
-                self._on_worker_death(worker)
-
-    def _on_message(self, worker: Worker, message: tuple) -> None:
-        kind = message[0]
-        job = worker.job
-        if job is None or message[1] != job.id or message[2] != job.attempt:
-            return
-        if kind == "started":
-            worker.child_pid = message[3]
-            if worker.stop is not None:  # asked to stop before we knew the process group
-                worker.signal_job(signal.SIGTERM)
-                worker.sent_term = True
-        elif kind == "progress":
-            self.progress[(job.id, job.attempt)] = (message[3], message[4])
-        elif kind == "done":
-            _, job_id, attempt, result, failure, exit_code = message
-            outcome = runs.Outcome(job_id, attempt, result=result, exit_code=exit_code)
-            if failure is not None:
-                outcome.failure = Failure(
-                    kind=FailureKind(failure["kind"]), message=failure["message"],
-                    exception_names=failure.get("exception_names", []),
-                    exit_code=failure.get("exit_code"), traceback=failure.get("traceback"),
-                )  # fmt: skip
-                if worker.stop is not None:  # it failed because we stopped it: say why
-                    outcome.failure = Failure(worker.stop.kind, worker.stop.message, exit_code=exit_code)
-            self._finished(worker, outcome)
-
-    def _on_worker_death(self, worker: Worker) -> None:
-        job = worker.job
-        code = worker.process.exitcode
-        if job is not None:
-            if worker.stop is not None:
-                failure = Failure(worker.stop.kind, worker.stop.message)
-            else:
-                failure = Failure(FailureKind.WORKER_DIED, f"worker died: {describe_exit(code or 0)}")
-            not_started = list(worker.jobs)[1:]
-            self._pend(runs.Outcome(job.id, job.attempt, failure=failure))
-            self.maybe_work = True
-            self._give_back(not_started)  # the dead worker never started them
-        else:
-            log.warning("worker %d exited (%s) while idle; starting a new one", worker.index, describe_exit(code or 0))
-        self._unwatch(worker)
-        self._watch(self.pool.replace(worker))
-
-    def _finished(self, worker: Worker, outcome: runs.Outcome) -> None:
-        now = time.time()
-        self.ahead.record_duration(now - worker.started)
-        worker.release(now)
-        self._pend(outcome)
-        self.maybe_work = True
-        if worker.job is not None:
-            self.started[(worker.job.id, worker.job.attempt)] = now
-
-    def _give_back(self, claims: list[runs.Claim]) -> None:
-        """Jobs sent ahead to a worker (or held) but not started: queued again as if never claimed.
-
-        Should a worker start one in the instant before it reads the skip, its report is
-        ignored: only the job at the head of a worker's line is ever recorded from it.
-        """
-        if not claims:
-            return
         try:
-            runs.release(self.store, self.owner, claims, time.time())
-        except StoreError as exc:  # they stay claimed by us: recovered like any lost attempt
-            log.error("could not give back %d job(s) not started: %s", len(claims), exc)
-        self.maybe_work = True
-        for claim in claims:
-            self.started.pop((claim.id, claim.attempt), None)
+            self.scheduler.load(config, time.time())
+        except StoreError as exc:  # the schedules are read again on the next reload
+            log.error("SIGHUP: schedules not reloaded: %s", exc)
+        log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
 
     def _pend(self, outcome: runs.Outcome) -> None:
         if not self.pending:
             self.pending_since = time.time()
         self.pending.append(outcome)
-
-    def _stop(self, worker: Worker, kind: FailureKind, message: str, now: float, kill_now: bool = False) -> None:
-        """SIGTERM the job's process tree now and SIGKILL it after the grace period."""
-        worker.stop = Stop(kind, message, kill_at=now if kill_now else now + self.options.kill_grace)
-        worker.signal_job(signal.SIGTERM)
-        worker.sent_term = worker.job is not None and (worker.job.kind != "shell" or worker.child_pid is not None)
 
     # ------------------------------------------------------------------ store
     def _flush(self, now: float) -> None:
@@ -431,6 +339,7 @@ class Service:
             updates = [(job_id, attempt, f, m) for (job_id, attempt), (f, m) in self.progress.items()]
             runs.save_progress(self.store, updates, now)
             self.progress.clear()
+        self.flushed = len(self.pending)
         if self.pending:
             self.recorded = runs.finish(self.store, self.owner, self.pending, now, self.rng)
             self.finished_at = now
@@ -465,82 +374,20 @@ class Service:
         queued = self.store.execute("SELECT COUNT(*) FROM job WHERE status='queued'").fetchone()[0]
         return f"{len(self.pool.busy())} running, {queued} queued"
 
-    def _tick(self, now: float) -> None:
-        opts = self.options
-        self.systemd.watchdog()  # rate-limited inside: half of WATCHDOG_USEC
-        if now - self.timers["heartbeat"] >= opts.heartbeat:
-            self.timers["heartbeat"] = now
-            state = "stopping" if self.stopping else "running"
-            runs.heartbeat(self.store, self.owner, now, opts.lease, len(self.pool.busy()), state)
-            self.systemd.status(self._status_text())
-        if not self.stopping:
-            self.housekeeping.tick(now)
-        if now - self.timers["recover"] >= opts.recover_every:
-            self.timers["recover"] = now
-            self._recover(now)
-        stale = self.ahead.stale(now)
-        if stale:
-            runs.release(self.store, self.owner, stale, now)
-            self.maybe_work = True
-        if (self.pool.busy() or len(self.ahead)) and now - self.timers["cancel"] >= opts.cancel_poll:
-            self.timers["cancel"] = now
-            wanted = set(runs.cancel_requests(self.store, self.owner))
-            for job_id, attempt in wanted:
-                if self.ahead.remove(job_id, attempt) is not None or self.lines.skip(job_id, attempt):
-                    failure = Failure(FailureKind.CANCELLED, "cancelled by user")  # never started
-                    self._pend(runs.Outcome(job_id, attempt, failure=failure))
-            for worker in self.pool.busy():
-                if worker.job and worker.stop is None and (worker.job.id, worker.job.attempt) in wanted:
-                    log.info("job %d: cancel requested; stopping it", worker.job.id)
-                    self._stop(worker, FailureKind.CANCELLED, "cancelled by user while running", now)
-        for worker in self.pool.busy():
-            if len(worker.jobs) > 1 and now - worker.started >= HOLD_S:  # a long job: let others run those
-                self._give_back(worker.take_back())
-            job = worker.job
-            assert job is not None
-            if worker.stop is None and job.timeout and now - worker.started >= job.timeout:
-                log.info("job %d: over its timeout of %s; stopping it", job.id, format_duration(job.timeout))
-                self._stop(worker, FailureKind.TIMEOUT, f"timed out after {format_duration(job.timeout)}", now)
-            elif worker.stop is None and self.stopping and now >= self.drain_deadline:
-                self._stop(worker, FailureKind.INTERRUPTED, "interrupted: daemon stopped", now)
-            elif worker.stop is not None:
-                if not worker.sent_term:
-                    worker.signal_job(signal.SIGTERM)
-                    worker.sent_term = worker.child_pid is not None or job.kind != "shell"
-                if now >= worker.stop.kill_at:
-                    worker.signal_job(signal.SIGKILL)
-                    worker.stop.kill_at = now + 1.0  # and again, should it somehow survive
-        if now - self.timers["poll"] >= opts.poll:
-            self.timers["poll"] = now
-            self.maybe_work = True
-            self.next_due = runs.next_due(self.store)
-            self.scheduler.refresh()
-        due = self.scheduler.next_at
-        if due is not None and due <= now and not self.stopping and self.scheduler.run_due(now):
-            self.maybe_work = True
-        if self.next_due is not None and self.next_due <= now:
-            if runs.promote_due(self.store, now):
-                self.maybe_work = True
-            self.next_due = runs.next_due(self.store)
-
-    def _recover(self, now: float) -> None:
-        """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""
-        for owner, pid in runs.stale_daemons(self.store, self.host, self.owner):
-            if not pid_alive(pid):
-                for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
-                    log.info("job %d recovered from dead daemon %s: %s", record.job_id, owner, record.message)
-                    self._notify(record)
-        for record in runs.recover_expired(self.store, now, self.rng):
-            log.info("job %d recovered (lease expired): %s", record.job_id, record.message)
-            self._notify(record)
-        self.maybe_work = True
-
     def _claim(self, now: float, send: Callable[[list[runs.Claim]], None] | None) -> list[runs.Claim]:
         """Claim as many jobs as there is room for, within the queues' concurrency limits.
 
         `send` gets each batch as soon as its rows are updated, inside the transaction: the
         jobs start while the commit is written (0.1 ms sooner on an idle daemon).
         """
+        fence = time.monotonic() + fence_after(self.options.lease)
+
+        def claimed(batch: list[runs.Claim]) -> None:
+            for claim in batch:
+                claim.fence = fence
+            if send is not None:
+                send(batch)
+
         idle = self.lines.capacity()
         running: dict[str, int] = {}
         busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
@@ -549,11 +396,11 @@ class Service:
         limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
         only = self.options.queues
         claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
-                            only_queues=only, exclude_queues=list(limits), on_claimed=send)  # fmt: skip
+                            only_queues=only, exclude_queues=list(limits), on_claimed=claimed)  # fmt: skip
         for queue, cap in limits.items():
             free = min(cap - running.get(queue, 0), idle - len(claims))
             if free > 0 and (not only or queue in only):
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
-                                     only_queues=[queue], on_claimed=send)  # fmt: skip
+                                     only_queues=[queue], on_claimed=claimed)  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims

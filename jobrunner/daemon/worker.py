@@ -21,13 +21,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from jobrunner.daemon import tree
+from jobrunner.daemon.jobenv import enter_job, prepare_environment, with_our_bin
+from jobrunner.daemon.joblogs import Logs
+from jobrunner.daemon.streams import job_failed_here, output_to
+from jobrunner.daemon.watch import FENCED, Watch
 from jobrunner.domain.failures import FailureKind, describe_exit
 from jobrunner.jobcontext import JobContext, _set_current
 
 # Messages (tuples keep the pipe cheap):
-#   supervisor -> worker: ("run", [job dict, ...]), ("skip", id, attempt), ("warm",) or None to exit.
-#                         Jobs run in the order sent. For short jobs the supervisor sends a few
-#                         ahead, so the worker never waits for a round trip between them.
+#   supervisor -> worker: ("run", [job dict, ...]), ("warm",) or None to exit. Jobs run in the
+#                         order sent (each carries its "seq" and the "fence" of its claim). For
+#                         short jobs the supervisor sends a few ahead, so the worker never waits
+#                         for a round trip between them. The control pipe: see watch.py.
 #   worker -> supervisor: ("started", id, attempt, child_pid)
 #                         ("progress", id, attempt, fraction, message)
 #                         ("done", id, attempt, result, failure dict or None, exit_code)
@@ -94,6 +100,7 @@ def _child_dies_with_us(child: Callable[[], int | None]) -> Iterator[None]:
         if pid is not None:
             with suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        tree.signal_all(tree.descendants(os.getpid()), signal.SIGKILL)  # those that left its group
         os._exit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, on_term)
@@ -107,15 +114,26 @@ def _child_dies_with_us(child: Callable[[], int | None]) -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def worker_main(conn: Any, db_target: str, log_dir: str | None = None) -> None:
-    """Entry point of a worker process: run jobs in the order they arrive until told to exit."""
+def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any = None,
+                kill_grace: float = 5.0) -> None:
+    """Entry point of a worker process: run jobs in the order they arrive until told to exit.
+
+    `ctl` is the control pipe its watcher thread answers on (see watch.py). The worker is a
+    child subreaper: what a job leaves behind comes back to it and is ended before the job's
+    end is reported (see tree.py), so a job is recorded as finished only once its processes
+    are gone.
+    """
     os.setsid()  # our own process group: killpg stops a Python job and anything it started
     _let_the_forkserver_go()
     die_with_parent()
+    tree.become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker forked from the daemon has its handler
-    _prepare_environment(db_target)
+    prepare_environment(db_target)
     logs = Logs(log_dir)
+    watch = Watch(ctl, logs)
+    if ctl is not None:
+        watch.start()
     inbox: deque[Any] = deque()
     try:
         while True:
@@ -123,131 +141,47 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None) -> None:
                 ahead = bool(inbox)  # this job waited in line behind another: a run of short jobs
                 if not inbox:
                     logs.prepare()  # while there is nothing else to do
-                    _receive(inbox, conn.recv())  # the first job of these starts now: no skip can
-                else:  # concern it; a skip for a job sent ahead must be seen before that job starts
+                    _receive(inbox, conn.recv())
+                else:  # read whatever else has come, without waiting
                     while conn.poll():
                         _receive(inbox, conn.recv())
             except (EOFError, OSError):
                 return  # the supervisor is gone
-            if not inbox:  # the only job waiting was skipped
+            if not inbox:  # only a heads-up came
                 continue
             job = inbox.popleft()
             if job is None:
                 return
+            if not watch.begin(job):  # the daemon took it back before it started
+                continue
+            if watch.expired(job):  # its lease may have passed to another daemon: never start it
+                watch.end()
+                conn.send(("done", job["id"], job["attempt"], None, _failure(FailureKind.LOST, FENCED), None))
+                continue
             try:
                 if job["kind"] == "shell":
-                    reply = run_shell(conn, job, db_target, logs)
+                    reply = run_shell(conn, job, db_target, logs, watch)
                 else:
                     reply = run_python(conn, job, logs, quiet_log=ahead)
             except OSError as exc:  # its log could not be opened (a full disk): worth another try
                 message = f"cannot open the job's log {job['log_path']}: {exc.strerror or exc}"
                 failure = _failure(FailureKind.EXCEPTION, message, exception_names=["OSError"])
                 reply = ("done", job["id"], job["attempt"], None, failure, None)
+            tree.end_descendants(kill_grace)  # what the job left running (fast when nothing)
+            if watch.end():
+                reply = ("done", job["id"], job["attempt"], None, _failure(FailureKind.LOST, FENCED), reply[5])
             conn.send(reply)
     finally:
         logs.close()
 
 
 def _receive(inbox: deque[Any], message: Any) -> None:
-    """Queue the jobs a message brings; a skip takes its job out if it has not started.
-    A "warm" message has done its work by waking us (see Lines.warm)."""
+    """Queue the jobs a message brings. A "warm" message has done its work by waking us (see
+    Lines.warm); skips come over the control pipe (watch.py)."""
     if message is None:
         inbox.append(None)
     elif message[0] == "run":
         inbox.extend(message[1])
-    elif message[0] == "skip":
-        for job in inbox:
-            if job is not None and (job["id"], job["attempt"]) == message[1:]:
-                inbox.remove(job)
-                return
-
-
-class Logs:
-    """Opens each job's log, owner-only (job output may hold secrets).
-
-    Creating a file is the slowest step between a job arriving and its code starting (0.3 to
-    0.6 ms on a VM's ext4, more than all the rest together). So a worker about to wait for
-    work creates a spare file beside the logs, and the next job whose log does not exist yet
-    gets it by a rename. In a run of short jobs each job borrows the spare instead (see
-    run_python's quiet_log), and only a job that printed something gets a file of its own.
-    """
-
-    FLAGS = os.O_WRONLY | os.O_APPEND
-
-    def __init__(self, log_dir: str | None) -> None:
-        self.spare = spare_log_path(log_dir, os.getpid()) if log_dir else None
-        self.spare_fd: int | None = None
-        self.dirty = False  # the spare holds a silent job's header
-
-    def prepare(self) -> None:
-        """Before waiting for work: make sure a spare is there."""
-        if self.spare is None or self.spare_fd is not None:
-            return
-        with suppress(OSError):  # no log directory (yet), or a read-only one: jobs will say so
-            self.spare_fd = os.open(self.spare, self.FLAGS | os.O_CREAT | os.O_TRUNC, 0o600)
-            self.dirty = False
-
-    def open(self, path: str, attempt: int) -> int:
-        """An append descriptor on `path`, created if need be."""
-        fd = self.spare_fd
-        if fd is not None and self._is_new(path, attempt):
-            try:
-                if self.dirty:
-                    os.ftruncate(fd, 0)  # a silent job before left its header there
-                os.rename(self.spare, path)  # type: ignore[arg-type]
-            except OSError:
-                pass
-            else:
-                self.spare_fd = None
-                return fd
-        return os.open(path, self.FLAGS | os.O_CREAT, 0o600)
-
-    def borrow(self, path: str, attempt: int) -> int | None:
-        """The spare, emptied, to write a job's output into; None: open the log itself."""
-        if self.spare_fd is None:
-            self.prepare()
-        if self.spare_fd is None or not self._is_new(path, attempt):  # a retry appends to its log
-            return None
-        os.ftruncate(self.spare_fd, 0)
-        self.dirty = True
-        return self.spare_fd
-
-    @staticmethod
-    def _is_new(path: str, attempt: int) -> bool:
-        """No log yet: a first attempt has none (one system call less on the way to its start)."""
-        return attempt <= 1 or not os.path.lexists(path)
-
-    def give_back(self, path: str, header: int) -> None:
-        """After a borrowed run: output (past the header) becomes the job's log; else nothing."""
-        fd = self.spare_fd
-        assert fd is not None
-        if os.fstat(fd).st_size <= header:
-            return  # silent: the spare is emptied again before its next use
-        try:
-            os.rename(self.spare, path)  # type: ignore[arg-type]
-        except OSError:  # a log appeared meanwhile, or another file system: append a copy
-            os.lseek(fd, 0, os.SEEK_SET)
-            target = os.open(path, self.FLAGS | os.O_CREAT, 0o600)
-            try:
-                while chunk := os.read(fd, 1 << 16):
-                    os.write(target, chunk)
-            finally:
-                os.close(target)
-            return
-        os.close(fd)
-        self.spare_fd = None
-
-    def close(self) -> None:
-        if self.spare_fd is not None:
-            os.close(self.spare_fd)
-            with suppress(OSError):
-                os.unlink(self.spare)  # type: ignore[arg-type]
-            self.spare_fd = None
-
-
-def spare_log_path(log_dir: str, pid: int) -> str:
-    """Where worker `pid` keeps its spare log (for the supervisor to clear up after a dead one)."""
-    return os.path.join(log_dir, f".spare-{pid}.log")
 
 
 def _failure(kind: FailureKind, message: str, **extra: Any) -> dict[str, Any]:
@@ -259,30 +193,13 @@ def _header(job: dict[str, Any]) -> bytes:
     return f"=== jobrunner: job {job['id']} attempt {job['attempt']} started {stamp} ===\n".encode()
 
 
-def _with_our_bin(path: str | None) -> str:
-    """PATH plus the directory of our Python: `jobrunner progress` works inside a job even when
-    the daemon's venv is not on the PATH."""
-    return os.pathsep.join(filter(None, [path or "", os.path.dirname(sys.executable)]))
-
-
-def _prepare_environment(db_target: str) -> None:
-    """What every job's processes see, set once in this worker's own environment."""
-    os.environ["PATH"] = _with_our_bin(os.environ.get("PATH"))
-    os.environ["JOBRUNNER_DB"] = db_target
-
-
-def _enter_job(job: dict[str, Any]) -> None:
-    os.environ["JOBRUNNER_JOB_ID"] = str(job["id"])
-    os.environ["JOBRUNNER_ATTEMPT"] = str(job["attempt"])
-
-
-def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tuple:
+def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch: Watch | None = None) -> tuple:
     """Run a command in its own session with output to the job's log; report its exit."""
-    _enter_job(job)
+    enter_job(job)
     env = None  # inherited as it is: subprocess encodes every variable of a dict it is given
     if job["env"]:
         env = {**os.environ, **job["env"]}
-        env["PATH"] = _with_our_bin(env.get("PATH"))
+        env["PATH"] = with_our_bin(env.get("PATH"))
         env.update(JOBRUNNER_JOB_ID=os.environ["JOBRUNNER_JOB_ID"], JOBRUNNER_DB=db_target,
                    JOBRUNNER_ATTEMPT=os.environ["JOBRUNNER_ATTEMPT"])  # fmt: skip
     started: list[int] = []
@@ -304,6 +221,9 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tup
                     os.write(log_fd, f"{message}\n".encode())
                 return ("done", job["id"], job["attempt"], None, _failure(FailureKind.PERMANENT, message), None)
             started.append(child.pid)
+            if watch is not None and not watch.started_child(child.pid):  # fenced as it started
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
             conn.send(("started", job["id"], job["attempt"], child.pid))
             code = child.wait()
     finally:
@@ -312,28 +232,6 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs) -> tup
         return ("done", job["id"], job["attempt"], None, None, 0)
     failure = _failure(FailureKind.EXIT, describe_exit(code), exit_code=code)
     return ("done", job["id"], job["attempt"], None, failure, code)
-
-
-_saved_std: tuple[int, int] | None = None
-
-
-@contextmanager
-def _output_to(log_fd: int) -> Iterator[None]:
-    """Send this process's stdout and stderr (and its children's) to the job's log file."""
-    global _saved_std
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if _saved_std is None:  # the worker's own stdout/stderr, kept open for its whole life
-        _saved_std = os.dup(1), os.dup(2)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os.dup2(_saved_std[0], 1)
-        os.dup2(_saved_std[1], 2)
 
 
 def _exception_names(exc: BaseException) -> list[str]:
@@ -365,7 +263,7 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     Creating a file per job cost about a quarter of the time of a run of no-op jobs.
     """
     job_id, attempt = job["id"], job["attempt"]
-    _enter_job(job)  # for the processes it starts
+    enter_job(job)  # for the processes it starts
 
     def send_progress(fraction: float, message: str | None) -> None:
         conn.send(("progress", job_id, attempt, fraction, message))
@@ -379,7 +277,7 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     try:
         with suppress(OSError):  # a full disk: the job still runs (its output may fail to write)
             os.write(log_fd, header)
-        with _output_to(log_fd):
+        with output_to(log_fd):
             try:
                 func, wants_job = _resolve(job["callable"])
             except (ImportError, AttributeError, ValueError) as exc:
@@ -398,7 +296,7 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
                     result = asyncio.run(_await(result))
             except BaseException as exc:
                 text = traceback.format_exc()
-                sys.stderr.write(text)
+                job_failed_here(log_fd, text)
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None

@@ -32,6 +32,10 @@ PERMANENT_EXCEPTIONS = frozenset(
 TRANSIENT_EXCEPTIONS = frozenset({"TimeoutError", "ConnectionError", "OSError", "TransientError"})
 
 
+#: How a job whose cancel was requested while it ran ends, whatever ended the attempt.
+CANCELLED_WHILE_RUNNING = "cancelled by user (requested while running; the attempt ended: {ended})"
+
+
 @dataclass
 class Failure:
     """Why an attempt failed, with what the user needs to see in the job's history."""
@@ -98,11 +102,17 @@ def is_transient(policy: RetryPolicy, failure: Failure) -> bool:
 
 def after_failure(
     policy: RetryPolicy, attempts: int, retry_offset: int, failure: Failure, now: float,
-    rng: random.Random | None = None,
+    rng: random.Random | None = None, *, cancel_requested: bool = False,
 ) -> Transition:  # fmt: skip
-    """Retry with backoff, or dead-letter: the only place this is decided."""
+    """Retry with backoff, or dead-letter: the only place this is decided.
+
+    A cancel requested while the attempt ran wins over however it ended (a lost daemon, a dead
+    worker, a timeout, an exception, a shutdown): the job never starts another attempt.
+    """
     if failure.kind is FailureKind.CANCELLED:
         return Transition(Status.CANCELLED, None, failure.message)
+    if cancel_requested:
+        return Transition(Status.CANCELLED, None, CANCELLED_WHILE_RUNNING.format(ended=failure.message))
     if failure.kind is FailureKind.INTERRUPTED:
         return Transition(Status.QUEUED, now, f"{failure.message}; will run again", consumes_retry=False)
     used = max(attempts - retry_offset, 1)  # attempts in this budget, including this one

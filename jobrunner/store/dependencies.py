@@ -1,24 +1,64 @@
 """Jobs that run after others: `waiting` until every dependency succeeded.
 
-A dependency that ends dead or cancelled cancels its dependents ("dependency 41
-failed"), and theirs in turn; retrying it puts those dependents back to waiting.
-Every function here runs inside the caller's transaction.
+A dependency that ends dead or cancelled cancels its dependents, and theirs in turn, each
+with an error naming the job at the root of the chain and how it ended ("dependency 41
+(extract) died: exit code 3"). Retrying it puts back to waiting those of them with no other
+failed dependency; `retry` of a job with a failed dependency is refused. Nothing waits for a
+dependency that will never succeed. Every function here runs inside the caller's transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from jobrunner.domain.states import Status
 from jobrunner.errors import NotFoundError
 from jobrunner.store.db import Store
 
 FAILED = (Status.DEAD.value, Status.CANCELLED.value)
+#: The start of every error a job is cancelled with because a dependency failed (and only those).
 REASON_PREFIX = "dependency "
 
 
-def failure_reason(dependency: int) -> str:
-    return f"{REASON_PREFIX}{dependency} failed"
+class Dependent(NamedTuple):
+    """A dependent cancelled because a dependency failed, and the error it was given."""
+
+    job_id: int
+    attempts: int
+    reason: str
+
+
+def _row(store: Store, job_id: int) -> tuple[str, str, str | None]:
+    """(name, status, error) of a job."""
+    return store.execute(f"SELECT name, status, error FROM job WHERE id={store.backend.param}", (job_id,)).fetchone()
+
+
+def _cancelled_for_a_dependency(status: str, error: str | None) -> bool:
+    return status == Status.CANCELLED.value and error is not None and error.startswith(REASON_PREFIX)
+
+
+def failure_reason(store: Store, dependency: int) -> str:
+    """The error for a dependent of this dead or cancelled job: the job at the root of the chain
+    and how it ended, however deep ("dependency 41 (extract) died: exit code 3")."""
+    name, status, error = _row(store, dependency)
+    if error is not None and _cancelled_for_a_dependency(status, error):
+        return error  # cancelled for its own failed dependency: its error already names the root
+    how = "died" if status == Status.DEAD.value else "was cancelled"
+    detail = error.strip().splitlines()[0] if error and error.strip() else ""
+    return f"{REASON_PREFIX}{dependency} ({name}) {how}" + (f": {detail}" if detail else "")
+
+
+def _failed_dependencies(store: Store, job_id: int) -> list[int]:
+    p = store.backend.param
+    return [
+        row[0]
+        for row in store.execute(
+            "SELECT j.id FROM job_dependency d JOIN job j ON j.id = d.depends_on "
+            f"WHERE d.job_id = {p} AND j.status IN ({p}, {p}) ORDER BY j.id",
+            (job_id, *FAILED),
+        ).fetchall()
+    ]
 
 
 def initial_status(store: Store, after: Sequence[int], ready: Status) -> tuple[Status, str | None]:
@@ -35,7 +75,7 @@ def initial_status(store: Store, after: Sequence[int], ready: Status) -> tuple[S
         raise NotFoundError(f"--after: no job with id {', '.join(map(str, missing))}")
     failed = [i for i in ids if rows[i] in FAILED]
     if failed:
-        return Status.CANCELLED, failure_reason(failed[0])
+        return Status.CANCELLED, failure_reason(store, failed[0])
     if all(rows[i] == Status.SUCCEEDED.value for i in ids):
         return ready, None
     return Status.WAITING, None
@@ -93,16 +133,18 @@ def on_succeeded(store: Store, job_id: int, now: float) -> list[int]:
     return released
 
 
-def on_failed(store: Store, job_id: int, now: float) -> list[int]:
-    """Cancel waiting dependents of a dead or cancelled job, and theirs, transitively."""
-    cancelled: list[int] = []
+def on_failed(store: Store, job_id: int, now: float) -> list[Dependent]:
+    """Cancel waiting dependents of a dead or cancelled job, and theirs, transitively: each
+    one's error names the job at the root of the chain and how it ended."""
+    reason = ""  # read once there is a dependent to give it to: most jobs have none
+    cancelled: list[Dependent] = []
     frontier = [job_id]
     while frontier:
         failed = frontier.pop()
         for dependent, attempts, _ in _dependents(store, failed, Status.WAITING.value):
-            _move(store, dependent, attempts, Status.WAITING, Status.CANCELLED, failure_reason(failed), now,
-                  error=failure_reason(failed))  # fmt: skip
-            cancelled.append(dependent)
+            reason = reason or failure_reason(store, job_id)
+            _move(store, dependent, attempts, Status.WAITING, Status.CANCELLED, reason, now, error=reason)
+            cancelled.append(Dependent(dependent, attempts, reason))
             frontier.append(dependent)
     return cancelled
 
@@ -120,23 +162,61 @@ def unmet(store: Store, job_id: int) -> bool:
 
 
 def on_retried(store: Store, job_id: int, now: float) -> list[int]:
-    """Dependents cancelled because this job failed go back to waiting, transitively."""
+    """Dependents cancelled because a dependency failed, this job's and theirs, go back to waiting
+    once none of their dependencies is dead or cancelled; the others stay cancelled, their error
+    naming the failure that remains."""
     p = store.backend.param
     restored: list[int] = []
     frontier = [job_id]
     while frontier:
         retried = frontier.pop()
         rows = store.execute(
-            "SELECT j.id, j.attempts FROM job_dependency d JOIN job j ON j.id = d.job_id "
-            f"WHERE d.depends_on = {p} AND j.status = 'cancelled' AND j.error = {p}",
-            (retried, failure_reason(retried)),
+            "SELECT j.id, j.attempts, j.error FROM job_dependency d JOIN job j ON j.id = d.job_id "
+            f"WHERE d.depends_on = {p} AND j.status = 'cancelled' AND j.error LIKE {p} ORDER BY j.id",
+            (retried, REASON_PREFIX + "%"),
         ).fetchall()
-        for dependent, attempts in rows:
-            _move(store, dependent, attempts, Status.CANCELLED, Status.WAITING,
-                  f"dependency {retried} retried", now)  # fmt: skip
-            restored.append(dependent)
-            frontier.append(dependent)
+        for dependent, attempts, error in rows:
+            failed = _failed_dependencies(store, dependent)
+            if not failed:
+                _move(store, dependent, attempts, Status.CANCELLED, Status.WAITING,
+                      f"dependency {retried} retried", now)  # fmt: skip
+                restored.append(dependent)
+                frontier.append(dependent)
+                continue
+            reason = failure_reason(store, failed[0])
+            if reason != error:  # its own dependents named the old root too: they follow
+                store.execute(f"UPDATE job SET error={p}, updated_at={p} WHERE id={p}", (reason, now, dependent))
+                store.execute(
+                    store.backend.insert_event,
+                    (dependent, now, attempts, Status.CANCELLED.value, Status.CANCELLED.value,
+                     f"dependency {retried} retried; still cancelled: {reason}", None),
+                )  # fmt: skip
+                frontier.append(dependent)
     return restored
+
+
+def retry_refusal(store: Store, job_id: int) -> str | None:
+    """Why a job cannot wait for its dependencies (one is dead or cancelled), or None.
+
+    Names that dependency, and the job to retry first: the root of its chain.
+    """
+    failed = _failed_dependencies(store, job_id)
+    if not failed:
+        return None
+    dependency = failed[0]
+    name, status, error = _row(store, dependency)
+    text = f"job {job_id} cannot be retried: its dependency {dependency} ({name}) is {status}"
+    root, root_name, seen = dependency, name, {dependency}
+    while _cancelled_for_a_dependency(status, error):  # down the chain to the job that failed
+        below = [i for i in _failed_dependencies(store, root) if i not in seen]
+        if not below:
+            break
+        root = below[0]
+        seen.add(root)
+        root_name, status, error = _row(store, root)
+    if root != dependency:
+        text += f" because dependency {root} ({root_name}) is {status}"
+    return f"{text}: retry {root} first"
 
 
 def links(store: Store, job_id: int) -> dict[str, list[int]]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jobrunner.errors import StoreError
@@ -93,13 +94,58 @@ def _v7_queued_jobs_in_one_index(store: Store) -> None:
     store.execute(f"CREATE INDEX IF NOT EXISTS job_status_not_queued ON job (status, queue) WHERE {NOT_QUEUED}")
 
 
+def _v8_ids_never_reused(store: Store) -> None:
+    # SQLite gives a new row max(rowid)+1, so a purge of the newest jobs handed their ids out again
+    # (and a stale finish guarded by (id, owner, attempt) could match the new job). AUTOINCREMENT
+    # cannot be added in place: the table is rebuilt as SQLite documents (sqlite.org/lang_altertable.html,
+    # "making other kinds of table schema changes"), foreign keys off (_foreign_keys_off) so dropping the
+    # old table cascades nothing. PostgreSQL's SERIAL id comes from a sequence that never goes back.
+    if not store.is_sqlite:
+        return
+    (table_sql,) = store.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='job'").fetchone()
+    if "AUTOINCREMENT" in table_sql.upper():
+        return  # created from the models at v1 by this version
+    from jobrunner.store.models import Job
+
+    create, _ = store.db.get_sql_context().sql(Job._schema._create_table(safe=False)).query()
+    if not create.startswith('CREATE TABLE "job" ('):
+        raise StoreError(f"cannot rebuild the job table from {create[:40]!r}")
+    columns = [column.name for column in store.db.get_columns("job")]
+    unknown = set(columns) - set(Job._meta.columns)
+    if unknown:
+        raise StoreError(f"cannot rebuild the job table: unknown columns {', '.join(sorted(unknown))}")
+    others = [sql for (sql,) in store.execute(
+        "SELECT sql FROM sqlite_master WHERE tbl_name='job' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
+    ).fetchall()]  # fmt: skip
+    # the highest id ever handed out, as far as any row still remembers it
+    (highest,) = store.execute(
+        "SELECT MAX(x) FROM (SELECT MAX(id) AS x FROM job UNION ALL SELECT MAX(depends_on) FROM job_dependency "
+        "UNION ALL SELECT MAX(job_id) FROM schedule_fire UNION ALL SELECT MAX(last_job_id) FROM schedule)"
+    ).fetchone()
+    if store.execute("PRAGMA foreign_keys").fetchone()[0]:
+        raise StoreError("cannot rebuild the job table with foreign keys on: its DROP would delete the events")
+    broken = len(store.execute("PRAGMA foreign_key_check").fetchall())
+    names = ", ".join(f'"{name}"' for name in columns)
+    store.execute(create.replace('CREATE TABLE "job" (', 'CREATE TABLE "job_v8" (', 1))
+    store.execute(f'INSERT INTO "job_v8" ({names}) SELECT {names} FROM "job"')
+    store.execute('DROP TABLE "job"')
+    store.execute('ALTER TABLE "job_v8" RENAME TO "job"')
+    for sql in others:
+        store.execute(sql)
+    if len(store.execute("PRAGMA foreign_key_check").fetchall()) > broken:  # raising rolls it all back
+        raise StoreError("rebuilding the job table broke foreign keys")
+    if highest:
+        store.execute("DELETE FROM sqlite_sequence WHERE name='job'")
+        store.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('job', ?)", (highest,))
+
+
 #: The condition of job_status_not_queued, to be repeated word for word by a query that wants it
 #: (SQLite uses a partial index only for a query whose WHERE contains that condition).
 NOT_QUEUED = "status <> 'queued'"
 
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
-    _v7_queued_jobs_in_one_index,
+    _v7_queued_jobs_in_one_index, _v8_ids_never_reused,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -111,11 +157,27 @@ def current_version(store: Store) -> int:
     return int(row.value) if row else 0
 
 
+@contextmanager
+def _foreign_keys_off(store: Store) -> Iterator[None]:
+    """SQLite's foreign keys off while the schema changes: a table rebuilt by a migration is
+    dropped, and with them on its DROP would delete the rows that reference it. The pragma is a
+    no-op inside a transaction, so it is set around it; a step that rebuilds a table checks the
+    keys itself before the commit."""
+    if not store.is_sqlite:
+        yield
+        return
+    store.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        store.execute("PRAGMA foreign_keys=ON")
+
+
 def migrate(store: Store) -> int:
     """Bring the schema to SCHEMA_VERSION; safe when several processes open a new file at once."""
     if current_version(store) == SCHEMA_VERSION:
         return SCHEMA_VERSION
-    with store.write():
+    with _foreign_keys_off(store), store.write():
         if not store.db.table_exists("meta"):
             store.db.create_tables([Meta], safe=True)
         version = current_version(store)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from jobrunner.domain.priority import priority_label
 from jobrunner.domain.states import ALL_STATUSES, Status
 from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.processes import pid_alive
 from jobrunner.store.db import Store, guarded
 from jobrunner.store.migrations import NOT_QUEUED
 
@@ -264,15 +266,19 @@ def daemons(store: Store, now: float) -> list[dict[str, Any]]:
         "FROM daemon ORDER BY heartbeat_at DESC"
     )
     result = []
+    here = socket.gethostname()
     for row in store.execute(sql).fetchall():
         ident, host, pid, version, started, beat, workers, busy, queues, daemon_state = row
         age = now - beat
+        alive = daemon_state != "stopped" and age < DAEMON_STALE_AFTER_S
+        if alive and host == here:  # on this host a dead daemon is known at once: its pid is gone
+            alive = pid_alive(pid)
         result.append(
             {
                 "id": ident, "host": host, "pid": pid, "version": version,
                 "started_at": iso(started), "heartbeat_at": iso(beat),
                 "heartbeat_age": round(age, 3),
-                "alive": daemon_state != "stopped" and age < DAEMON_STALE_AFTER_S,
+                "alive": alive,
                 "workers": workers, "busy": busy, "queues": json.loads(queues), "state": daemon_state,
             }
         )  # fmt: skip

@@ -188,10 +188,12 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
             ids = [store.execute(backend.insert_job, row).fetchone()[0] for row in rows]
             before = min(ids) - 1
         else:
-            # Inside BEGIN IMMEDIATE nobody else inserts, so the new ids are exactly max(id)+1...
-            before = store.execute("SELECT COALESCE(MAX(id), 0) FROM job").fetchone()[0]
+            # Inside BEGIN IMMEDIATE nobody else inserts, so the new ids are consecutive and end
+            # at the last one inserted (not max(id)+1: ids are never reused, even after a purge)
             cursor.executemany(backend.insert_job, rows)
-            ids = list(range(before + 1, before + 1 + len(rows)))
+            last = store.execute("SELECT last_insert_rowid()").fetchone()[0]
+            before = last - len(rows)
+            ids = list(range(before + 1, last + 1))
         store.execute(backend.events_for_new_jobs, ("submitted", before))
         if any(spec.after for spec in specs):
             _link_bulk(store, specs, ids, now)
@@ -211,10 +213,14 @@ class Outcome:
 def _load_states(store: Store, ids: Sequence[int]) -> dict[int, tuple[Status, int]]:
     unique = list(dict.fromkeys(ids))
     p = store.backend.param
+    # On PostgreSQL the rows stay as read until commit (a claim or a finish in between waits),
+    # locked in id order as a finish locks a job and then its dependents; SQLite's BEGIN
+    # IMMEDIATE already keeps every other writer out.
+    lock = " ORDER BY id FOR UPDATE" if store.backend.name == "postgresql" else ""
     found: dict[int, tuple[Status, int]] = {}
     for start in range(0, len(unique), 500):
         chunk = unique[start : start + 500]
-        sql = f"SELECT id, status, attempts FROM job WHERE id IN ({', '.join([p] * len(chunk))})"
+        sql = f"SELECT id, status, attempts FROM job WHERE id IN ({', '.join([p] * len(chunk))}){lock}"
         for job_id, status, attempts in store.execute(sql, chunk).fetchall():
             found[job_id] = (Status(status), attempts)
     missing = [job_id for job_id in unique if job_id not in found]
@@ -259,8 +265,8 @@ def cancel(store: Store, ids: Sequence[int], now: float, reason: str = "cancelle
                 _event(store, job_id, now, attempts, status, Status.CANCELLED, reason)
                 outcomes.append(Outcome(job_id, status, Status.CANCELLED, "cancelled"))
                 for dependent in dependencies.on_failed(store, job_id, now):
-                    outcomes.append(Outcome(dependent, Status.WAITING, Status.CANCELLED,
-                                            dependencies.failure_reason(job_id)))  # fmt: skip
+                    outcomes.append(Outcome(dependent.job_id, Status.WAITING, Status.CANCELLED,
+                                            dependent.reason))  # fmt: skip
             else:  # running: the daemon that holds the lease stops the process tree
                 store.execute(
                     f"UPDATE job SET cancel_requested={p}, updated_at={p} WHERE id={p}",
@@ -273,7 +279,10 @@ def cancel(store: Store, ids: Sequence[int], now: float, reason: str = "cancelle
 
 @guarded
 def retry(store: Store, ids: Sequence[int], now: float) -> list[Outcome]:
-    """Put dead, cancelled or retrying jobs back in the queue to run now. All or nothing."""
+    """Put dead, cancelled or retrying jobs back in the queue to run now. All or nothing.
+
+    A job with a dead or cancelled dependency (not retried with it) is refused: it would wait forever.
+    """
     p = store.backend.param
     outcomes: list[Outcome] = []
     with store.write():
@@ -281,6 +290,7 @@ def retry(store: Store, ids: Sequence[int], now: float) -> list[Outcome]:
             store, ids, RETRYABLE, "nothing retried",
             "only dead, cancelled or retrying jobs can be retried; submit a succeeded job again to rerun it",
         )  # fmt: skip
+        waiting = []
         for job_id, (status, attempts) in states.items():
             # A manual retry of a finished job grants a fresh retry budget; a pending
             # automatic retry just runs now.
@@ -296,9 +306,16 @@ def retry(store: Store, ids: Sequence[int], now: float) -> list[Outcome]:
             )
             _event(store, job_id, now, attempts, status, new, "retried by user")
             outcomes.append(Outcome(job_id, status, new, new.value))
+            if new is Status.WAITING:
+                waiting.append(job_id)
+        # after every named job is back, so retrying a job with its failed dependency works
+        for job_id in states:
             for dependent in dependencies.on_retried(store, job_id, now):
                 outcomes.append(Outcome(dependent, Status.CANCELLED, Status.WAITING,
                                         f"dependency {job_id} retried"))  # fmt: skip
+        refused = [why for why in (dependencies.retry_refusal(store, job_id) for job_id in waiting) if why]
+        if refused:
+            raise UsageError("; ".join(refused))  # rolls the whole retry back
     return outcomes
 
 

@@ -43,6 +43,7 @@ class Claim:
     timeout: float | None
     queue: str
     log_path: str
+    fence: float = 0.0  # the daemon's: time.monotonic() past which the worker must not run it
 
 
 @dataclass
@@ -149,7 +150,10 @@ def _claim_from_row(row: Sequence[Any]) -> Claim:
 @guarded
 def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: float,
            rng: random.Random | None = None) -> list[Recorded]:  # fmt: skip
-    """Record how attempts ended, all in one transaction. `owner` None: whoever holds the lease."""
+    """Record how attempts ended, all in one transaction. `owner` None: whoever holds the lease.
+
+    Dependents cancelled because a job failed are recorded too (status cancelled), after it.
+    """
     if not outcomes:
         return []
     recorded: list[Recorded] = []
@@ -159,7 +163,7 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
             recorded += _succeed(store, owner, succeeded, now, rng)
         for outcome in outcomes:
             if outcome.failure is not None:
-                recorded.append(_fail(store, owner, outcome, now, rng))
+                recorded += _fail(store, owner, outcome, now, rng)
     return recorded
 
 
@@ -208,7 +212,9 @@ def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: floa
                 recorded[index] = Recorded(record.job_id, record.attempt, Status.SUCCEEDED,
                                            "succeeded; released " + ", ".join(map(str, released)))  # fmt: skip
     recorded += [Recorded(job_id, attempt, None, "stale attempt: not recorded") for job_id, attempt in stale]
-    return recorded + [_fail(store, owner, outcome, now, rng) for outcome in refused]
+    for outcome in refused:
+        recorded += _fail(store, owner, outcome, now, rng)
+    return recorded
 
 
 def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
@@ -217,17 +223,24 @@ def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
 
 
 def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
-          rng: random.Random | None) -> Recorded:  # fmt: skip
+          rng: random.Random | None) -> list[Recorded]:  # fmt: skip
+    """One failed attempt through the retry policy; a cancel requested meanwhile wins.
+
+    Returns its record, then one per dependent cancelled because it ended dead or cancelled.
+    """
     p = store.backend.param
     clause, extra = _owner_clause(store, owner)
+    # FOR UPDATE on PostgreSQL: a cancel requested between this read and the write below waits
+    lock = " FOR UPDATE" if store.backend.name == "postgresql" else ""
     row = store.execute(
         "SELECT max_retries, retry_offset, backoff_base, backoff_factor, backoff_max, retry_on, "
-        f"retry_on_exit_codes FROM job WHERE id={p} AND attempts={p} AND status='running'{clause}",
+        f"retry_on_exit_codes, cancel_requested FROM job WHERE id={p} AND attempts={p} "
+        f"AND status='running'{clause}{lock}",
         [outcome.job_id, outcome.attempt, *extra],
     ).fetchone()
     if row is None:
-        return Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")
-    max_retries, offset, base, factor, cap, retry_on, retry_codes = row
+        return [Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")]
+    max_retries, offset, base, factor, cap, retry_on, retry_codes, cancel_requested = row
     policy = RetryPolicy(
         max_retries=max_retries,
         backoff=Backoff(base=base, factor=factor, max=cap),
@@ -236,13 +249,16 @@ def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
     )
     failure = outcome.failure
     assert failure is not None
-    decision = after_failure(policy, outcome.attempt, offset, failure, now, rng)
-    finished = now if decision.status in (Status.DEAD, Status.CANCELLED) else None
+    decision = after_failure(policy, outcome.attempt, offset, failure, now, rng,
+                             cancel_requested=bool(cancel_requested))  # fmt: skip
+    ended = decision.status in (Status.DEAD, Status.CANCELLED)
+    # a cancelled job's error says it was cancelled (and how the attempt ended)
+    error = decision.message if decision.status is Status.CANCELLED else failure.message
     store.execute(
         f"UPDATE job SET status={p}, run_at=COALESCE({p}, run_at), finished_at={p}, updated_at={p}, "
         f"error={p}, exit_code={p}, retry_offset=retry_offset+{p}, lease_owner=NULL, "
         f"lease_until=NULL, cancel_requested={p} WHERE id={p} AND attempts={p}",
-        [decision.status.value, decision.run_at, finished, now, failure.message,
+        [decision.status.value, decision.run_at, now if ended else None, now, error,
          failure.exit_code, 0 if decision.consumes_retry else 1, False, outcome.job_id,
          outcome.attempt],
     )  # fmt: skip
@@ -252,11 +268,12 @@ def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
          json.dumps(failure.details())),
     )  # fmt: skip
     message = decision.message
-    if decision.status in (Status.DEAD, Status.CANCELLED):
-        cancelled = dependencies.on_failed(store, outcome.job_id, now)
-        if cancelled:
-            message += f"; cancelled dependents {', '.join(map(str, cancelled))}"
-    return Recorded(outcome.job_id, outcome.attempt, decision.status, message)
+    cancelled = dependencies.on_failed(store, outcome.job_id, now) if ended else []
+    if cancelled:
+        message += f"; cancelled dependents {', '.join(str(d.job_id) for d in cancelled)}"
+    return [Recorded(outcome.job_id, outcome.attempt, decision.status, message)] + [
+        Recorded(d.job_id, d.attempts, Status.CANCELLED, d.reason) for d in cancelled
+    ]
 
 
 @guarded
@@ -335,18 +352,24 @@ def register_daemon(store: Store, owner: str, host: str, pid: int, version: str,
 
 
 @guarded
-def heartbeat(store: Store, owner: str, now: float, lease_s: float, busy: int, state: str = "running") -> int:
-    """Renew this daemon's leases and its heartbeat row; returns how many leases were renewed."""
+def heartbeat(store: Store, owner: str, now: float, lease_s: float, busy: int,
+              state: str = "running") -> set[tuple[int, int]]:  # fmt: skip
+    """Renew this daemon's leases and its heartbeat row; returns the (id, attempt) renewed.
+
+    A job the daemon holds that is not among them was taken over by another daemon while this
+    one was stalled past the lease: the caller stops it at once.
+    """
     p = store.backend.param
     with store.write():
         store.execute(
             f"UPDATE daemon SET heartbeat_at={p}, busy={p}, state={p} WHERE id={p}", (now, busy, state, owner)
         )
-        cursor = store.execute(
-            f"UPDATE job SET lease_until={p} WHERE lease_owner={p} AND status='running' AND {NOT_QUEUED}",
+        rows = store.execute(
+            f"UPDATE job SET lease_until={p} WHERE lease_owner={p} AND status='running' AND {NOT_QUEUED} "
+            "RETURNING id, attempts",
             (now + lease_s, owner),
-        )
-        return cursor.rowcount
+        ).fetchall()
+    return {(job_id, attempt) for job_id, attempt in rows}
 
 
 @guarded
@@ -400,24 +423,33 @@ def mark_stopped(store: Store, owner: str, now: float) -> None:
 
 @guarded
 def release(store: Store, owner: str, claims: Sequence[Claim], now: float) -> int:
-    """Give back claimed jobs that never reached a worker: queued again, the attempt not counted.
+    """Give back claimed jobs that never started (held, or confirmed not started by their
+    worker): queued again, the attempt not counted; one whose cancel was asked meanwhile ends
+    cancelled instead (a cancel is durable).
 
-    Reusing the attempt number is safe here: no worker ever saw it.
+    Reusing the attempt number is safe here: no process ever ran it.
     """
     p = store.backend.param
     released = 0
     with store.write():
         for claim in claims:
-            cursor = store.execute(
-                f"UPDATE job SET status='queued', attempts=attempts-1, lease_owner=NULL, lease_until=NULL, "
+            row = store.execute(
+                "UPDATE job SET status=CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+                f"finished_at=CASE WHEN cancel_requested THEN {p} ELSE finished_at END, "
+                "error=CASE WHEN cancel_requested THEN 'cancelled by user' ELSE error END, "
+                "attempts=attempts-1, lease_owner=NULL, lease_until=NULL, cancel_requested=FALSE, "
                 f"started_at=NULL, updated_at={p} WHERE id={p} AND lease_owner={p} AND attempts={p} "
-                "AND status='running'",
-                (now, claim.id, owner, claim.attempt),
+                "AND status='running' RETURNING status",
+                (now, now, claim.id, owner, claim.attempt),
+            ).fetchone()
+            if row is None:
+                continue
+            message = "cancelled by user (never started)" if row[0] == "cancelled" else "given back: not started"
+            store.execute(
+                store.backend.insert_event,
+                (claim.id, now, claim.attempt - 1, "running", row[0], message, None),
             )
-            if cursor.rowcount == 1:
-                store.execute(
-                    store.backend.insert_event,
-                    (claim.id, now, claim.attempt - 1, "running", "queued", "given back: not started", None),
-                )
-                released += 1
+            if row[0] == "cancelled":
+                dependencies.on_failed(store, claim.id, now)
+            released += 1
     return released

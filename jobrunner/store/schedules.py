@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from jobrunner.config import Config
 
 ACTIVE = ("queued", "scheduled", "waiting", "running", "retrying")
+#: How last_note starts on a schedule that cannot fire (its task left the config, a field no
+#: longer validates...); the reason follows. The daemon skips it until the row is replaced or
+#: its config is reloaded (scheduler.Scheduler.load checks every schedule again).
+BROKEN = "broken: "
 COLUMNS = (
     "name", "source", "kind", "expression", "timezone", "job", "misfire", "misfire_grace",
     "max_running", "paused", "next_fire_at", "last_fire_at", "last_job_id", "missed", "last_note",
@@ -87,6 +91,70 @@ def save_schedule(store: Store, row: ScheduleRow, replace: bool) -> None:
         store.execute(
             f"INSERT INTO schedule ({', '.join(COLUMNS)}) VALUES ({', '.join([p] * len(COLUMNS))})", values
         )
+
+
+def broken_reason(row: ScheduleRow) -> str | None:
+    """Why a schedule cannot fire, or None when it can."""
+    note = row.last_note or ""
+    return note[len(BROKEN) :] if note.startswith(BROKEN) else None
+
+
+@guarded
+def mark_broken(store: Store, name: str, reason: str, now: float) -> bool:
+    """Record why a schedule cannot fire; False if that very reason was recorded already."""
+    p = store.backend.param
+    note = BROKEN + reason
+    with store.write():
+        return store.execute(
+            f"UPDATE schedule SET last_note={p}, updated_at={p} "
+            f"WHERE name={p} AND (last_note IS NULL OR last_note <> {p})",
+            (note, now, name, note),
+        ).rowcount == 1
+
+
+@guarded
+def clear_broken(store: Store, name: str, now: float) -> bool:
+    """A schedule fires again: drop its broken mark. False if it had none."""
+    p = store.backend.param
+    with store.write():
+        return store.execute(
+            f"UPDATE schedule SET last_note=NULL, updated_at={p} WHERE name={p} AND last_note LIKE {p}",
+            (now, name, BROKEN + "%"),
+        ).rowcount == 1
+
+
+def problem(row: ScheduleRow, config: Config) -> str | None:
+    """Why this schedule could not fire under `config` (its timing or its job), or None."""
+    from jobrunner.triggers import make_trigger
+
+    try:
+        make_trigger(row.kind, row.expression, row.timezone, row.created_at)
+        job_spec_for(row, config)
+    except Exception as exc:  # whatever it is, it is this schedule's and only this one's
+        return describe_error(exc)
+    return None
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a schedule's error: our own errors by their message, anything else with its type too."""
+    from jobrunner.errors import JobrunnerError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if isinstance(exc, JobrunnerError | ValueError) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def repair_hint(row: ScheduleRow) -> str:
+    """How a user gets a broken schedule firing again (or rid of it)."""
+    reload = "then reload the daemon (SIGHUP, `systemctl reload jobrunner`) or restart it"
+    if row.source == "config":
+        return f"fix [schedules.{row.name}] (or the task it names) in the daemon's config, {reload}"
+    remove = f"or remove the schedule: `jobrunner schedule remove {row.name}`"
+    task = row.job.get("task")
+    if task is not None:
+        return f"restore [tasks.{task}] in the daemon's config, {reload}; {remove}"
+    return f"fix the daemon's config, {reload}; {remove} (and add it again)"
 
 
 @guarded
@@ -177,7 +245,7 @@ def fire(store: Store, name: str, expected_next: float | None, run_times: Sequen
             )
             ids.append(job_id)
         if missed and note is None:
-            note = f"missed {missed} fire time(s) while the daemon was down (misfire={row.misfire})"
+            note = f"missed {missed} fire time(s) while the daemon was down or the schedule broken (misfire={row.misfire})"
         updates = f"missed=missed+{p}, updated_at={p}"
         params: list[Any] = [missed, now]
         if not manual:
@@ -186,7 +254,7 @@ def fire(store: Store, name: str, expected_next: float | None, run_times: Sequen
         if ids:
             updates += f", last_fire_at={p}, last_job_id={p}"
             params += [max(runnable) if not manual else now, ids[-1]]
-        if note is not None or ids:
+        if (note is not None or ids) and not (manual and broken_reason(row) is not None):
             updates += f", last_note={p}"
             params.append(note)
         store.execute(f"UPDATE schedule SET {updates} WHERE name={p}", [*params, name])
@@ -207,7 +275,7 @@ def schedule_view(store: Store, row: ScheduleRow) -> dict[str, Any]:
         "misfire_grace": row.misfire_grace, "max_running": row.max_running, "paused": row.paused,
         "next_fire_at": iso(row.next_fire_at), "last_fire_at": iso(row.last_fire_at),
         "last_job_id": row.last_job_id, "last_job_status": last_status, "missed": row.missed,
-        "last_note": row.last_note,
+        "last_note": row.last_note, "broken": broken_reason(row) is not None, "error": broken_reason(row),
     }  # fmt: skip
 
 
@@ -228,7 +296,10 @@ def describe(kind: str, expression: str) -> str:
     if kind == "cron":
         from jobrunner.domain.cron import parse_cron
 
-        return parse_cron(expression).describe()
+        try:
+            return parse_cron(expression).describe()
+        except ValueError:  # a row an older version accepted: listed (and marked broken), not fatal
+            return "not a valid cron expression"
     return f"every {expression}" if kind == "every" else f"once at {expression}"
 
 

@@ -1,0 +1,162 @@
+"""Process trees: find every process a job started, and end them all.
+
+A process group is not the whole tree: a job's child may leave it with `setsid`. So every
+worker is a child subreaper (PR_SET_CHILD_SUBREAPER): whatever a job leaves behind when
+its parent exits is re-parented to the worker instead of to init, so the worker's
+descendants are exactly the job's processes. The daemon is a subreaper too, so a worker
+killed with SIGKILL hands its job's processes to the daemon, which ends them.
+
+Linux only; elsewhere these are no-ops and a job's process group is all that is stopped.
+(A cgroup would also catch a process that double-forks away from a subreaper-less system;
+none is delegated to us in the environments we run in, so the subreaper is the mechanism.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+PR_SET_CHILD_SUBREAPER = 36
+_prctl: Callable[..., int] | bool | None = None
+
+
+def become_subreaper() -> bool:
+    """Make orphaned descendants re-parent to this process; False where unsupported."""
+    global _prctl
+    if not sys.platform.startswith("linux"):
+        return False
+    if _prctl is None:
+        try:
+            import ctypes
+
+            _prctl = ctypes.CDLL(None, use_errno=True).prctl
+        except (OSError, AttributeError):
+            _prctl = False
+    return bool(_prctl) and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0  # type: ignore[operator]
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live (non-zombie) process, from /proc."""
+    found: dict[int, int] = {}
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] != b"Z":
+            found[int(name)] = int(fields[1])
+    return found
+
+
+def descendants(root: int, exclude: Iterable[int] = (), parents: dict[int, int] | None = None) -> list[int]:
+    """Every live process below `root` (not `root` itself), skipping the subtrees of `exclude`."""
+    children: dict[int, list[int]] = {}
+    for pid, parent in (_parents() if parents is None else parents).items():
+        children.setdefault(parent, []).append(pid)
+    skip = set(exclude)
+    found, frontier = [], [root]
+    while frontier:
+        for pid in children.get(frontier.pop(), ()):
+            if pid not in skip:
+                found.append(pid)
+                frontier.append(pid)
+    return found
+
+
+def signal_all(pids: Iterable[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def reap_children() -> bool:
+    """Collect every exited child of this process; True while some child is still alive.
+
+    Call only when no other code waits for this process's children (subprocess, multiprocessing)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
+def end_descendants(grace: float, term_first: bool = True) -> int:
+    """End every process below this one: SIGTERM, then SIGKILL after `grace` seconds, until
+    none is left. For a worker between jobs, whose only children are what a job left behind.
+    Returns how many processes were found (0 on the fast path: no child at all)."""
+    if not reap_children():
+        return 0  # one system call: the common case, a job that left nothing behind
+    me = os.getpid()
+    found = descendants(me)
+    if term_first:
+        signal_all(found, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while reap_children() and time.monotonic() < deadline:
+            if not descendants(me):
+                break
+            time.sleep(0.01)
+    while True:  # SIGKILL whatever is left, again and again: a process may fork meanwhile
+        left = descendants(me)
+        if not left:
+            reap_children()
+            return len(found)
+        signal_all(left, signal.SIGKILL)
+        reap_children()
+        time.sleep(0.002)
+
+
+def end_orphans(known: set[int], deadline_s: float = 5.0) -> list[int]:
+    """For the daemon: SIGKILL every child of this process that it did not start itself
+    (`known`: its workers, forkserver, resource tracker, notifier commands), with their
+    descendants, and wait until they are gone. Such children are what a dead worker's job
+    left: the daemon is their subreaper. Returns the pids ended.
+
+    Looked for again after every kill: a process whose parent dies is re-parented to us a
+    moment later, so one look would miss it."""
+    me = os.getpid()
+    ended: list[int] = []
+    deadline = time.monotonic() + deadline_s
+    while True:
+        reap_orphans(known)
+        parents = _parents()
+        roots = [pid for pid, parent in parents.items() if parent == me and pid not in known]
+        left = roots + [pid for root in roots for pid in descendants(root, parents=parents)]
+        if not left or time.monotonic() > deadline:
+            return ended
+        ended += [pid for pid in left if pid not in ended]
+        signal_all(left, signal.SIGKILL)
+        time.sleep(0.002)
+
+
+def reap_orphans(known: set[int]) -> None:
+    """Collect exited children this process did not start itself (zombies a subreaper inherits)."""
+    me = os.getpid()
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if not name.isdigit() or int(name) in known:
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as handle:
+                fields = handle.read().rsplit(b") ", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == b"Z" and int(fields[1]) == me:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(int(name), os.WNOHANG)
+

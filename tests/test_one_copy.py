@@ -1,0 +1,226 @@
+"""Issue 12's promises, each reproduction as a user would meet it: at most one running copy,
+stop means stop, nothing waits forever. Real daemons, real signals, real process trees."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_jobrunner, wait_until
+
+FINAL = ("succeeded", "dead", "cancelled")
+
+
+def alive(pid: int) -> bool:
+    """Exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b") ", 1)[1][:1] != b"Z"
+    except OSError:
+        return False
+
+
+def parent_of(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        return int(handle.read().rsplit(b") ", 1)[1].split()[1])
+
+
+def ledger_script(ledger: Path, body: str) -> str:
+    """A shell job that first checks no earlier attempt of it is still alive (an overlap is
+    written to the ledger as it happens), then records its own start and pid."""
+    return (
+        f'for p in $(cat {ledger}.pids 2>/dev/null); do kill -0 "$p" 2>/dev/null && '
+        f'echo "OVERLAP $JOBRUNNER_ATTEMPT $p" >> {ledger}; done; '
+        f'echo $$ >> {ledger}.pids; echo "start $JOBRUNNER_ATTEMPT $$" >> {ledger}; {body}'
+    )
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []
+
+
+@pytest.fixture
+def leftovers():
+    """pids a test wants dead by its end, whatever happens."""
+    pids: list[int] = []
+    yield pids
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_job_sent_ahead_runs_once_while_the_write_lock_is_held(cli, daemon, db_path, tmp_path):
+    """Reproduction 1: B waits in a worker's line behind a job; the daemon, blocked on the
+    write lock, must not take B back as 'not started' once the worker has started it."""
+    daemon.start("--workers", "2")
+    warm = [cli.submit("--", "true") for _ in range(16)]  # short jobs switch claim-ahead on
+    wait_until(lambda: all(cli.job(i)["status"] == "succeeded" for i in warm), timeout=30)
+    ledger = tmp_path / "b.ledger"
+    source = tmp_path / "jobs.jsonl"
+    source.write_text(
+        "\n".join(
+            json.dumps(line)
+            for line in [
+                {"command": ["sleep", "0.45"], "priority": "critical", "name": "A"},
+                {"command": ["sleep", "0.2"], "priority": "high", "name": "X"},
+                {"command": ["sh", "-c", ledger_script(ledger, "sleep 3")], "name": "B"},
+            ]
+        )
+        + "\n"
+    )
+    a, x, b = (int(n) for n in cli.ok("submit", "--from-file", str(source)).split())
+    wait_until(lambda: all(cli.job(i)["status"] != "queued" for i in (a, x, b)), timeout=10, interval=0.005)
+    with contextlib.closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as conn:
+        conn.execute("BEGIN IMMEDIATE")  # as a large purge or bulk submit does
+        time.sleep(1.5)
+        conn.execute("ROLLBACK")
+    wait_until(lambda: cli.job(b)["status"] in FINAL, timeout=30)
+    starts = [line for line in lines(ledger) if line.startswith("start")]
+    assert len(starts) == 1, (starts, cli.job(b)["events"])
+    assert not [line for line in lines(ledger) if line.startswith("OVERLAP")]
+    assert cli.job(b)["status"] == "succeeded" and cli.job(b)["attempts"] == 1
+
+
+def test_a_worker_killed_with_sigkill_takes_its_shell_job_with_it(cli, daemon, tmp_path, leftovers):
+    """Reproduction 2: the retry must not start while attempt 1's process still runs."""
+    daemon.start("--workers", "1")
+    ledger = tmp_path / "ledger"
+    job = cli.submit("--retries", "1", "--backoff", "0", "--", "sh", "-c",
+                     ledger_script(ledger, "setsid sleep 30 & exec sleep 15"))  # fmt: skip
+    wait_until(lambda: lines(ledger), timeout=20)
+    first = int(lines(ledger)[0].split()[2])
+    leftovers.append(first)
+    os.kill(parent_of(first), signal.SIGKILL)  # the worker
+    wait_until(lambda: len([x for x in lines(ledger) if x.startswith("start")]) == 2, timeout=20)
+    assert not [line for line in lines(ledger) if line.startswith("OVERLAP")], lines(ledger)
+    assert not alive(first)
+    events = cli.job(job)["events"]
+    assert any("worker died: killed by signal 9" in (e["message"] or "") for e in events)
+    cli.ok("cancel", str(job))
+    wait_until(lambda: cli.job(job)["status"] == "cancelled", timeout=20)
+
+
+def _stopped_job_leaves_nothing(cli, tmp_path, leftovers, stop, script: str, expect: str) -> None:
+    marks = tmp_path / "pids"
+    job = cli.submit("--timeout", "1" if stop == "timeout" else "60", "--", "sh", "-c",
+                     f"{script} echo $! >> {marks}; sleep 30")  # fmt: skip
+    wait_until(lambda: lines(marks), timeout=20)
+    grandchild = int(lines(marks)[0])
+    leftovers.append(grandchild)
+    if stop == "cancel":
+        cli.ok("cancel", str(job))
+    wait_until(lambda: cli.job(job)["status"] in FINAL, timeout=20)
+    assert not alive(grandchild), "recorded as ended while its grandchild still runs"
+    assert cli.job(job)["status"] == expect
+
+
+@pytest.mark.parametrize("stop", ["timeout", "cancel"])
+def test_a_stopped_job_leaves_no_grandchild_that_ignores_sigterm(cli, daemon, tmp_path, leftovers, stop):
+    """Reproduction 3: the direct child exits on SIGTERM; the grandchild ignores it and must
+    get SIGKILL after the kill grace (the daemon fixture passes --kill-grace 1)."""
+    daemon.start("--workers", "1")
+    expect = "dead" if stop == "timeout" else "cancelled"
+    _stopped_job_leaves_nothing(cli, tmp_path, leftovers, stop, '( trap "" TERM; exec sleep 40 ) &', expect)
+
+
+@pytest.mark.parametrize("stop", ["timeout", "cancel"])
+def test_a_stopped_job_leaves_no_child_that_left_with_setsid(cli, daemon, tmp_path, leftovers, stop):
+    """Reproduction 11: a child in its own session is outside the job's process group."""
+    daemon.start("--workers", "1")
+    expect = "dead" if stop == "timeout" else "cancelled"
+    _stopped_job_leaves_nothing(cli, tmp_path, leftovers, stop, "setsid sleep 40 &", expect)
+
+
+def test_a_finished_job_leaves_nothing_running(cli, daemon, tmp_path, leftovers):
+    """Stop means stop at a normal end too: what a job leaves behind is ended before its end is
+    recorded, so retention can never delete a log something still writes."""
+    daemon.start("--workers", "1")
+    marks = tmp_path / "pids"
+    job = cli.submit("--", "sh", "-c", f"setsid sh -c 'sleep 40' & echo $! >> {marks}; exit 0")
+    wait_until(lambda: cli.job(job)["status"] in FINAL, timeout=20)
+    leftovers.extend(int(p) for p in lines(marks))
+    assert cli.job(job)["status"] == "succeeded"
+    assert not [p for p in leftovers if alive(p)]
+
+
+@pytest.mark.slow
+def test_a_stalled_daemon_stops_its_job_before_another_daemon_runs_it(cli, daemon, tmp_path, leftovers):
+    """Reproduction 7: daemon A is stopped past its lease while daemon B runs. B runs attempt
+    2; A's worker must have ended attempt 1 by then (it fences itself), and A, resumed, must
+    not run attempt 1 on beside it."""
+    daemon.start("--workers", "1", "--lease", "3", "--heartbeat", "0.5")
+    ledger = tmp_path / "ledger"
+    job = cli.submit("--retries", "2", "--backoff", "0", "--", "sh", "-c", ledger_script(ledger, "exec sleep 30"))
+    wait_until(lambda: lines(ledger), timeout=20)
+    first = int(lines(ledger)[0].split()[2])
+    leftovers.append(first)
+    daemon.pause()
+    other = daemon.make().start("--workers", "1", "--lease", "3", "--heartbeat", "0.5")
+    wait_until(lambda: len([x for x in lines(ledger) if x.startswith("start")]) == 2, timeout=40)
+    leftovers.append(int(lines(ledger)[-1].split()[2]))
+    assert not [line for line in lines(ledger) if line.startswith("OVERLAP")], lines(ledger)
+    assert not alive(first)
+    daemon.signal(signal.SIGCONT)
+    time.sleep(0)  # let it run: it must notice its lease is gone without harming attempt 2
+    wait_until(lambda: "stopped by its worker" in daemon.output() or "no longer this daemon's" in daemon.output(),
+               timeout=20)  # fmt: skip
+    job_now = cli.job(job)
+    assert job_now["status"] == "running" and job_now["attempts"] == 2
+    assert job_now["lease_owner"] and job_now["lease_owner"] in other.output()
+    cli.ok("cancel", str(job))
+    wait_until(lambda: cli.job(job)["status"] == "cancelled", timeout=20)
+
+
+def test_a_job_that_cannot_be_handed_over_fails_alone(cli, daemon, db_path):
+    """Reproduction 9: arguments nested 700 deep do not pickle; that job fails with the reason,
+    the daemon keeps running and the job queued behind it runs."""
+    from jobrunner import submit
+
+    nested: list = []
+    for _ in range(700):
+        nested = [nested]
+    bad = submit("tests.jobfuncs:add", kwargs={"a": nested, "b": 1}, db=str(db_path))
+    good = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=2")
+    daemon.start("--workers", "1")
+    wait_until(lambda: cli.job(good)["status"] in FINAL and cli.job(bad)["status"] in FINAL, timeout=20)
+    assert cli.job(good)["status"] == "succeeded"
+    job = cli.job(bad)
+    assert job["status"] == "dead" and "cannot be handed to a worker" in job["error"], job["error"]
+    assert daemon.proc is not None and daemon.proc.poll() is None
+    assert "Traceback" not in daemon.output()
+
+
+def test_status_notices_a_killed_daemon_at_once(cli, daemon):
+    """Reproduction 10: a kill -9'd daemon on this host reads as down immediately."""
+    daemon.start("--workers", "1")
+    assert run_jobrunner("status").returncode == 0
+    daemon.kill(signal.SIGKILL)
+    result = run_jobrunner("status", "--json")
+    assert result.returncode == 3, result.stdout
+    assert json.loads(result.stdout)["alive"] is False
+
+
+def test_a_long_python_job_sent_ahead_has_a_live_log(cli, daemon, tmp_path):
+    """Reproduction 1's last point: a job sent ahead in a run of short jobs writes into the
+    worker's spare file; once it runs long its log is its own, live."""
+    daemon.start("--workers", "1")
+    marker = tmp_path / "go-on"
+    source = tmp_path / "jobs.jsonl"
+    noop = {"callable": "tests.jobfuncs:add", "kwargs": {"a": 1, "b": 2}}
+    long = {"callable": "tests.jobfuncs:print_until", "kwargs": {"marker": str(marker)}, "name": "long"}
+    source.write_text("\n".join(json.dumps(line) for line in [noop] * 40 + [long] + [noop] * 5) + "\n")
+    ids = [int(n) for n in cli.ok("submit", "--from-file", str(source)).split()]
+    job = ids[40]
+    wait_until(lambda: cli.job(job)["status"] == "running", timeout=20)
+    assert "sent ahead" in daemon.output()  # the short jobs did run ahead of their turn
+    wait_until(lambda: "first line\n" in cli("logs", str(job)).stdout, timeout=10)
+    marker.touch()
+    wait_until(lambda: all(cli.job(i)["status"] == "succeeded" for i in ids), timeout=20)
+    assert cli.ok("logs", str(job)).endswith("first line\nlast line\n")
