@@ -118,3 +118,12 @@ def log_to_stderr(message: str) -> str:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("tests.jobfuncs").info(message)
     return message
+
+
+def spawn_and_sleep(pids: str, seconds: float = 30.0) -> None:
+    """Starts a child that outlives nothing on its own (it sleeps 40 s), records its pid, sleeps."""
+    import subprocess
+
+    child = subprocess.Popen(["sleep", "40"])
+    Path(pids).write_text(f"{child.pid}\n")
+    time.sleep(seconds)

@@ -224,3 +224,39 @@ def test_a_long_python_job_sent_ahead_has_a_live_log(cli, daemon, tmp_path):
     marker.touch()
     wait_until(lambda: all(cli.job(i)["status"] == "succeeded" for i in ids), timeout=20)
     assert cli.ok("logs", str(job)).endswith("first line\nlast line\n")
+
+
+def test_a_daemon_killed_while_a_worker_ends_a_jobs_leftovers_leaves_none(cli, daemon, tmp_path, leftovers):
+    """Found by the chaos test: the worker is ending what a finished job left (SIGTERM, then
+    SIGKILL after the grace) when the daemon is kill -9'd; the worker dies with it and must
+    take the leftover with it."""
+    daemon.start("--workers", "1", "--kill-grace", "5")
+    marks = tmp_path / "pids"
+    cli.submit("--", "sh", "-c", f'( trap "" TERM; exec sleep 40 ) & echo $! >> {marks}; exit 0')
+    wait_until(lambda: lines(marks), timeout=20)
+    leftover = int(lines(marks)[0])
+    leftovers.append(leftover)
+    wait_until(lambda: "job 1 started" in daemon.output(), timeout=10)
+    daemon.kill(signal.SIGKILL)  # within the 5 s grace
+    wait_until(lambda: not alive(leftover), timeout=5)
+
+
+def test_a_restarted_daemon_ends_what_a_lost_attempt_left_before_recording_it(cli, daemon, tmp_path, leftovers):
+    """A Python job's child survives its worker's SIGKILL (the daemon was kill -9'd); the next
+    daemon ends it before it records the attempt lost and retries it."""
+    daemon.start("--workers", "1")
+    marks = tmp_path / "pids"
+    job = cli.submit("--retries", "1", "--backoff", "0", "--call", "tests.jobfuncs:spawn_and_sleep",
+                     "--arg", f"pids={marks}", "--arg", "seconds=1")  # fmt: skip
+    wait_until(lambda: lines(marks), timeout=20)
+    child = int(lines(marks)[0])
+    leftovers.append(child)
+    daemon.kill(signal.SIGKILL)
+    time.sleep(0.2)  # the worker's death signal is delivered at once; its child lives on
+    assert alive(child)
+    daemon.start()
+    wait_until(lambda: "recovered from dead daemon" in daemon.output(), timeout=20)
+    assert not alive(child)
+    assert "process(es) of lost attempts still running" in daemon.output()
+    wait_until(lambda: cli.job(job)["status"] in FINAL, timeout=30)
+    leftovers.extend(int(p) for p in lines(marks))

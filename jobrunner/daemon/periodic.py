@@ -16,6 +16,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
+from jobrunner.daemon import tree
 from jobrunner.daemon.ahead import HOLD_S
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind
@@ -124,11 +125,25 @@ class PeriodicWork:
         """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""
         for owner, pid in runs.stale_daemons(self.store, self.host, self.owner):
             if not pid_alive(pid):
+                self._end_stray_processes(runs.held_by(self.store, owner))
                 for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
                     self._log_recovered(record, f"recovered from dead daemon {owner}")
-        for record in runs.recover_expired(self.store, now, self.rng):
-            self._log_recovered(record, "recovered (lease expired)")
+        expired = runs.expired_leases(self.store, now)
+        if expired:
+            self._end_stray_processes(set(expired))
+            for record in runs.recover_expired(self.store, now, self.rng):
+                self._log_recovered(record, "recovered (lease expired)")
         self.maybe_work = True
+
+    def _end_stray_processes(self: Service, attempts: set[tuple[int, int]]) -> None:
+        """Before a lost attempt is recorded (and may be retried): end whatever of it still runs on
+        this host. A kill -9'd daemon's workers die with it, but a process its job started may
+        live on (a child that ignores SIGTERM while its worker was ending it, say)."""
+        pids = tree.job_processes(self.store.target, attempts)
+        if pids:
+            log.warning("ending %d process(es) of lost attempts still running: %s", len(pids),
+                        ", ".join(map(str, pids)))  # fmt: skip
+            tree.end_processes(pids)
 
     def _log_recovered(self: Service, record: runs.Recorded, how: str) -> None:
         """A lost attempt's record, or that of a dependent it cancelled (said as such)."""

@@ -160,3 +160,55 @@ def reap_orphans(known: set[int]) -> None:
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(int(name), os.WNOHANG)
 
+
+
+def job_processes(db_target: str, attempts: set[tuple[int, int]]) -> list[int]:
+    """Processes on this host still running one of `attempts` (job id, attempt) of the database
+    `db_target`, found by the variables every job process starts with (JOBRUNNER_DB,
+    JOBRUNNER_JOB_ID, JOBRUNNER_ATTEMPT). For a daemon about to record such attempts as lost: a
+    kill -9'd daemon's workers die with it, but what their jobs started may live on."""
+    if not attempts:
+        return []
+    wanted = {(str(job_id).encode(), str(attempt).encode()) for job_id, attempt in attempts}
+    database = db_target.encode()
+    found = []
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return found
+    for name in names:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as handle:
+                environ = handle.read()
+        except OSError:  # gone, or another user's
+            continue
+        if b"JOBRUNNER_JOB_ID=" not in environ:
+            continue
+        variables = dict(item.partition(b"=")[::2] for item in environ.split(b"\0") if item)
+        if variables.get(b"JOBRUNNER_DB") != database:
+            continue
+        if (variables.get(b"JOBRUNNER_JOB_ID"), variables.get(b"JOBRUNNER_ATTEMPT")) in wanted:
+            found.append(int(name))
+    return found
+
+
+def end_processes(pids: list[int], deadline_s: float = 5.0) -> None:
+    """SIGKILL these processes and wait (up to `deadline_s`) until none is alive."""
+    deadline = time.monotonic() + deadline_s
+    while True:
+        left = [pid for pid in pids if _alive(pid)]
+        if not left or time.monotonic() > deadline:
+            return
+        signal_all(left, signal.SIGKILL)
+        time.sleep(0.005)
+
+
+def _alive(pid: int) -> bool:
+    """Exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return handle.read().rsplit(b") ", 1)[1][:1] != b"Z"
+    except (OSError, IndexError):
+        return False

@@ -167,7 +167,9 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
                 message = f"cannot open the job's log {job['log_path']}: {exc.strerror or exc}"
                 failure = _failure(FailureKind.EXCEPTION, message, exception_names=["OSError"])
                 reply = ("done", job["id"], job["attempt"], None, failure, None)
-            tree.end_descendants(kill_grace)  # what the job left running (fast when nothing)
+            if tree.reap_children():  # the job left processes: end them (dying with us meanwhile)
+                with _child_dies_with_us(lambda: None):
+                    tree.end_descendants(kill_grace)
             if watch.end():
                 reply = ("done", job["id"], job["attempt"], None, _failure(FailureKind.LOST, FENCED), reply[5])
             conn.send(reply)

@@ -279,16 +279,32 @@ def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
 @guarded
 def recover_expired(store: Store, now: float, rng: random.Random | None = None) -> list[Recorded]:
     """Jobs whose lease ran out (their daemon died) fail this attempt as 'lost' and go on."""
+    outcomes = [
+        Outcome(job_id, attempt, Failure(FailureKind.LOST, f"lost: daemon {owner} died (lease expired)"))
+        for (job_id, attempt), owner in expired_leases(store, now).items()
+    ]
+    return finish(store, None, outcomes, now, rng)
+
+
+@guarded
+def held_by(store: Store, owner: str) -> set[tuple[int, int]]:
+    """(id, attempt) of the running jobs a daemon holds."""
+    p = store.backend.param
+    rows = store.execute(
+        f"SELECT id, attempts FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_owner={p}", (owner,)
+    ).fetchall()
+    return {(job_id, attempt) for job_id, attempt in rows}
+
+
+@guarded
+def expired_leases(store: Store, now: float) -> dict[tuple[int, int], str]:
+    """(id, attempt) -> lease owner of running jobs whose lease ran out (recover_expired's)."""
     p = store.backend.param
     rows = store.execute(
         f"SELECT id, attempts, lease_owner FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_until < {p}",
         (now,),
     ).fetchall()
-    outcomes = [
-        Outcome(job_id, attempt, Failure(FailureKind.LOST, f"lost: daemon {owner} died (lease expired)"))
-        for job_id, attempt, owner in rows
-    ]
-    return finish(store, None, outcomes, now, rng)
+    return {(job_id, attempt): owner for job_id, attempt, owner in rows}
 
 
 @guarded
@@ -296,10 +312,7 @@ def recover_owner(store: Store, owner: str, reason: str, now: float,
                   rng: random.Random | None = None) -> list[Recorded]:  # fmt: skip
     """All jobs a known-dead daemon held fail this attempt as 'lost', without waiting for leases."""
     p = store.backend.param
-    rows = store.execute(
-        f"SELECT id, attempts FROM job WHERE status='running' AND {NOT_QUEUED} AND lease_owner={p}", (owner,)
-    ).fetchall()
-    outcomes = [Outcome(job_id, attempt, Failure(FailureKind.LOST, reason)) for job_id, attempt in rows]
+    outcomes = [Outcome(job_id, attempt, Failure(FailureKind.LOST, reason)) for job_id, attempt in held_by(store, owner)]
     recorded = finish(store, owner, outcomes, now, rng)
     store.execute(f"UPDATE daemon SET state='stopped' WHERE id={p}", (owner,))
     return recorded
