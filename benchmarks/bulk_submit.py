@@ -30,7 +30,7 @@ def write_source(path: Path, jobs: int) -> Path:
     lines = []
     for i in range(jobs):
         if i % 2:
-            job = {"callable": "myapp.reports:build", "kwargs": {"month": f"2026-{i % 12 + 1:02d}", "n": i},
+            job = {"callable": "json:dumps", "kwargs": {"month": f"2026-{i % 12 + 1:02d}", "n": i},
                    "priority": "high"}  # fmt: skip
         else:
             job = {"command": ["convert", f"img-{i:05d}.png", f"img-{i:05d}.jpg"], "tags": ["images"]}
@@ -44,7 +44,7 @@ def bulk_seconds(source: Path, db: Path) -> tuple[float, int]:
     from jobrunner.cli.context import AppState
     from jobrunner.cli.submit import submit_file
 
-    state = AppState(db_option=str(db))
+    state = AppState(db_option=str(db), command=("submit",))
     state.store  # noqa: B018 - open and migrate before the clock starts, as the CLI has by then
     state.config  # noqa: B018
     try:
@@ -63,7 +63,7 @@ def job_rows(source: Path) -> list[tuple]:
     from jobrunner.store import repo
 
     now = time.time()
-    return [repo._job_row(spec, now) for spec in read_job_lines(str(source), AppState(), now)]
+    return [repo._job_row(spec, now) for spec in read_job_lines(str(source), AppState(command=("submit",)), now)]
 
 
 def sqlite3_seconds(rows: list[tuple], db: Path) -> float:

@@ -4,6 +4,7 @@ Timed: `jobrunner submit -- true` and `jobrunner list --limit 50` against a data
 100,000 jobs (stored first with `jobrunner submit --from-file`). Each command runs a couple of
 times untimed first. Bytecode is cached (in a private PYTHONPYCACHEPREFIX), as it is for an
 installed tool, even when PYTHONDONTWRITEBYTECODE is set in the calling environment.
+Also `jobrunner progress 40% 'step 2/5'` as a shell job calls it (bar: 50 ms a call).
 For context: bare interpreter start-up, and importing the Typer app without running a command.
 
 Usage: python -m benchmarks.cli_latency [--runs N] [--jobs N] [--json FILE]
@@ -11,11 +12,14 @@ Usage: python -m benchmarks.cli_latency [--runs N] [--jobs N] [--json FILE]
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -23,6 +27,7 @@ from benchmarks.common import Figure, standalone
 
 BAR_SUBMIT_MS = 150.0
 BAR_LIST_MS = 250.0
+BAR_PROGRESS_MS = 50.0
 WARMUP = 2
 
 
@@ -62,6 +67,32 @@ def wall_ms(
     return times
 
 
+def progress_ms(command: list[str], env: dict[str, str], work: Path, runs: int) -> list[float]:
+    """`jobrunner progress` as a shell job calls it: a FIFO read here as a worker reads it."""
+    fifo = work / "progress"
+    os.mkfifo(fifo, 0o600)
+    reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+    keep = os.open(fifo, os.O_WRONLY)  # as the worker: the reader never sees end-of-file
+    stop = threading.Event()
+
+    def drain() -> None:
+        while not stop.is_set():
+            select.select([reader], [], [], 0.1)
+            with contextlib.suppress(BlockingIOError):
+                os.read(reader, 1 << 16)
+
+    thread = threading.Thread(target=drain, daemon=True)
+    thread.start()
+    try:
+        job_env = {**env, "JOBRUNNER_PROGRESS": str(fifo), "JOBRUNNER_JOB_ID": "1", "JOBRUNNER_ATTEMPT": "1"}
+        return wall_ms({"progress": [*command, "progress", "40%", "step 2/5"]}, job_env, work, runs)["progress"]
+    finally:
+        stop.set()
+        thread.join()
+        os.close(reader)
+        os.close(keep)
+
+
 def fill(jobs: int, env: dict[str, str], cwd: Path) -> None:
     """`jobs` jobs in the database through the bulk path, in batches of 10,000."""
     done = 0
@@ -92,11 +123,14 @@ def measure(runs: int = 15, jobs: int = 100_000) -> list[Figure]:
             env, work, runs,
         )  # fmt: skip
         submit, listing, python, imports = times["submit"], times["list"], times["python"], times["import"]
+        progress = progress_ms(command, env, work, runs)
     return [
         Figure("jobrunner submit -- true", "ms", submit, higher_is_better=False, bar=BAR_SUBMIT_MS,
                note=f"whole process, database with {jobs:,} jobs"),
         Figure("jobrunner list --limit 50", "ms", listing, higher_is_better=False, bar=BAR_LIST_MS,
                note=f"whole process, database with {jobs:,} jobs"),
+        Figure("jobrunner progress 40% 'step 2/5'", "ms", progress, higher_is_better=False, bar=BAR_PROGRESS_MS,
+               note="whole process, inside a job: one line to its worker's progress FIFO"),
         Figure("  python -c pass", "ms", python, higher_is_better=False, note="interpreter start-up (with site)"),
         Figure("  python -c 'import jobrunner.cli.app'", "ms", imports, higher_is_better=False,
                note="the Typer app built, no command run"),

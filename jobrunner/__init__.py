@@ -5,10 +5,14 @@ Importing this package stays cheap: the store and CLI load only when used.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what __getattr__ hands out, for type checkers and editors
+    from jobrunner.api import Task, connect, submit, task
+    from jobrunner.jobcontext import JobContext, current_job
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "connect", "submit", "task"]
+__all__ = ["JobContext", "Task", "__version__", "connect", "current_job", "submit", "task"]
 
 
 def __getattr__(name: str) -> Any:
@@ -16,4 +20,8 @@ def __getattr__(name: str) -> Any:
         from jobrunner import api
 
         return getattr(api, name)
+    if name in ("current_job", "JobContext"):  # a job module imports it: keep that cheap
+        from jobrunner import jobcontext
+
+        return getattr(jobcontext, name)
     raise AttributeError(f"module 'jobrunner' has no attribute {name!r}")

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import functools
-import json
 import os
 import stat
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
 
-from jobrunner.domain.jobspec import CALLABLE_PATTERN, JobSpec, SpecError, build_spec
+from jobrunner.domain.jobspec import (
+    CALLABLE_PATTERN,
+    JobSpec,
+    SpecError,
+    build_spec,
+    check_runs_here,
+    job_ids,
+    run_time,
+)
 from jobrunner.errors import UsageError
 
 if TYPE_CHECKING:
@@ -51,6 +58,20 @@ def connect(db: str | None = None, config: str | None = None) -> Store:
     $JOBRUNNER_DB, the config file, XDG directories), but answered from a cache while
     none of what decides it has changed.
     """
+    target, durability = _db_place(db, config)
+    store_key = (os.getpid(), target)  # a forked child opens its own connection
+    store = _stores.get(store_key)
+    if store is None:
+        from jobrunner.store import open_store
+
+        store = _stores[store_key] = open_store(target, durability=durability)
+    return store
+
+
+def _db_place(db: str | None, config: str | None) -> tuple[str, str]:
+    """(database target, durability) for connect(db, config), without opening anything."""
+    if db is not None and type(db) is not str:
+        db = _path_text("db", db)
     env = _RAW_ENVIRON.get
     if db is not None and not config:  # no config involved, as before
         key: tuple[Any, ...] = (db, env(_HOME))
@@ -60,14 +81,16 @@ def connect(db: str | None = None, config: str | None = None) -> Store:
     place = _places.get(key)
     if place is None or _changed(key, place[0], place[1]):
         place = _find_place(key, db, config)
-    target, durability = place[2], place[3]
-    store_key = (os.getpid(), target)  # a forked child opens its own connection
-    store = _stores.get(store_key)
-    if store is None:
-        from jobrunner.store import open_store
+    return place[2], place[3]
 
-        store = _stores[store_key] = open_store(target, durability=durability)
-    return store
+
+def _path_text(name: str, value: Any) -> str:
+    """A path argument as text: a str or a pathlib.Path; anything else is a usage error."""
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise UsageError(f"{name}: must be a path or URL string, got {type(value).__name__}")
+    return value
 
 
 def _changed(key: tuple[Any, ...], paths: tuple[str, ...], stamps: tuple[Any, ...]) -> bool:
@@ -162,36 +185,55 @@ def submit(
     kwargs: dict[str, Any] | None = None,
     task: str | None = None,
     db: str | None = None,
-    run_at: float | None = None,
-    after: Sequence[int] = (),
+    at: Any = None,
+    delay: str | float | None = None,
+    after: int | Sequence[int] = (),
+    run_at: Any = None,
     **options: Any,
 ) -> int:
     """Store a job and return its id once committed.
 
     `target` is a function, a "pkg.mod:func" path, an argv list (shell job) or a shell
-    string; or pass `task=` to use a [tasks.NAME] from jobs.toml. Options: name, queue,
-    priority, retries, timeout, backoff, tags, metadata, cwd, env, retry_on,
-    retry_on_exit_codes.
+    string; or pass `task=` to use a [tasks.NAME] from jobs.toml. `at` is when it may start
+    (a datetime, ISO 8601 text as `submit --at` takes, or epoch seconds), `delay` how long
+    from now ("10m" or seconds; `in` is a Python keyword), `after` the ids it waits for.
+    Options: name, queue, priority, retries, timeout, backoff, tags, metadata, cwd, env,
+    retry_on, retry_on_exit_codes. A bad value raises UsageError naming it; nothing is stored.
+    `run_at` is the old name of `at`.
     """
     fields: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
+    cwd = fields.get("cwd") if options else None
+    if cwd is not None and type(cwd) is not str and isinstance(cwd, os.PathLike):
+        fields["cwd"] = _path_text("cwd", cwd)  # a pathlib.Path
+    found_here = False  # a function object's module is imported already: nothing to look up
     if target is not None:
         if callable(target):
             fields["callable"] = callable_path(target)
-        elif isinstance(target, str) and CALLABLE_PATTERN.match(target):
-            fields["callable"] = target
+            found_here = True
+        elif isinstance(target, str):
+            fields["callable" if CALLABLE_PATTERN.match(target) else "command"] = target
+        elif isinstance(target, _LIST_OR_TUPLE):
+            fields["command"] = list(target)
         else:
-            fields["command"] = target if isinstance(target, str) else list(target)
+            raise UsageError(
+                f"target: {type(target).__name__} is not a job: give a function, 'package.module:function', "
+                "an argv list or a shell string"
+            )  # fmt: skip
     if args:
-        fields["args"] = list(args)
+        fields["args"] = list(args) if isinstance(args, _LIST_OR_TUPLE) else args
     if kwargs:
-        fields["kwargs"] = dict(kwargs)
-    _check_json(fields)
+        fields["kwargs"] = kwargs
     spec = _spec(fields, task)
-    spec.run_at = run_at
-    spec.after = list(after)
+    if at is not None or delay is not None or run_at is not None or after != ():
+        _when_and_after(spec, at, delay, run_at, after)
+    if spec.cwd is not None or (spec.callable is not None and not found_here):
+        _check_here(spec, db)
     if spec.kind == "shell" and spec.cwd is None:
         spec.cwd = os.getcwd()
     return _repo().submit(connect(db), spec, time.time())
+
+
+_LIST_OR_TUPLE = (list, tuple)  # built once: `list | tuple` in an isinstance costs a new union per call
 
 
 @functools.cache
@@ -211,15 +253,32 @@ def _spec(fields: dict[str, Any], task: str | None) -> JobSpec:
         raise UsageError(str(exc)) from None
 
 
-def _check_json(fields: dict[str, Any]) -> None:
-    for key in ("args", "kwargs", "metadata"):
-        value = fields.get(key)
-        if not value and (value is None or type(value) in (list, dict)):
-            continue  # nothing that could fail to encode
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise UsageError(f"{key} must be JSON-serialisable: {exc}") from None
+def _when_and_after(spec: JobSpec, at: Any, delay: Any, run_at: Any, after: Any) -> None:
+    """Set when the job may start and what it waits for, as submit's arguments say."""
+    at_key = "at"
+    if run_at is not None:
+        import warnings
+
+        warnings.warn("submit(run_at=...) is deprecated: use at=", DeprecationWarning, stacklevel=3)
+        if at is not None:
+            raise UsageError("give at or run_at (its old name), not both")
+        at, at_key = run_at, "run_at"
+    try:
+        spec.run_at = run_time(at, delay, time.time(), at_key, "delay")
+        if after is not None and (after or not isinstance(after, _LIST_OR_TUPLE)):  # 0 is no id
+            spec.after = job_ids("after", after)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _check_here(spec: JobSpec, db: str | None) -> None:
+    """check_runs_here where the daemon shares this machine (a SQLite file, not a URL)."""
+    if "://" in _db_place(db, None)[0]:
+        return
+    try:
+        check_runs_here(spec, _current_config)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 class Task(Generic[P, R]):
@@ -239,18 +298,23 @@ class Task(Generic[P, R]):
 
     def submit(self, *args: P.args, **kwargs: P.kwargs) -> int:
         """Queue a run of this function with these arguments; returns the job id."""
-        return submit(self.path, args=args, kwargs=kwargs, **self.options)
+        return submit(self.func, args=args, kwargs=kwargs, **self.options)
 
     def with_options(self, **options: Any) -> Task[P, R]:
         """The same task with some options changed for the next submits (priority, queue, ...)."""
         return Task(self.func, {**self.options, **options})
 
 
+_SUBMIT_ONLY = ("db", "at", "delay", "run_at", "after")  # submit's own arguments, not job fields
+
+
 def task(
     func: Callable[P, R] | None = None, **options: Any
 ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
-    """`@task` or `@task(retries=3, timeout="5m", queue="emails")`."""
-    build_spec({"callable": "a:b", **{k: v for k, v in options.items() if k not in ("db",)}})
+    """`@task` or `@task(retries=3, timeout="5m", queue="emails")`; bad options raise UsageError here."""
+    job_options = {k: v for k, v in options.items() if k not in _SUBMIT_ONLY and v is not None}
+    spec = _spec({"callable": "a:b", **job_options}, None)
+    _when_and_after(spec, *(options.get(k) for k in ("at", "delay", "run_at")), options.get("after", ()))
 
     def wrap(f: Callable[P, R]) -> Task[P, R]:
         return Task(f, options)

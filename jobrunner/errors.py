@@ -25,3 +25,10 @@ class ConfigError(UsageError):
 
 class StoreError(JobrunnerError):
     """The database could not be opened or written (locked, full, unreadable)."""
+
+
+def error_line(message: str) -> str:
+    """What the CLI prints for an error: one line with the `jobrunner: error:` prefix, whatever
+    the message holds (a newline in a user's value must not split it)."""
+    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    return f"jobrunner: error: {text}"

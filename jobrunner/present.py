@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jobrunner.domain.durations import format_duration
@@ -35,33 +35,82 @@ def styled_status(status: str) -> str:
 
 
 def parse_iso(text: str | None) -> float | None:
-    """A contract timestamp (ISO 8601) as epoch seconds."""
-    return datetime.fromisoformat(text).timestamp() if text else None
+    """A contract timestamp (ISO 8601) as epoch seconds; None for none, or for a placeholder
+    such as "out of range" (a stored time no date can show)."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
 
 
 def local_time(text: str | None) -> str:
-    """A contract timestamp in local time with the zone's name, or '-'."""
-    stamp = parse_iso(text)
-    return datetime.fromtimestamp(stamp).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if stamp else "-"
+    """A contract timestamp in local time with the zone's name, or '-' (a placeholder as it is)."""
+    return _local(text, "%Y-%m-%d %H:%M:%S %Z")
 
 
 def short_time(text: str | None) -> str:
     """Local time to the minute, for narrow columns."""
+    return _local(text, "%Y-%m-%d %H:%M")
+
+
+def _local(text: str | None, pattern: str) -> str:
     stamp = parse_iso(text)
-    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M") if stamp else "-"
+    if stamp is None:
+        return text or "-"  # "out of range" reads better than a traceback or a made-up date
+    try:
+        return datetime.fromtimestamp(stamp).astimezone().strftime(pattern)
+    except (ValueError, OverflowError, OSError):  # within year 9999 in UTC, not in this zone
+        return "out of range"
 
 
-def one_line(text: str | None, width: int) -> str:
-    """The first line of a text, cut to width with an ellipsis: table cells never wrap."""
+def zoned_time(text: str | None, timezone: str) -> str:
+    """A contract timestamp in a schedule's own timezone, with the zone's abbreviation (the wall
+    time its cron expression speaks of), to the second when it falls between minutes (an
+    interval, a one-off, a manual run). An unknown zone (a broken schedule) reads in UTC."""
+    if not text:
+        return "-"
+    from zoneinfo import ZoneInfo
+
+    try:
+        zone: Any = ZoneInfo(timezone)
+    except (KeyError, ValueError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        zone = UTC
+    try:
+        moment = datetime.fromisoformat(text).astimezone(zone)
+    except (ValueError, OverflowError):  # a placeholder such as "out of range", or past year 9999 there
+        return text if parse_iso(text) is None else "out of range"
+    return moment.strftime("%Y-%m-%d %H:%M:%S %Z" if moment.second else "%Y-%m-%d %H:%M %Z")
+
+
+def schedule_state(view: dict[str, Any]) -> str:
+    """What a schedule is doing: active, paused, broken, or finished with nothing more to fire:
+    `fired` (a one-off that ran) or `done` (it never fired, its time missed)."""
+    if view["broken"]:
+        return "broken"
+    if view["paused"]:
+        return "paused"
+    if view["next_fire_at"] is None:
+        return "fired" if view["last_fire_at"] is not None else "done"
+    return "active"
+
+
+def one_line(text: str | None, width: int | None) -> str:
+    """The first line of a text, cut to width with an ellipsis: table cells never wrap. With
+    width None, the whole text on one line, its lines joined by ⏎ (piped output cuts nothing)."""
     line = (text or "").strip().replace("\t", " ")
+    if width is None:
+        return " ⏎ ".join(line.splitlines())
     first = line.splitlines()[0] if line else ""
     if len(line.splitlines()) > 1:
         first += " …"
     return first if len(first) <= width else first[: max(width - 1, 0)] + "…"
 
 
-def job_target(job: dict[str, Any], width: int = 60) -> str:
-    """What a job runs, in one line: a call with its arguments, or the shell command."""
+def job_target(job: dict[str, Any], width: int | None = 60) -> str:
+    """What a job runs, in one line: a call with its arguments, or the shell command (whole,
+    with width None)."""
     if job["kind"] == "python":
         args = [json.dumps(a) for a in job["args"] or []]
         args += [f"{k}={json.dumps(v)}" for k, v in (job["kwargs"] or {}).items()]
@@ -81,21 +130,59 @@ def progress_bar(fraction: float, width: int = BAR_WIDTH) -> str:
     return bar.ljust(width)
 
 
+def shows_progress(job: dict[str, Any]) -> bool:
+    """Progress belongs to a running attempt (and stays, full, on a success): an attempt that
+    ended otherwise leaves none, even in rows written before the store cleared it."""
+    return job["progress"] is not None and job["status"] in ("running", "succeeded")
+
+
 def progress_text(job: dict[str, Any]) -> str:
-    """`40% step 2/5`, or '' when the job never reported progress."""
-    if job["progress"] is None:
+    """`40% step 2/5`, or '' when the job has no progress to show."""
+    if not shows_progress(job):
         return ""
     text = f"{job['progress'] * 100:.0f}%"
     return f"{text} {job['progress_message']}" if job["progress_message"] else text
 
 
 def job_duration(job: dict[str, Any], now: float) -> str:
-    """Start to finish, or start to now while it runs."""
-    started = parse_iso(job["started_at"])
-    if started is None:
-        return ""
-    end = parse_iso(job["finished_at"]) or now
-    return format_duration(max(end - started, 0))
+    """How long the last attempt ran, or has run so far; '' when no attempt ever ran (time spent
+    queued, waiting or cancelled is not running time)."""
+    if job["status"] == "running":
+        started = parse_iso(job["started_at"])
+        return format_duration(max(now - started, 0)) if started is not None else ""
+    return format_duration(job["duration"]) if job["duration"] is not None else ""
+
+
+def tries_text(job: dict[str, Any]) -> str:
+    """`1/3`: attempts counted against the current retry budget, over that budget (retries + 1).
+    A manual retry starts a fresh budget, so this never reads `2/1`."""
+    return f"{job['tries_used']}/{job['tries_allowed']}"
+
+
+def tries_detail(job: dict[str, Any]) -> str:
+    """TRIES with what is left and, when they differ, every attempt ever started."""
+    left = job["retries_left"]
+    text = f"{tries_text(job)} ({left} {'retry' if left == 1 else 'retries'} left"
+    if job["attempts"] != job["tries_used"]:  # a manual retry or an interruption restarted the count
+        text += f"; {job['attempts']} {'attempt' if job['attempts'] == 1 else 'attempts'} in all"
+    return text + ")"
+
+
+#: Dependencies listed by name in `show`; past this many, the rest are counted.
+LINKS_SHOWN = 20
+
+
+def links_text(links: list[dict[str, Any]]) -> str:
+    """`41 extract succeeded, 42 transform running`, statuses coloured (rich markup)."""
+    parts = [
+        f"{link['id']} {_escape(link['name'])} {styled_status(link['status'])}"
+        if link["status"] is not None
+        else f"{link['id']} [dim](purged)[/]"
+        for link in links[:LINKS_SHOWN]
+    ]
+    if len(links) > LINKS_SHOWN:
+        parts.append(f"and {len(links) - LINKS_SHOWN} more")
+    return ", ".join(parts)
 
 
 def _escape(text: str) -> str:
@@ -104,8 +191,10 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def detail_fields(job: dict[str, Any], now: float) -> Any:
-    """Every field of a job as a two-column grid (what `show` prints first)."""
+def detail_fields(job: dict[str, Any], now: float,
+                  links: dict[str, list[dict[str, Any]]] | None = None) -> Any:  # fmt: skip
+    """Every field of a job as a two-column grid (what `show` prints first); `links` are its
+    dependencies and dependents with their statuses (queries.dependency_links)."""
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 2))
@@ -122,7 +211,7 @@ def detail_fields(job: dict[str, Any], now: float) -> Any:
         ("runs", _escape(job_target(job, width=2000))),
         ("queue", _escape(job["queue"])),
         ("priority", f"{priority_label(job['priority'])} ({job['priority']})"),
-        ("attempts", f"{job['attempts']} (retries allowed {job['max_retries']}, left {job['retries_left']})"),
+        ("tries", tries_detail(job)),
         ("timeout", format_duration(job["timeout"]) if job["timeout"] else "none"),
         ("backoff", "base {base:g}s, factor {factor:g}, max {max:g}s".format(**job["backoff"])),
         ("created", local_time(job["created_at"])),
@@ -131,7 +220,9 @@ def detail_fields(job: dict[str, Any], now: float) -> Any:
         ("finished", local_time(job["finished_at"])),
         ("duration", job_duration(job, now) or "-"),
     ]
-    if job["progress"] is not None:
+    # right below the status: what a waiting job waits for, and what waits for this one
+    rows[3:3] = [(key, links_text(links[key])) for key in ("after", "dependents") if links and links[key]]
+    if shows_progress(job):
         message = f" {_escape(job['progress_message'])}" if job["progress_message"] else ""
         rows.append(("progress", f"{progress_bar(job['progress'])} {job['progress'] * 100:.0f}%{message}"))
     optional = [
@@ -171,6 +262,7 @@ def history_table(events: list[dict[str, Any]]) -> Any:
     return table
 
 
-def job_detail(job: dict[str, Any], events: list[dict[str, Any]], now: float) -> list[Any]:
+def job_detail(job: dict[str, Any], events: list[dict[str, Any]], now: float,
+               links: dict[str, list[dict[str, Any]]] | None = None) -> list[Any]:  # fmt: skip
     """The renderables `show` prints and the TUI's detail view shows: fields, then history."""
-    return [detail_fields(job, now), "", "[bold]history[/]", history_table(events)]
+    return [detail_fields(job, now, links), "", "[bold]history[/]", history_table(events)]

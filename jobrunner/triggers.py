@@ -1,15 +1,21 @@
-"""Fire times from APScheduler triggers: cron (translated from crontab(5)), every N, or once at.
+"""Fire times of a schedule: cron (crontab(5)), every N, or once at.
 
-APScheduler computes times; the database decides what fires (see store/schedules.py).
+Cron times come from domain/cron.py, which follows cron's daylight-saving rules with
+zoneinfo: APScheduler 3's CronTrigger adds a day as elapsed time across a clock change,
+so daily jobs skipped a day there. `every` and `at` still use APScheduler's triggers,
+which are right for them: an interval is elapsed time, whatever the clocks do, and a
+one-off is one instant. All three answer APScheduler's `get_next_fire_time`, so the code
+below treats them alike. The triggers compute times; the database decides what fires
+(see store/schedules.py).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jobrunner.domain.cron import parse_cron
+from jobrunner.domain.cron import Cron, next_fire_time, parse_cron
 from jobrunner.domain.durations import parse_duration
 
 
@@ -34,34 +40,36 @@ def zone(name: str) -> ZoneInfo:
         raise TriggerError(f"unknown timezone {name!r}: use an IANA name like Europe/Berlin or UTC") from None
 
 
-class WallClockCron:
-    """An APScheduler cron trigger plus what cron does when a local time repeats."""
+class CronSchedule:
+    """A crontab(5) expression in a timezone, asked as an APScheduler trigger is asked."""
 
-    def __init__(self, trigger: Any, once_per_wall_time: bool) -> None:
-        self.trigger = trigger
-        self.jobrunner_once_per_wall_time = once_per_wall_time
+    def __init__(self, cron: Cron, tz: ZoneInfo) -> None:
+        self.cron = cron
+        self.tz = tz
 
     def get_next_fire_time(self, previous: datetime | None, now: datetime) -> datetime | None:
-        return self.trigger.get_next_fire_time(previous, now)
+        """The first fire after `previous`; with no previous fire, the first at or after `now`."""
+        if previous is None:
+            stamp = next_fire_time(self.cron, self.tz, now.timestamp(), inclusive=True)
+        else:
+            stamp = next_fire_time(self.cron, self.tz, previous.timestamp())
+        try:
+            return datetime.fromtimestamp(stamp, self.tz) if stamp is not None else None
+        except (OverflowError, ValueError):  # after the year 9999 in UTC: never, as far as Python counts
+            return None
 
 
 def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> Any:
-    """An APScheduler trigger; `anchor` (epoch seconds) starts intervals and one-off times."""
-    from apscheduler.triggers.combining import OrTrigger
-    from apscheduler.triggers.cron import CronTrigger
+    """A trigger with APScheduler's `get_next_fire_time`; `anchor` (epoch seconds) starts intervals."""
     from apscheduler.triggers.date import DateTrigger
     from apscheduler.triggers.interval import IntervalTrigger
 
     tz = zone(timezone)
     if kind == "cron":
         try:
-            cron = parse_cron(expression)
-            branches = [CronTrigger(timezone=tz, **fields) for fields in cron.aps_fields()]
+            return CronSchedule(parse_cron(expression), tz)
         except ValueError as exc:
             raise TriggerError(str(exc)) from None
-        trigger = branches[0] if len(branches) == 1 else OrTrigger(branches)
-        # cron runs a job at fixed hours once when clocks go back; wildcard-hour jobs run on
-        return WallClockCron(trigger, once_per_wall_time=len(cron.hours) < 24)
     if kind == "every":
         try:
             seconds = parse_duration(expression)
@@ -69,7 +77,8 @@ def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> An
             raise TriggerError(f"every: {exc}") from None
         if seconds < 1:
             raise TriggerError("every: the interval must be at least 1s")
-        start = datetime.fromtimestamp(anchor, tz) + timedelta(seconds=seconds)
+        # elapsed time: an aware datetime plus a timedelta would move the wall clock instead
+        start = datetime.fromtimestamp(anchor + seconds, tz)
         return IntervalTrigger(seconds=seconds, start_date=start, timezone=tz)
     if kind == "at":
         try:
@@ -83,30 +92,13 @@ def make_trigger(kind: str, expression: str, timezone: str, anchor: float) -> An
 
 
 def next_fire(trigger: Any, after: float | None, now: float) -> float | None:
-    """The first fire time strictly after `after`; with `after` None, the first at or after `now`.
-
-    Cron keeps wall-clock semantics across daylight saving: when clocks go back, a local
-    time that occurs twice fires once (as cron does), and the result always moves forward.
-    """
+    """The first fire time strictly after `after`; with `after` None, the first at or after `now`."""
     if after is None:
         result = trigger.get_next_fire_time(None, datetime.fromtimestamp(now, UTC))
-        return result.timestamp() if result is not None else None
-    previous = datetime.fromtimestamp(after, UTC)
-    result = trigger.get_next_fire_time(previous, previous)
-    wall_clock = getattr(trigger, "jobrunner_once_per_wall_time", False)
-    for _ in range(8):  # a repeated wall time needs one step past it; never loop for long
-        if result is None:
-            return None
-        stamp = result.timestamp()
-        repeated = wall_clock and _local(result) == _local(datetime.fromtimestamp(after, result.tzinfo))
-        if stamp > after and not repeated:
-            return stamp
-        result = trigger.get_next_fire_time(None, datetime.fromtimestamp(max(stamp, after) + 1, UTC))
+    else:
+        previous = datetime.fromtimestamp(after, UTC)
+        result = trigger.get_next_fire_time(previous, previous)
     return result.timestamp() if result is not None else None
-
-
-def _local(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=None)
 
 
 def due_times(trigger: Any, first: float, now: float, limit: int = 1000) -> tuple[list[float], float | None]:
@@ -116,6 +108,8 @@ def due_times(trigger: Any, first: float, now: float, limit: int = 1000) -> tupl
     while current is not None and current <= now and len(times) < limit:
         times.append(current)
         current = next_fire(trigger, current, current)
-    while current is not None and current <= now:  # more than `limit` missed: jump ahead
+    if current is not None and current <= now:  # more than `limit` missed: jump ahead, not step by step
+        current = next_fire(trigger, None, now)
+    while current is not None and current <= now:  # the first at or after now may be now itself
         current = next_fire(trigger, current, current)
     return times, current

@@ -127,3 +127,15 @@ def spawn_and_sleep(pids: str, seconds: float = 30.0) -> None:
     child = subprocess.Popen(["sleep", "40"])
     Path(pids).write_text(f"{child.pid}\n")
     time.sleep(seconds)
+
+
+def report_through_a_child(marker: str) -> str:
+    """A Python job whose child process reports its progress with `jobrunner progress`."""
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-m", "jobrunner", "progress", "0.5", "from a child"], check=True)
+    deadline = time.monotonic() + 30
+    while not Path(marker).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return "done"

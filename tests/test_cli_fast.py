@@ -88,7 +88,7 @@ def handled(args: list[str]) -> bool:
 
 TOML = """
 [tasks.nightly]
-callable = "myapp.reports:build"
+callable = "json:dumps"
 kwargs = { format = "pdf" }
 queue = "reports"
 priority = "high"
@@ -104,7 +104,7 @@ SUBMITS = [
      "--timeout", "1h30m", "--backoff", "10s", "--tag", "a,b", "--tag", "c", "--meta", "owner=ops",
      "--meta", "n=5", "--env", "X=1", "--cwd", "/tmp", "--", "echo", "hi"],
     ["submit", "-n", "short", "-q", "q2", "-p", "7", "-r", "1", "-t", "30s", "-e", "A=b", "--", "sh", "-c", "echo $A"],
-    ["submit", "--in", "10m", "--call", "pkg.mod:f", "--arg", "a=1", "-a", "b=x", "--", "1", "two", '{"k": 1}'],
+    ["submit", "--in", "10m", "--call", "json:dumps", "--arg", "a=1", "-a", "b=x", "--", "1", "two", '{"k": 1}'],
     ["submit", "--after", "1", "--after", "2", "--", "./merge.sh"],
     ["--config=jobs.toml", "submit", "nightly", "--priority", "low", "--arg", "month=2026-11"],
     ["submit", "--priority", "bogus", "--", "true"],
@@ -120,7 +120,7 @@ MORE_SUBMITS = [
     ["submit", "--name=eq", "--queue=q3", "--tag=x", "--priority=0", "--", "true"],
     ["submit", "--at", "2099-12-01T03:00+01:00", "--", "true"],
     ["submit", "--at", "2099-12-01 03:00", "--", "true"],
-    ["submit", "-c", "pkg.mod:g"],
+    ["submit", "-c", "json:loads"],
     ["submit", "--", "--name", "x", "--"],
     ["submit", "--", "ls", "--help", "-h"],
     ["submit", "--", "ünïcode", "✓"],
@@ -215,7 +215,7 @@ def fill(db: Path) -> None:
         {"command": ["echo", str(i)], "name": f"job{i}", "queue": "q" if i % 3 else "default",
          "tags": ["a"] if i % 2 else [], "priority": i % 10}
         for i in range(60)
-    ] + [{"callable": "pkg.mod:f", "kwargs": {"x": 1}, "name": "a-rather-long-job-name-that-goes-on"}]  # fmt: skip
+    ] + [{"callable": "json:dumps", "kwargs": {"x": 1}, "name": "a-rather-long-job-name-that-goes-on"}]  # fmt: skip
     source = db.parent / f"{db.stem}.jsonl"
     source.write_text("".join(json.dumps(job) + "\n" for job in jobs))
     assert run("typer", ["submit", "--from-file", str(source)], db).returncode == 0

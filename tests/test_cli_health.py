@@ -91,6 +91,73 @@ def test_doctor_fails_on_a_broken_config(cli, home):
     assert cli("doctor").exit_code == 1
 
 
+def test_doctor_still_checks_the_database_a_broken_config_names(cli, home, tmp_path, monkeypatch):
+    monkeypatch.delenv("JOBRUNNER_DB")
+    Path("jobs.toml").write_text('db = "mine.db"\n[notify.x]\ntype = "webhook"\n')
+    Path("mine.db").touch()
+    code, checks = doctor_lines(cli)
+    assert code == 1 and checks["config"][0] == "fail" and "notify.x.url" in checks["config"][1]
+    assert str(Path.cwd() / "mine.db") in checks["database"][1]  # not the default database
+
+
+def _python_tasks(python_path: str | None = None) -> None:
+    """A task whose module lives in ./src, and one whose module exists nowhere."""
+    Path("src").mkdir(exist_ok=True)
+    Path("src/doctor_jobs.py").write_text("print('imported')\n\ndef run():\n    return 1\n")
+    daemon = f"[daemon]\npython_path = {python_path}\n\n" if python_path else ""
+    Path("jobs.toml").write_text(daemon + '[tasks.mine]\ncallable = "doctor_jobs:run"\n\n'
+                                 '[tasks.gone]\ncallable = "no_such_module.jobs:run"\n')  # fmt: skip
+
+
+def test_doctor_imports_every_task_callable_with_python_path(cli, home):
+    cli.submit("--", "true")
+    _python_tasks()
+    code, checks = doctor_lines(cli)
+    result = cli("doctor", "--json")
+    fails = [c["message"] for c in json.loads(result.stdout) if c["check"] == "imports"]
+    assert code == 1 and len(fails) == 2  # the working directory is not on a daemon's sys.path
+    assert fails[0].startswith("task mine: doctor_jobs:run: cannot import it: ModuleNotFoundError")
+    assert "no [daemon] python_path in the config" in fails[0]
+    _python_tasks('["src"]')
+    result = cli("doctor", "--json")
+    [fail] = [c["message"] for c in json.loads(result.stdout) if c["check"] == "imports"]
+    assert result.exit_code == 1
+    assert fail == (f"task gone: no_such_module.jobs:run: cannot import it: ModuleNotFoundError: No module named "
+                    f"'no_such_module' (python_path: {Path.cwd() / 'src'})")  # fmt: skip
+    assert checks["config"][0] == "ok"
+    Path("jobs.toml").write_text('[daemon]\npython_path = ["src"]\n[tasks.mine]\ncallable = "doctor_jobs:run"\n')
+    code, checks = doctor_lines(cli)
+    assert code == 0 and checks["imports"] == ("ok", f"1 callable(s) import (python_path: {Path.cwd() / 'src'})")
+
+
+def test_doctor_survives_an_import_that_hangs_or_exits(cli, home, tmp_path, monkeypatch):
+    import jobrunner.cli.health
+
+    monkeypatch.setattr(jobrunner.cli.health, "IMPORT_TIMEOUT_S", 2.0)
+    pid_file = tmp_path / "hang.pid"
+    Path("src").mkdir()
+    Path("src/hangs.py").write_text(f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                                    "time.sleep(600)\n")  # fmt: skip
+    Path("src/exits.py").write_text("import os\nos._exit(3)\n")
+    Path("src/fine.py").write_text("def run():\n    pass\n")
+    Path("jobs.toml").write_text('[daemon]\npython_path = ["src"]\n[tasks.a]\ncallable = "exits:run"\n'
+                                 '[tasks.b]\ncallable = "fine:run"\n[tasks.c]\ncallable = "hangs:run"\n'
+                                 '[tasks.d]\ncallable = "fine:run"\n')  # fmt: skip
+    started = time.monotonic()
+    result = cli("doctor", "--json")
+    assert time.monotonic() - started < 15
+    checks = [(c["level"], c["message"]) for c in json.loads(result.stdout) if c["check"] == "imports"]
+    assert result.exit_code == 1
+    assert checks[0][0] == "fail" and checks[0][1].startswith(
+        "task a: exits:run: cannot import it: the import ended the process (exit code 3)")
+    assert checks[1][0] == "fail" and checks[1][1].startswith(
+        "task c: hangs:run: cannot import it: the import did not finish within 2s")
+    assert checks[2][0] == "warn" and checks[2][1].startswith("task d: fine:run: not tried")
+    assert len(checks) == 3  # b, imported after a's process ended, is fine
+    pid = int(pid_file.read_text())
+    wait_until(lambda: not Path(f"/proc/{pid}").exists(), timeout=10)  # the hanging import was killed
+
+
 def test_doctor_fails_on_a_database_from_a_newer_jobrunner(cli, store):
     cli.submit("--", "true")
     with store.write():
@@ -179,6 +246,18 @@ def test_unit_names_the_config_file(cli, home):
     Path("jobs.toml").write_text('[queues.reports]\nconcurrency = 1\n')
     exec_start = unit_lines(cli.ok("systemd", "unit"))["ExecStart"].split()
     assert exec_start[exec_start.index("--config") + 1] == str(Path("jobs.toml").absolute())
+
+
+def test_unit_carries_python_path(cli, home, tmp_path):
+    app = tmp_path / "my app"
+    app.mkdir()
+    (app / "jobs.toml").write_text('[daemon]\npython_path = ["src", "/opt/50%"]\n')
+    lines = cli.ok("--config", str(app / "jobs.toml"), "systemd", "unit").splitlines()
+    assert f'Environment="PYTHONPATH={app / "src"}:/opt/50%%"' in lines
+    (app / "jobs.toml").write_text('[daemon]\npython_path = ["a:b"]\n')
+    result = cli("--config", str(app / "jobs.toml"), "systemd", "unit")
+    assert result.exit_code == 2 and "holds ':', which PYTHONPATH cannot carry" in result.stderr
+    assert "PYTHONPATH" not in cli.ok("systemd", "unit")  # no config: nothing added
 
 
 def test_install_writes_the_user_unit_and_prints_the_next_commands(cli, home):

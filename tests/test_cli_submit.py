@@ -28,18 +28,18 @@ def test_ids_increase(cli):
 
 def test_callable_with_args_and_priority(cli):
     job_id = cli.submit(
-        "--call", "myapp.reports:build", "--arg", "month=2026-11", "--arg", "n=5", "--priority", "high"
+        "--call", "tests.jobfuncs:add", "--arg", "month=2026-11", "--arg", "n=5", "--priority", "high"
     )
     job = cli.job(job_id)
     assert job["kind"] == "python"
-    assert job["callable"] == "myapp.reports:build"
+    assert job["callable"] == "tests.jobfuncs:add"
     assert job["kwargs"] == {"month": "2026-11", "n": 5}
     assert job["priority"] == 7 and job["priority_name"] == "high"
-    assert job["name"] == "build"
+    assert job["name"] == "add"
 
 
 def test_callable_positional_args_after_dashdash(cli):
-    job = cli.job(cli.submit("--call", "pkg.mod:f", "--", "1", "two", '{"a": 1}'))
+    job = cli.job(cli.submit("--call", "tests.jobfuncs:add", "--", "1", "two", '{"a": 1}'))
     assert job["args"] == [1, "two", {"a": 1}]
 
 
@@ -78,7 +78,7 @@ def test_at_with_offset(cli):
 
 TOML = """
 [tasks.nightly-report]
-callable = "myapp.reports:build"
+callable = "tests.jobfuncs:record"
 kwargs = { format = "pdf" }
 queue = "reports"
 priority = "high"
@@ -95,7 +95,7 @@ def test_submit_named_task_uses_its_defaults(cli, home):
     Path("jobs.toml").write_text(TOML)
     job = cli.job(cli.submit("nightly-report"))
     assert job["task"] == "nightly-report" and job["name"] == "nightly-report"
-    assert job["callable"] == "myapp.reports:build"
+    assert job["callable"] == "tests.jobfuncs:record"
     assert job["kwargs"] == {"format": "pdf"}
     assert (job["queue"], job["priority"], job["max_retries"], job["timeout"]) == ("reports", 7, 3, 300)
     assert job["tags"] == ["reports"]
@@ -142,13 +142,13 @@ def test_config_option_and_env(cli, home, tmp_path, monkeypatch):
         (["--queue", "q"], "nothing to run"),
     ],
 )
-def test_bad_input_is_one_line_exit_2_nothing_written(cli, args, message):
+def test_bad_input_is_one_line_exit_2_nothing_written(cli, db_path, args, message):
     result = cli("submit", *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
-    assert cli.count() == 0
+    assert not db_path.exists()  # nothing written: not even an empty database
 
 
 def test_unknown_task_hint_mentions_dashdash(cli):
@@ -157,9 +157,10 @@ def test_unknown_task_hint_mentions_dashdash(cli):
 
 
 def test_bulk_submit_from_file(cli, home):
+    python = json.dumps({"callable": "tests.jobfuncs:add", "kwargs": {"x": 1}})
     lines = [
         json.dumps({"command": ["echo", str(i)], "priority": "high", "tags": ["bulk"]}) for i in range(50)
-    ] + [json.dumps({"callable": "m:f", "kwargs": {"x": 1}}), "", json.dumps({"command": "echo hi | wc"})]
+    ] + [python, "", json.dumps({"command": "echo hi | wc"})]
     Path("jobs.jsonl").write_text("\n".join(lines) + "\n")
     out = cli.ok("submit", "--from-file", "jobs.jsonl")
     ids = [int(x) for x in out.split()]
@@ -198,12 +199,12 @@ def test_bulk_submit_from_stdin_with_task(cli, home):
         ("\n\n", "no jobs in it"),
     ],
 )
-def test_bulk_bad_line_names_file_and_line_and_writes_nothing(cli, home, content, message):
+def test_bulk_bad_line_names_file_and_line_and_writes_nothing(cli, db_path, home, content, message):
     Path("jobs.jsonl").write_text(content)
     result = cli("submit", "--from-file", "jobs.jsonl")
     assert result.exit_code == 2
     assert message in result.stderr, result.stderr
-    assert cli.count() == 0
+    assert not db_path.exists()  # nothing written: not even an empty database
 
 
 def test_bulk_missing_file(cli):

@@ -23,6 +23,18 @@ def test_example_config_loads():
     assert config.task_spec("vacuum").command[:2] == ["/bin/sh", "-c"]
 
 
+def test_python_path_is_relative_to_the_config_file(home, tmp_path):
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "jobs.toml").write_text('[daemon]\npython_path = ["src", "/opt/app", "~/lib", "src"]\n')
+    config = load_config(app / "jobs.toml")
+    assert config.python_path == (str(app / "src"), "/opt/app", str(home / "lib"))  # once each, in order
+    (app / "jobs.toml").write_text('[daemon]\npython_path = "src"\n')
+    assert load_config(app / "jobs.toml").python_path == (str(app / "src"),)
+    assert load_config(ROOT / "jobs.example.toml").python_path == (str(ROOT / "src"),)
+    assert load_config().python_path == ()  # no config file: nothing added
+
+
 def test_no_config_is_fine(home):
     config = load_config()
     assert config.path is None and config.tasks == {}
@@ -47,6 +59,12 @@ def test_no_config_is_fine(home):
         ("[schedules.s]\nevery = '5m'\ncommand = ['x']\nmisfire = 'never'\n", "schedules.s.misfire"),
         ("durability = 'sometimes'\n", "durability: 'sometimes' must be one of normal, full"),
         ("colour = 1\n", "colour: unknown key 'colour'"),
+        ("[notify.x]\ntype = 'webhook'\n", "notify.x.url: give an http:// or https:// URL"),
+        ("[notify.x]\ntype = 'email'\nhost = 'h'\nto = 'a@b.c'\npassword = 'x'\n", "notify.x.password: a password"),
+        ("retention = { succeeded = '7x' }\n", "retention.succeeded: '7x' is not a duration"),
+        ("[daemon]\npython_path = 'src'\nworkers = 2\n", "daemon: unknown key 'workers'"),
+        ("[daemon]\npython_path = [1]\n", "daemon.python_path: give a list of directories"),
+        ('[daemon]\npython_path = ["a\\nb"]\n', "daemon.python_path: give a list of directories"),
         ("[tasks.a\n", "invalid TOML"),
     ],
 )

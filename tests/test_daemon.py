@@ -235,7 +235,7 @@ def test_two_daemons_never_run_one_attempt_twice(cli, daemon, tmp_path, db_path)
 
 def test_pause_and_resume_a_queue(cli, daemon):
     daemon.start()
-    cli.ok("pause", "slow")
+    cli.ok("pause", "--create", "slow")  # no job uses it yet: a new queue, said so
     held = cli.submit("--queue", "slow", "--", "true")
     other = cli.submit("--queue", "fast", "--", "true")
     wait_until(lambda: status_of(cli, other) == "succeeded", timeout=10)

@@ -85,7 +85,7 @@ def test_retry_of_a_dead_dependency_puts_dependents_back(cli, store):
     assert retried_alone.exit_code == 2
 
 
-def test_unknown_dependency_is_a_usage_error(cli):
+def test_unknown_dependency_is_a_usage_error(cli, store):  # `store`: a database to count in
     result = cli("submit", "--after", "404", "--", "true")
     assert result.exit_code == 2 and "--after: no job with id 404" in result.stderr
     assert cli.count() == 0

@@ -81,3 +81,39 @@ def test_spec_names():
     assert build_spec({"command": "pg_dump db | gzip"}).name == "pg_dump"
     assert build_spec({"callable": "a.b:build"}).name == "build"
     assert build_spec({"callable": "a.b:build"}, task="nightly").name == "nightly"
+
+
+def test_durations_have_a_ceiling_where_asked():
+    from jobrunner.domain.durations import MAX_DURATION_S
+
+    assert parse_duration("3650d", MAX_DURATION_S) == MAX_DURATION_S
+    for too_long in ("3651d", "1e12", 1e12, 10**30):
+        with pytest.raises(ValueError, match="too long: at most 3650d"):
+            parse_duration(too_long, MAX_DURATION_S)
+    assert parse_duration("5000d") == 5000 * 86400  # no ceiling unless the caller asks for one
+    for bad in ([5], None, {"s": 1}, 10**400):  # ValueError, never TypeError or OverflowError
+        with pytest.raises(ValueError):
+            parse_duration(bad)
+
+
+def test_names_and_import_paths_end_where_they_seem_to():
+    from jobrunner.domain.jobspec import CALLABLE_PATTERN, NAME_PATTERN
+
+    assert NAME_PATTERN.match("reports") and not NAME_PATTERN.match("reports\n")
+    assert CALLABLE_PATTERN.match("a.b:c") and not CALLABLE_PATTERN.match("a.b:c\n")
+
+
+def test_spec_names_derived_from_bytes_that_are_not_utf8_can_be_stored():
+    assert build_spec({"command": ["/opt/caf\udce9", "x"]}).name == "caf\ufffd"
+
+
+def test_stored_times_out_of_range_read_as_a_placeholder():
+    from jobrunner.present import local_time, parse_iso, short_time
+    from jobrunner.store.queries import OUT_OF_RANGE, iso
+
+    assert iso(0) == "1970-01-01T00:00:00.000+00:00" and iso(None) is None
+    assert iso(1e15) == iso(-1e15) == iso(1e300) == OUT_OF_RANGE == "out of range"
+    assert parse_iso(OUT_OF_RANGE) is None
+    assert local_time(OUT_OF_RANGE) == short_time(OUT_OF_RANGE) == "out of range"
+    assert local_time(None) == short_time("") == "-"
+    assert local_time(iso(0)).startswith(("1970-01-01", "1969-12-31"))  # epoch 0 is a time, not "none"

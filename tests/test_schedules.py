@@ -118,7 +118,7 @@ def test_cli_add_list_pause_resume_run_remove(cli, home):
         (["s", "--every", "5m", "--misfire", "later", "--", "true"], "--misfire"),
     ],
 )
-def test_cli_add_bad_input(cli, args, message):
+def test_cli_add_bad_input(cli, store, args, message):  # `store`: a database for `schedule list`
     result = cli("schedule", "add", *args)
     assert result.exit_code == 2, result.output
     assert message in result.stderr
@@ -184,9 +184,10 @@ def test_config_schedules_are_loaded_by_the_daemon(cli, daemon, tmp_path):
 
 
 def test_dst_spring_forward_and_fall_back_run_once_a_day():
-    # 2026-03-29 02:30 does not exist in Berlin: it runs once that day, at 03:30 CEST (01:30 UTC)
+    # 2026-03-29 02:30 does not exist in Berlin: it runs once that day, when the jump is done,
+    # at 03:00 CEST (01:00 UTC), as Vixie/Debian cron do (more cases in test_cron_dst.py)
     assert fires("30 2 * * *", "2026-03-27T00:00+00:00", 4, tz="Europe/Berlin") == [
-        "Fri 2026-03-27 01:30", "Sat 2026-03-28 01:30", "Sun 2026-03-29 01:30", "Mon 2026-03-30 00:30",
+        "Fri 2026-03-27 01:30", "Sat 2026-03-28 01:30", "Sun 2026-03-29 01:00", "Mon 2026-03-30 00:30",
     ]  # fmt: skip
     # 2026-10-25 02:30 happens twice: a fixed-time job runs once, an hourly one every hour
     assert fires("30 2 * * *", "2026-10-24T12:00+00:00", 2, tz="Europe/Berlin") == [

@@ -79,6 +79,12 @@ def fill(store: Any) -> None:
                 "VALUES (?, ?, 1, 'running', 'dead', ?, ?)",
                 (job_id, finished, extra["error"], json.dumps({"traceback": TRACEBACK})),
             )
+        elif status in ("retrying", "cancelled"):  # where their attempt ended: TOOK reads it
+            store.execute(
+                "INSERT INTO event (job_id, at, attempt, from_status, to_status, message) "
+                "VALUES (?, ?, 1, 'running', ?, ?)",
+                (job_id, created + 150, status, extra["error"]),
+            )
     for name, kind, expression, paused, last in (
         ("nightly-backup", "cron", "0 3 * * *", False, FROZEN - 5 * 3600),
         ("digest", "every", "15m", True, None),

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
+
+from jobrunner.errors import UsageError
 
 if TYPE_CHECKING:  # typer stays out of the fast path (jobrunner.cli.fast), which uses AppState
     import typer
 
     from jobrunner.config import Config
+    from jobrunner.errors import ConfigError
     from jobrunner.store.db import Store
+
+#: The commands that add something, and so may create a missing database; any other command
+#: on a missing SQLite file says so rather than leave an empty database behind (a typo'd --db).
+CREATING_COMMANDS = frozenset({("submit",), ("daemon",), ("schedule", "add")})
 
 
 @dataclass
@@ -18,11 +28,16 @@ class AppState:
 
     db_option: str | None = None
     config_option: str | None = None
+    command: tuple[str, ...] = ()  # the command being run, e.g. ("schedule", "add")
     _config: Config | None = field(default=None, repr=False)
+    _config_problem: ConfigError | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
 
     @property
     def config(self) -> Config:
+        """The whole config, checked: a command that acts on it refuses a broken one (exit 2)."""
+        if self._config_problem is not None:
+            raise self._config_problem
         if self._config is None:
             from jobrunner.config import load_config
 
@@ -30,21 +45,45 @@ class AppState:
         return self._config
 
     @property
+    def config_for_database(self) -> Config:
+        """The config as far as finding and opening the database goes: a mistake elsewhere in it
+        is one warning, so reads go on, while `config` still refuses it."""
+        if self._config is None and self._config_problem is None:
+            from jobrunner.config import load_config
+
+            self._config = load_config(self.config_option, on_problem=self._warn)
+        assert self._config is not None
+        return self._config
+
+    def _warn(self, problem: ConfigError) -> None:
+        self._config_problem = problem
+        sys.stderr.write(f"jobrunner: warning: {problem} (ignored: this command needs only the database)\n")
+
+    @property
     def db_target(self) -> str:
         from jobrunner.config import resolve_db_target
 
-        return resolve_db_target(self.db_option, self.config)
+        return resolve_db_target(self.db_option, self.config_for_database)
 
     @property
     def store_open(self) -> bool:
         return self._store is not None
 
     @property
+    def database_missing(self) -> bool:
+        """The database is a SQLite file that does not exist yet."""
+        target = self.db_target
+        return "://" not in target and not Path(target).exists()
+
+    @property
     def store(self) -> Store:
+        """The open store; only a CREATING_COMMANDS command may create the database."""
         if self._store is None:
             from jobrunner.store import open_store
 
-            self._store = open_store(self.db_target, durability=self.config.durability)
+            if self.command not in CREATING_COMMANDS and self.database_missing:
+                raise no_database(self.db_target)
+            self._store = open_store(self.db_target, durability=self.config_for_database.durability)
         return self._store
 
     def close(self) -> None:
@@ -54,8 +93,43 @@ class AppState:
 
 
 def state(ctx: typer.Context) -> AppState:
-    """The AppState of this invocation (set by the root callback)."""
+    """The AppState of this invocation (set by the root callback), told which command asks."""
     root = ctx.find_root()
     if not isinstance(root.obj, AppState):
         root.obj = AppState()
+    names = []
+    while ctx.parent is not None:
+        names.append(ctx.info_name or "")
+        ctx = ctx.parent
+    if names:  # the root callback asks first, then the command itself
+        root.obj.command = tuple(reversed(names))
     return root.obj
+
+
+def no_database(target: str) -> UsageError:
+    """The one answer of every command that needs a database which is not there."""
+    if not Path(target).parent.exists():  # a typo in the directory: no submit would help
+        return UsageError(
+            f"no database at {target}: its directory {Path(target).parent} does not exist; check --db"
+        )
+    return UsageError(
+        f"no database at {target} yet: submit a job first (jobrunner submit -- COMMAND) or pass --db"
+    )
+
+
+def parse_job_ids(words: Iterable[str | int], where: str = "") -> list[int]:
+    """Job ids as the user typed them; anything else (a word, 0, past 64 bits) is a UsageError.
+
+    `where` prefixes the message, e.g. "--after: "."""
+    from jobrunner.domain.jobspec import MAX_JOB_ID
+
+    ids = []
+    for word in words:
+        text = str(word).strip()
+        # the length first: int() refuses thousands of digits with a ValueError of its own
+        if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 0 < int(text) <= MAX_JOB_ID:
+            raise UsageError(
+                f"{where}{str(word)!r} is not a job id: ids are positive whole numbers, as `jobrunner list` shows them"
+            )
+        ids.append(int(text))
+    return ids

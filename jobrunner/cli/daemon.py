@@ -3,26 +3,30 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from jobrunner.cli.context import state
+from jobrunner.errors import UsageError
 
 
 def daemon_command(
     ctx: typer.Context,
-    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, help="Worker processes [default: CPU count].")] = None,
-    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only run jobs from these queues (repeatable).")] = None,
-    grace: Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish after SIGTERM.")] = 30.0,
-    kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, help="Seconds between SIGTERM and SIGKILL when a job is stopped.")] = 5.0,
-    lease: Annotated[float, typer.Option("--lease", help="Seconds a claimed job's lease lasts; renewed every --heartbeat.")] = 30.0,
-    heartbeat: Annotated[float, typer.Option("--heartbeat", help="Seconds between lease renewals (under a third of --lease).")] = 5.0,
-    allow_root: Annotated[bool, typer.Option("--allow-root", help="Run as root on a database another user owns.")] = False,
-    log_level: Annotated[str, typer.Option("--log-level", help="debug, info, warning or error.")] = "info",
-    log_format: Annotated[str, typer.Option("--log-format", help="text (journald-aware) or json.")] = "text",
+    workers: Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, metavar="N", help="How many worker processes to run [default: the CPU count].")] = None,
+    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", metavar="NAME", help="Only run jobs from this queue; repeatable.")] = None,
+    grace: Annotated[float, typer.Option("--grace", min=0, metavar="SECONDS", help="How long running jobs get to finish after SIGTERM.")] = 30.0,
+    kill_grace: Annotated[float, typer.Option("--kill-grace", min=0, metavar="SECONDS", help="How long a stopped job gets between SIGTERM and SIGKILL.")] = 5.0,
+    lease: Annotated[float, typer.Option("--lease", metavar="SECONDS", help="How long a claimed job's lease lasts; it is renewed every --heartbeat.")] = 30.0,
+    heartbeat: Annotated[float, typer.Option("--heartbeat", metavar="SECONDS", help="How long between lease renewals; at most a third of --lease.")] = 5.0,
+    allow_root: Annotated[bool, typer.Option("--allow-root", help="Run as root on a database that another user owns.")] = False,
+    log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="The log level: debug, info, warning or error.")] = "info",
+    log_format: Annotated[str, typer.Option("--log-format", metavar="FORMAT", help="The log format: text (journald-aware) or json.")] = "text",
 ) -> None:
-    """Run jobs: a supervised pool of workers, in the foreground. Ctrl-C or SIGTERM stops it gracefully."""
+    """Run jobs: a supervised pool of workers, in the foreground.
+
+    Ctrl-C or SIGTERM stops it gracefully.
+    """
     from jobrunner.cli.rundaemon import run_daemon
 
     code = run_daemon(state(ctx), workers=workers, queue=queue, grace=grace, kill_grace=kill_grace,
@@ -30,11 +34,18 @@ def daemon_command(
     raise typer.Exit(code)
 
 
-def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:
+def _set_paused(ctx: typer.Context, queue: str, paused: bool, create: bool = False) -> None:
     from jobrunner import wakeup
     from jobrunner.store import repo
 
-    store = state(ctx).store
+    app_state = state(ctx)
+    store = app_state.store
+    if not create:  # a typo would otherwise pause a queue no job will ever use
+        known = {"default", *repo.known_queues(store), *_config_queues(app_state.config_for_database)}
+        if queue not in known:
+            hint = "pass --create to pause it before its first job" if paused else "nothing to resume"
+            raise UsageError(f"no queue named {queue!r}: no job, schedule or config uses it "
+                             f"(known queues: {', '.join(sorted(known))}); {hint}")  # fmt: skip
     was = repo.set_queue_paused(store, queue, paused, time.time())
     word = "paused" if paused else "resumed"
     if was == paused:
@@ -45,12 +56,22 @@ def _set_paused(ctx: typer.Context, queue: str, paused: bool) -> None:
         wakeup.poke(store.target)
 
 
-def pause_command(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+def _config_queues(config: Any) -> set[str]:
+    """The queues the config names: its [queues.NAME] tables and its tasks' and schedules' queues."""
+    tables = [*config.tasks.values(), *config.schedules.values()]
+    return {*config.queues, *(t["queue"] for t in tables if isinstance(t.get("queue"), str))}
+
+
+def pause_command(
+    ctx: typer.Context,
+    queue: Annotated[str, typer.Argument(metavar="QUEUE", help="The queue's name.")],
+    create: Annotated[bool, typer.Option("--create", help="Pause a queue no job, schedule or config uses yet.")] = False,
+) -> None:
     """Stop starting jobs from a queue; running ones finish."""
-    _set_paused(ctx, queue, True)
+    _set_paused(ctx, queue, True, create)
 
 
-def resume_command(ctx: typer.Context, queue: Annotated[str, typer.Argument(help="Queue name.")]) -> None:
+def resume_command(ctx: typer.Context, queue: Annotated[str, typer.Argument(metavar="QUEUE", help="The queue's name.")]) -> None:
     """Start jobs from a paused queue again."""
     _set_paused(ctx, queue, False)
 

@@ -36,7 +36,7 @@ SUBMIT_OPTIONS = {
     "--cwd": ("cwd", "str"),
     "--at": ("at", "str"),
     "--in": ("delay", "str"),
-    "--after": ("after", "ints"),
+    "--after": ("after", "strs"),  # ids: submit_job checks them, in its own words
     "--from-file": ("from_file", "str"), "-f": ("from_file", "str"),
 }  # fmt: skip
 LIST_OPTIONS = {
@@ -135,7 +135,7 @@ def parse(args: list[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
         raise Fallback  # no command (help), an unknown one, or `--`
     command, rest = args[index], args[index + 1 :]
     if command == "submit" and not rest:
-        raise Fallback  # no_args_is_help
+        raise Fallback  # rare: the Typer command says what is missing, as it would here
     words: list[str] = []
     values, stop = _options(rest, COMMANDS[command], stop_at_word=False,
                             words=words if command == "submit" else None)  # fmt: skip
@@ -152,9 +152,9 @@ def parse(args: list[str]) -> tuple[str, dict[str, Any], dict[str, Any]]:
 def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
     """What JobrunnerGroup.invoke and click's main do around a command, minus click."""
     from jobrunner.cli.context import AppState
-    from jobrunner.errors import JobrunnerError
+    from jobrunner.errors import JobrunnerError, error_line
 
-    app_state = AppState(db_option=root.get("db"), config_option=root.get("config"))
+    app_state = AppState(db_option=root.get("db"), config_option=root.get("config"), command=(command,))
     try:
         if command == "submit":
             from jobrunner.cli.submit import submit_job
@@ -169,7 +169,7 @@ def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
 
             list_jobs(app_state, **values)
     except JobrunnerError as exc:
-        _echo_error(f"jobrunner: error: {exc}")
+        _echo_error(error_line(str(exc)))
         return exc.exit_code
     except BrokenPipeError:  # `jobrunner list | head`
         if command == "daemon":
@@ -208,6 +208,22 @@ def _streams_as_click_sees_them() -> bool:
         return False
 
 
+def _progress(args: list[str]) -> bool:
+    """`jobrunner progress FRACTION [MESSAGE]` inside a shell job: one line to its worker's
+    progress pipe, importing next to nothing (a loop of reports must not pay a CLI start each).
+    False: anything else, or no pipe to write to; the Typer command then does it (or says why)."""
+    if not args or args[0] != "progress" or not 2 <= len(args) <= 3 or any(a.startswith("-") for a in args[1:]):
+        return False
+    import os
+
+    if not os.environ.get("JOBRUNNER_JOB_ID"):
+        return False
+    from jobrunner import progress
+
+    fraction = progress.parse_fraction(args[1])
+    return fraction is not None and progress.send(fraction, args[2] if len(args) == 3 else None)
+
+
 def main() -> None:
     """Console-script entry point: the fast path when it applies, else the Typer app."""
     # peewee imports psycopg2 (tens of ms) when imported, even for a SQLite file; blocked
@@ -216,6 +232,8 @@ def main() -> None:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]
     import os
 
+    if _progress(sys.argv[1:]):
+        raise SystemExit(0)
     if not os.environ.get(COMPLETE_VAR) and _streams_as_click_sees_them():
         try:
             command, root, values = parse(sys.argv[1:])

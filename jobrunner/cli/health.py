@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import stat
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,23 +19,19 @@ import typer
 from jobrunner.cli.context import state
 from jobrunner.cli.output import print_json
 from jobrunner.domain.durations import format_duration
-from jobrunner.errors import JobrunnerError, UsageError
+from jobrunner.errors import JobrunnerError
 
 NOT_RUNNING = 3  # `status` exit code when no daemon is alive (as `systemctl status` does)
 WAL_WARN_BYTES = 64 * 1024 * 1024
+IMPORT_TIMEOUT_S = 30.0  # for importing every configured callable: a module that hangs fails the check
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 def _existing_store(ctx: typer.Context) -> Any:
-    """The store, without creating a database that is not there yet (status must not create one)."""
-    current = state(ctx)
-    target = current.db_target
-    if "://" not in target and not Path(target).exists():
-        raise UsageError(
-            f"no database at {target} yet: submit a job first (jobrunner submit -- COMMAND) or pass --db"
-        )
-    return current.store
+    """The store, without creating a database that is not there yet (status must not create one):
+    AppState.store refuses that for every command that adds nothing."""
+    return state(ctx).store
 
 
 def status_data(store: Any, now: float) -> dict[str, Any]:
@@ -52,7 +53,10 @@ def status_data(store: Any, now: float) -> dict[str, Any]:
 
 
 def status_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Is a daemon running on this database: heartbeat, pid, workers busy/free, queues. Exit 3 if none."""
+    """Tell whether a daemon is running on this database.
+
+    It shows each daemon's heartbeat, pid, busy and free workers, and queues. Exit 3 if none runs.
+    """
     data = status_data(_existing_store(ctx), time.time())
     if as_json:
         print_json(data)
@@ -113,9 +117,14 @@ def doctor_checks(ctx: typer.Context, now: float) -> list[Check]:
         checks.append(Check("config", "fail", str(exc)))
     else:
         checks.append(_config_check(config))
-    from jobrunner.config import resolve_db_target
+        checks += _import_checks(config)
+    from jobrunner.config import load_config, resolve_db_target
 
-    target = resolve_db_target(current.db_option, config)  # a broken config still names the database
+    place = config
+    if place is None:  # a broken config still names the database (unless `db` itself is what is broken)
+        with contextlib.suppress(JobrunnerError):
+            place = load_config(current.config_option, on_problem=lambda problem: None)
+    target = resolve_db_target(current.db_option, place)
     path = None if "://" in target else Path(target)
     if path is not None:
         if not path.exists():
@@ -152,6 +161,80 @@ def _config_check(config: Any) -> Check:
         return Check("config", "warn", f"{config.path}: valid, but password_env not set here "
                      f"({'; '.join(missing)}): the daemon's environment needs it")  # fmt: skip
     return Check("config", "ok", f"{config.path}: {', '.join(parts)}")
+
+
+# Run by `python -P -c` (no working directory on sys.path, as a daemon started by its console
+# script has none): argv[1] is python_path, argv[2] the [owner, callable] pairs. The imported
+# code's own output goes to stderr; one JSON line per callable goes to the real stdout.
+_IMPORT_SCRIPT = """
+import json, os, pkgutil, sys
+out = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)
+sys.path[:0] = json.loads(sys.argv[1])
+for owner, target in json.loads(sys.argv[2]):
+    out.write(json.dumps([owner, None]) + "\\n")
+    out.flush()
+    try:
+        error = None if callable(pkgutil.resolve_name(target)) else "it imports, but is not callable"
+    except BaseException as exc:
+        error = "cannot import it: " + (type(exc).__name__ + ": " + str(exc)).strip().splitlines()[0]
+    out.write(json.dumps([owner, error or ""]) + "\\n")
+    out.flush()
+"""
+
+
+def _import_checks(config: Any) -> list[Check]:
+    """Import each configured callable as a worker would ([daemon] python_path first on sys.path),
+    in child processes with one deadline: a broken or hanging import cannot take doctor down."""
+    owners = {f"task {name}": table["callable"] for name, table in config.tasks.items() if "callable" in table}
+    owners.update((f"schedule {name}", table["callable"]) for name, table in config.schedules.items()
+                  if "callable" in table)  # fmt: skip
+    if not owners:
+        return []
+    where = f"python_path: {', '.join(config.python_path)}" if config.python_path else "no [daemon] python_path in the config"
+    deadline = time.monotonic() + IMPORT_TIMEOUT_S
+    results: dict[str, str] = {}
+    pending = list(owners.items())
+    while pending and time.monotonic() < deadline:  # again after an import that ended the process
+        results.update(_import_run(config.python_path, pending, deadline - time.monotonic()))
+        pending = [(owner, target) for owner, target in pending if owner not in results]
+    checks = []
+    for owner, target in owners.items():
+        error = results.get(owner, f"not tried: the check ran out of its {IMPORT_TIMEOUT_S:g}s")
+        if error:
+            level = "warn" if owner not in results else "fail"
+            checks.append(Check("imports", level, f"{owner}: {target}: {error} ({where})"))
+    if not checks:
+        checks.append(Check("imports", "ok", f"{len(owners)} callable(s) import" +
+                            (f" ({where})" if config.python_path else "")))  # fmt: skip
+    return checks
+
+
+def _import_run(python_path: tuple[str, ...], pending: list[tuple[str, str]], timeout: float) -> dict[str, str]:
+    """One child importing `pending` in order: {owner: "" or why not}, up to the one that ended it."""
+    argv = [sys.executable, "-P", "-c", _IMPORT_SCRIPT, json.dumps(python_path), json.dumps(pending)]
+    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               start_new_session=True, text=True)  # fmt: skip
+    try:
+        out, _ = process.communicate(timeout=max(timeout, 0.1))
+        ended = f"cannot import it: the import ended the process ({_exit_words(process.returncode)})"
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(OSError):
+            os.killpg(process.pid, signal.SIGKILL)  # and whatever the import started
+        out, _ = process.communicate()
+        ended = f"cannot import it: the import did not finish within {IMPORT_TIMEOUT_S:g}s"
+    results: dict[str, str] = {}
+    for line in out.splitlines():
+        with contextlib.suppress(ValueError):  # a line cut short by the kill
+            owner, error = json.loads(line)
+            results[owner] = ended if error is None else error  # None: started, never finished
+    if not results and pending:  # the interpreter itself did not start
+        results[pending[0][0]] = ended
+    return results
+
+
+def _exit_words(code: int | None) -> str:
+    return f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
 
 def _file_checks(path: Path) -> list[Check]:
@@ -257,8 +340,11 @@ def _size(n: float) -> str:
 
 
 def doctor_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Check the database, its files and permissions, schema, WAL, config, leases, daemon and schedules.
-    Exit 1 on a fail."""
+    """Check what could be wrong, and say how to fix it.
+
+    It checks the database, its files and permissions, schema and WAL, the config, leases, daemon
+    and schedules. Exit 1 on a fail.
+    """
     checks = doctor_checks(ctx, time.time())
     if as_json:
         print_json([{"check": c.name, "level": c.level, "message": c.message} for c in checks])

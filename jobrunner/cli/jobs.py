@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from jobrunner.cli.context import state
+from jobrunner.cli.context import parse_job_ids, state
 from jobrunner.cli.listing import list_jobs, parse_statuses
 from jobrunner.cli.output import print_json
 from jobrunner.cli.submit import submit_job
@@ -39,59 +39,112 @@ def submit_command(
     words: Annotated[
         list[str] | None,
         typer.Argument(
-            help="A task name from jobs.toml, or `-- COMMAND ARGS...` for a shell job.", show_default=False
+            metavar="[TASK] [-- COMMAND...]",
+            show_default=False,
+            help="A task name from jobs.toml, or a shell command after --.",
         ),
     ] = None,
     call: Annotated[
-        str | None, typer.Option("--call", "-c", help="Run a Python callable 'package.module:function'.")
+        str | None,
+        typer.Option(
+            "--call",
+            "-c",
+            metavar="MODULE:FUNCTION",
+            help="Run this Python callable, e.g. 'myapp.reports:build'.",
+        ),
     ] = None,
     arg: Annotated[
         list[str] | None,
         typer.Option(
-            "--arg", "-a", help="KEY=VALUE keyword argument for --call (JSON values decoded); repeatable."
+            "--arg",
+            "-a",
+            metavar="KEY=VALUE",
+            help="A keyword argument for --call; VALUE is read as JSON when it parses. Repeatable.",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", "-n", help="A name to show in lists.")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", metavar="NAME", help="A name to show in lists.")
+    ] = None,
     queue: Annotated[
-        str | None, typer.Option("--queue", "-q", help="Queue to run in [default: default].")
+        str | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="The queue to run in [default: default]."),
     ] = None,
     priority: Annotated[
-        str | None, typer.Option("--priority", "-p", help="low, normal, high, critical or 0-9.")
+        str | None,
+        typer.Option(
+            "--priority", "-p", metavar="LEVEL", help="Low, normal, high, critical, or 0-9 [default: normal]."
+        ),
     ] = None,
     retries: Annotated[
-        int | None, typer.Option("--retries", "-r", help="Retries after a failed attempt [default: 0].")
+        int | None,
+        typer.Option(
+            "--retries", "-r", metavar="N", help="How often to retry a failed attempt [default: 0]."
+        ),
     ] = None,
     timeout: Annotated[
-        str | None, typer.Option("--timeout", "-t", help="Kill an attempt after this long (30s, 10m, 1h).")
+        str | None,
+        typer.Option(
+            "--timeout",
+            "-t",
+            metavar="DURATION",
+            help="Stop an attempt that runs longer than this (30s, 10m, 1h).",
+        ),
     ] = None,
     backoff: Annotated[
-        str | None, typer.Option("--backoff", help="Base delay before the first retry, doubled each time.")
+        str | None,
+        typer.Option(
+            "--backoff",
+            metavar="DURATION",
+            help="The delay before the first retry, doubled for each one after.",
+        ),
     ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="A tag to filter by later; repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--tag", metavar="TAG", help="A tag to filter by later; repeatable, or comma-separated."
+        ),
     ] = None,
-    meta: Annotated[list[str] | None, typer.Option("--meta", help="KEY=VALUE metadata; repeatable.")] = None,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", metavar="KEY=VALUE", help="Metadata to keep with the job; repeatable."),
+    ] = None,
     env: Annotated[
-        list[str] | None, typer.Option("--env", "-e", help="KEY=VALUE environment for the job; repeatable.")
+        list[str] | None,
+        typer.Option(
+            "--env", "-e", metavar="KEY=VALUE", help="An environment variable for the job; repeatable."
+        ),
     ] = None,
     cwd: Annotated[
-        str | None, typer.Option("--cwd", help="Working directory [default: the current one].")
+        str | None,
+        typer.Option("--cwd", metavar="DIR", help="The directory to run in [default: the current one]."),
     ] = None,
     at: Annotated[
-        str | None, typer.Option("--at", help="Run at this time (ISO 8601, local unless an offset is given).")
+        str | None,
+        typer.Option(
+            "--at", metavar="TIME", help="Run at this time: ISO 8601, local unless it has an offset."
+        ),
     ] = None,
-    delay: Annotated[str | None, typer.Option("--in", help="Run after this delay (10m, 2h).")] = None,
+    delay: Annotated[
+        str | None, typer.Option("--in", metavar="DURATION", help="Run after this delay (10m, 2h).")
+    ] = None,
     after: Annotated[
-        list[int] | None, typer.Option("--after", help="Run only when this job has succeeded; repeatable.")
+        list[str] | None,
+        typer.Option("--after", metavar="ID", help="Run only once this job has succeeded; repeatable."),
     ] = None,
     from_file: Annotated[
         str | None,
         typer.Option(
-            "--from-file", "-f", help="Submit one JSON job per line ('-' for stdin), all in one transaction."
+            "--from-file",
+            "-f",
+            metavar="FILE",
+            help="Submit one JSON job per line of FILE ('-' for stdin), all in one transaction.",
         ),
     ] = None,
 ) -> None:
-    """Store a new job and print its id (stdout holds the id alone)."""
+    """Store a new job and print its id.
+
+    stdout holds the id alone, so `id=$(jobrunner submit -- make test)` works.
+    """
     submit_job(
         state(ctx), words, ctx.meta.get(DASHDASH), call=call, arg=arg, name=name, queue=queue,
         priority=priority, retries=retries, timeout=timeout, backoff=backoff, tag=tag, meta=meta,
@@ -103,18 +156,33 @@ def list_command(
     ctx: typer.Context,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", "-s", help="Only these statuses (repeat or comma-separate)."),
+        typer.Option(
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only jobs in these statuses; repeat it or separate them with commas.",
+        ),
     ] = None,
-    queue: Annotated[list[str] | None, typer.Option("--queue", "-q", help="Only these queues.")] = None,
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", "-q", metavar="NAME", help="Only jobs in this queue; repeatable."),
+    ] = None,
     tag: Annotated[
-        list[str] | None, typer.Option("--tag", help="Only jobs with this tag (repeat: all of them).")
+        list[str] | None,
+        typer.Option("--tag", metavar="TAG", help="Only jobs with this tag; repeated, with all of them."),
     ] = None,
     search: Annotated[
-        str | None, typer.Option("--search", help="Text in the name, command or callable.")
+        str | None,
+        typer.Option(
+            "--search", metavar="TEXT", help="Only jobs with this text in their name, command or callable."
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", "-n", min=0, help="At most this many (0: all).")] = 50,
+    limit: Annotated[
+        int,
+        typer.Option("--limit", "-n", min=0, metavar="N", help="Show at most this many jobs (0 shows all)."),
+    ] = 50,
     oldest_first: Annotated[
-        bool, typer.Option("--oldest-first", help="Oldest first instead of newest.")
+        bool, typer.Option("--oldest-first", help="Show the oldest jobs first instead of the newest.")
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
@@ -127,12 +195,16 @@ def list_command(
 
 def show_command(
     ctx: typer.Context,
-    job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
+    job_ref: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Everything about one job: what it runs, timings, progress, every attempt and error."""
+    """Show everything about one job.
+
+    What it runs, its timings and progress, and every attempt and error.
+    """
     from jobrunner.store import queries
 
+    (job_id,) = parse_job_ids([job_ref])
     store = state(ctx).store
     from jobrunner.store import dependencies
 
@@ -144,7 +216,7 @@ def show_command(
     from jobrunner.cli.output import console, job_detail
 
     out = console()
-    for part in job_detail(job, events, time.time()):
+    for part in job_detail(job, events, time.time(), queries.dependency_links(store, job_id)):
         out.print(part)
 
 
@@ -161,36 +233,52 @@ def _report(outcomes: list, as_json: bool) -> None:
 
 def retry_command(
     ctx: typer.Context,
-    job_ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Dead, cancelled or retrying jobs.")],
+    job_ids: Annotated[
+        list[str], typer.Argument(metavar="ID...", help="The ids of dead, cancelled or retrying jobs.")
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """Put dead or cancelled jobs back in the queue (with a fresh retry budget)."""
+    """Put dead or cancelled jobs back in the queue.
+
+    Each starts again with a fresh retry budget.
+    """
     from jobrunner.store import repo
 
-    _report(repo.retry(state(ctx).store, job_ids, time.time()), as_json)
+    _report(repo.retry(state(ctx).store, parse_job_ids(job_ids), time.time()), as_json)
 
 
 def cancel_command(
     ctx: typer.Context,
-    job_ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Jobs to cancel.")],
+    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The ids of the jobs to cancel.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Cancel jobs: queued, scheduled and waiting ones never start; running ones are stopped."""
+    """Cancel jobs.
+
+    Queued, scheduled and waiting jobs never start; running ones are stopped.
+    """
     from jobrunner.store import repo
 
-    _report(repo.cancel(state(ctx).store, job_ids, time.time()), as_json)
+    _report(repo.cancel(state(ctx).store, parse_job_ids(job_ids), time.time()), as_json)
 
 
 def purge_command(
     ctx: typer.Context,
-    older_than: Annotated[str, typer.Option("--older-than", help="Finished longer ago than this (7d, 12h).")],
+    older_than: Annotated[
+        str,
+        typer.Option(
+            "--older-than", metavar="DURATION", help="Only jobs that finished longer ago than this (7d, 12h)."
+        ),
+    ],
     status: Annotated[
         list[str] | None,
         typer.Option(
-            "--status", "-s", help="Only these finished statuses [default: succeeded, dead, cancelled]."
+            "--status",
+            "-s",
+            metavar="STATUS",
+            help="Only jobs in these finished statuses [default: succeeded, dead, cancelled].",
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many would go.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many jobs would go.")] = False,
     as_json: JsonOption = False,
 ) -> None:
     """Delete finished jobs, their history and their log files."""
@@ -219,7 +307,7 @@ def purge_command(
 
 
 def stats_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
-    """Counts per status, overall and per queue."""
+    """Count jobs per status, overall and per queue."""
     from jobrunner.store import queries
 
     data = queries.stats(state(ctx).store)
@@ -232,7 +320,7 @@ def stats_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
 
 def register(app: typer.Typer) -> None:
-    app.command("submit", cls=SubmitCommand, no_args_is_help=True)(submit_command)
+    app.command("submit", cls=SubmitCommand)(submit_command)  # no arguments: submit_job says what is missing
     app.command("list")(list_command)
     app.command("show")(show_command)
     app.command("retry")(retry_command)

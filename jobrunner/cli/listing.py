@@ -47,13 +47,13 @@ def list_jobs(
     if as_json:
         print_json(jobs)
         return
-    from jobrunner.cli.output import console, jobs_table
+    from jobrunner.cli.output import console, jobs_table, print_table, stdout_is_terminal
 
     if not jobs:
         note("no jobs match" if where.where("?")[0] else "no jobs yet: jobrunner submit -- COMMAND")
         return
-    out = console()
-    out.print(jobs_table(jobs, width=out.width))
+    # fitted to a terminal; piped, every value whole (a script or a pager reads it all)
+    print_table(jobs_table(jobs, width=console().width if stdout_is_terminal() else None))
     if limit and len(jobs) == limit:
         total = queries.count_jobs(store, where, up_to=FOOTER_COUNT_UP_TO)
         if total > FOOTER_COUNT_UP_TO:

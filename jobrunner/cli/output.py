@@ -14,10 +14,12 @@ from jobrunner.present import (  # noqa: F401  (re-exported: the CLI's commands 
     job_duration,
     job_target,
     local_time,
+    one_line,
     parse_iso,
     progress_text,
     short_time,
     styled_status,
+    tries_text,
 )
 
 
@@ -44,68 +46,112 @@ def age(text: str | None, now: float | None = None) -> str:
     return format_duration(delta) + " ago" if delta >= 0 else "in " + format_duration(-delta)
 
 
-OPTIONAL_COLUMNS = frozenset({"PROGRESS", "TOOK"})  # hidden when no row has a value
+OPTIONAL_COLUMNS = frozenset({"PROGRESS", "TOOK", "ERROR"})  # hidden when no row has a value
 
 
 DROP_ORDER = ("PROGRESS", "TOOK", "CREATED", "QUEUE", "TRIES", "PRI")  # first to go when narrow
+FLEXIBLE_MIN = 12  # COMMAND and ERROR never get less than this on a terminal
+UNLIMITED_WIDTH = 1_000_000  # piped: wider than any row
 
 
-def jobs_table(jobs: list[dict[str, Any]], width: int = 200) -> Any:
-    """The `list` table: every column shown whole except COMMAND, which takes what is left."""
-    from rich.table import Table
+def stdout_is_terminal() -> bool:
+    """Whether people read stdout on a terminal: tables fit its width; piped, values stay whole."""
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
 
+
+def print_table(table: Any) -> None:
+    """Print a table to stdout: on a terminal as wide as the terminal (rich fits it); piped or
+    redirected as wide as its widest row, so no value is cut (rich would cut at 80 columns)."""
+    out = console()
+    if not stdout_is_terminal():
+        out.width = UNLIMITED_WIDTH  # measured against this, then printed at what it needs
+        out.width = max(out.measure(table).maximum, 1)
+    out.print(table)
+
+
+def _share(room: int, needs: list[int]) -> list[int]:
+    """Split `room` between columns that want `needs`: a column that needs less than an equal
+    share keeps its need, and what it leaves goes to the others."""
+    given = [0] * len(needs)
+    order = sorted(range(len(needs)), key=lambda i: needs[i])
+    for rank, index in enumerate(order):
+        fair = room // (len(needs) - rank)
+        given[index] = max(min(needs[index], fair), FLEXIBLE_MIN)
+        room -= given[index]
+    return given
+
+
+JOB_HEADERS = ("ID", "NAME", "QUEUE", "PRI", "STATUS", "TRIES", "PROGRESS", "CREATED", "TOOK")
+
+
+def _job_cells(job: dict[str, Any], now: float) -> tuple[str, ...]:
+    """A job's cells under JOB_HEADERS, as plain text."""
     from jobrunner.domain.priority import priority_label
 
-    now = time.time()
-    headers = ("ID", "NAME", "QUEUE", "PRI", "STATUS", "TRIES", "PROGRESS", "CREATED", "TOOK")
-    rows = [
-        (
-            str(job["id"]),
-            job["name"],
-            job["queue"],
-            priority_label(job["priority"]),
-            job["status"],
-            f"{job['attempts']}/{job['max_retries'] + 1}",
-            progress_text(job),
-            age(job["created_at"], now),
-            job_duration(job, now),
-        )
-        for job in jobs
-    ]
-    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
-    shown = [i for i, h in enumerate(headers) if h not in OPTIONAL_COLUMNS or any(r[i] for r in rows)]
-    widths = {}
-    for index in shown:
-        header = headers[index]
-        widths[index] = max([len(header)] + [len(row[index]) for row in rows])
-        if header in ("NAME", "PROGRESS"):
-            widths[index] = min(widths[index], 24)  # long names and messages give way first
-    # on a narrow terminal drop the least useful columns rather than let rich squeeze out the ID
+    return (
+        str(job["id"]), job["name"], job["queue"], priority_label(job["priority"]), job["status"],
+        tries_text(job), progress_text(job), age(job["created_at"], now), job_duration(job, now),
+    )  # fmt: skip
+
+
+def _drop_to_fit(widths: dict[int, int], reserve: int, width: int) -> None:
+    """On a narrow terminal drop the least useful columns, rather than let rich squeeze out the
+    ID, until the rest and `reserve` (the flexible columns' least) fit."""
     for header in DROP_ORDER:
-        if sum(w + 2 for w in widths.values()) + 14 <= width:  # each cell is padded by 1 a side
-            break
-        index = headers.index(header)
-        if index in widths:
-            del widths[index]
-            shown.remove(index)
-    for index in shown:
-        header = headers[index]
+        if sum(w + 2 for w in widths.values()) + reserve <= width:  # each cell is padded by 1 a side
+            return
+        widths.pop(JOB_HEADERS.index(header), None)
+
+
+def jobs_table(jobs: list[dict[str, Any]], width: int | None = 200) -> Any:
+    """The `list` table. Fitted to `width` (a terminal): every column shown whole except COMMAND
+    and ERROR, which share what is left. With width None (piped): every value whole."""
+    from rich.table import Table
+
+    whole = width is None
+    now = time.time()
+    rows = [_job_cells(job, now) for job in jobs]
+    # the flexible columns: what runs, and why it failed (the dead-letter queue's reason)
+    flexible = {"COMMAND": [job_target(job, width=None if whole else 200) for job in jobs]}
+    errors = [one_line(job["error"], None if whole else 500) for job in jobs]
+    if any(errors):
+        flexible["ERROR"] = errors
+    widths = {  # column index -> width, for the columns shown
+        i: max([len(header)] + [len(row[i]) for row in rows])
+        for i, header in enumerate(JOB_HEADERS)
+        if header not in OPTIONAL_COLUMNS or any(row[i] for row in rows)
+    }
+    needs = [max([len(header)] + [len(cell) for cell in cells]) for header, cells in flexible.items()]
+    if whole:
+        flexible_widths = needs
+    else:
+        for i, header in enumerate(JOB_HEADERS):
+            if header in ("NAME", "PROGRESS") and i in widths:
+                widths[i] = min(widths[i], 24)  # long names and messages give way first
+        _drop_to_fit(widths, len(flexible) * (FLEXIBLE_MIN + 2), width)
+        if len(flexible) > 1 and sum(w + 2 for w in widths.values()) + 2 * (FLEXIBLE_MIN + 2) > width:
+            del flexible["ERROR"]  # too narrow for both: what runs stays, `show` has the error
+            needs = needs[:1]
+        # every other column has its exact width; the flexible ones get what is left
+        flexible_widths = _share(width - sum(w + 2 for w in widths.values()) - 2 * len(flexible), needs)
+    table = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 1))
+    for i, column_width in widths.items():
+        header = JOB_HEADERS[i]
+        table.add_column(header, justify="right" if header in ("ID", "TRIES") else "left", no_wrap=True,
+                         min_width=column_width, max_width=column_width, overflow="ellipsis")  # fmt: skip
+    for header, column_width in zip(flexible, flexible_widths, strict=True):
         table.add_column(
-            header,
-            justify="right" if header in ("ID", "TRIES") else "left",
-            no_wrap=True,
-            min_width=widths[index],
-            max_width=widths[index],
-            overflow="ellipsis",
+            header, overflow="ellipsis", no_wrap=True, min_width=column_width, max_width=column_width
         )
-    # every other column has its exact width; COMMAND gets what is left, so rich never squeezes
-    left = max(width - sum(w + 2 for w in widths.values()) - 2, 12)
-    longest = max([len("COMMAND")] + [len(job_target(job, width=200)) for job in jobs])
-    command_width = min(left, longest)
-    table.add_column("COMMAND", overflow="ellipsis", no_wrap=True, min_width=command_width, max_width=command_width)
-    for job, row in zip(jobs, rows, strict=True):
-        cells = [styled_status(row[i]) if i == 4 else _escape(row[i]) for i in shown]
-        table.add_row(*cells, _escape(job_target(job, width=200)))
+    for index, row in enumerate(rows):
+        cells = [styled_status(row[i]) if JOB_HEADERS[i] == "STATUS" else _escape(row[i]) for i in widths]
+        cells.append(_escape(flexible["COMMAND"][index]))
+        if "ERROR" in flexible:
+            cells.append(f"[red]{_escape(errors[index])}[/]")
+        table.add_row(*cells)
     return table
 
 

@@ -37,7 +37,7 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
     # database: a forkserver would take ~0.1 s to boot before the first job could start.
     starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target),
                             fork=not app_state.store_open and threading.active_count() == 1,
-                            kill_grace=kill_grace)  # fmt: skip
+                            kill_grace=kill_grace, python_path=config.python_path)  # fmt: skip
     try:
         from jobrunner.daemon.service import Options, Service
 

@@ -13,14 +13,21 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.cli.context import parse_job_ids
 from jobrunner.cli.output import note
-from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.jobspec import JobSpec, SpecError, build_spec
-from jobrunner.errors import UsageError
+from jobrunner.domain.jobspec import (
+    MAX_JOB_ID,
+    MAX_NESTING,
+    JobSpec,
+    SpecError,
+    build_spec,
+    check_runs_here,
+    run_time,
+)
+from jobrunner.errors import NotFoundError, UsageError
 
 if TYPE_CHECKING:
     from jobrunner.cli.context import AppState
@@ -52,24 +59,10 @@ def _json_or_text(value: str) -> Any:
 
 def parse_when(at: str | None, delay: str | None, now: float) -> float | None:
     """--at (ISO time, local unless it has an offset) or --in (a duration) as epoch seconds."""
-    if at and delay:
-        raise UsageError("give --at or --in, not both")
-    if delay:
-        try:
-            return now + parse_duration(delay)
-        except ValueError as exc:
-            raise UsageError(f"--in: {exc}") from None
-    if at:
-        try:
-            moment = datetime.fromisoformat(at)
-        except ValueError:
-            raise UsageError(
-                f"--at: {at!r} is not a time like 2026-12-01T03:00 or 2026-12-01 03:00+01:00"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.astimezone()  # local time, as the user sees their clock
-        return moment.timestamp()
-    return None
+    try:
+        return run_time(at, delay, now, "--at", "--in")
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def submit_job(
@@ -91,7 +84,7 @@ def submit_job(
     cwd: str | None = None,
     at: str | None = None,
     delay: str | None = None,
-    after: list[int] | None = None,
+    after: list[str] | None = None,
     from_file: str | None = None,
 ) -> None:
     """`jobrunner submit` once its options are parsed, by Typer or by the fast path.
@@ -156,36 +149,57 @@ def submit_job(
 
     spec = _spec(fields, task_name, app_state, where="")
     spec.run_at = parse_when(at, delay, now)
-    spec.after = list(after or [])
+    spec.after = parse_job_ids(after or [], "--after: ")
+    refuse_after_on_a_new_database(app_state, spec.after)
     from jobrunner.store import repo
 
     job_id = repo.submit(app_state.store, spec, now)
     sys.stdout.write(f"{job_id}\n")
 
 
-def _spec(fields: dict[str, Any], task_name: str | None, app_state: Any, where: str) -> JobSpec:
-    if task_name:
-        spec = app_state.config.task_spec(task_name, fields)
-    else:
-        try:
-            spec = build_spec(fields)
-        except SpecError as exc:
-            key = exc.key.split(".")[0]
-            if not where and key in OPTION_NAMES:  # from the command line: name the option
-                raise UsageError(f"{OPTION_NAMES[key]}: {str(exc)[len(exc.key) + 2 :]}") from None
-            raise UsageError(f"{where}{exc}") from None
+def _spec(fields: dict[str, Any], task_name: str | None, app_state: Any, where: str,
+          local: bool | None = None) -> JobSpec:  # fmt: skip
+    try:
+        spec = app_state.config.task_spec(task_name, fields) if task_name else build_spec(fields)
+        check_here(spec, app_state, local)
+    except SpecError as exc:
+        key = exc.key.split(".")[0]
+        if task_name and key not in fields:
+            raise UsageError(f"{where}task {task_name!r}: {exc}") from None
+        if not where and key in OPTION_NAMES:  # from the command line: name the option
+            raise UsageError(f"{OPTION_NAMES[key]}: {str(exc)[len(exc.key) + 2 :]}") from None
+        raise UsageError(f"{where}{exc}") from None
     if spec.kind == "shell" and spec.cwd is None:
         spec.cwd = os.getcwd()  # a shell job runs where it was submitted from, like pueue
     return spec
+
+
+def check_here(spec: JobSpec, app_state: Any, local: bool | None = None) -> None:
+    """check_runs_here for a daemon on this machine: not for a database URL (the daemon that
+    runs the job may be on another host, with other directories and modules)."""
+    if spec.cwd is None and spec.callable is None:
+        return
+    if local if local is not None else "://" not in app_state.db_target:
+        check_runs_here(spec, lambda: app_state.config)
 
 
 def submit_file(source: str, app_state: Any, now: float) -> list[int]:
     """`submit --from-file`: validate every line, then store all the jobs in one transaction."""
     with _gc_paused():
         specs = read_job_lines(source, app_state, now)
+        first_with_ids = next((s.after for s in specs if any(i > 0 for i in s.after)), [])
+        refuse_after_on_a_new_database(app_state, first_with_ids)
         from jobrunner.store import repo
 
         return repo.submit_many(app_state.store, specs, now)
+
+
+def refuse_after_on_a_new_database(app_state: AppState, after: list[int]) -> None:
+    """A database not created yet holds no job to wait for: refuse now, before the store would
+    create the file (a refused submit leaves nothing behind). Worded as dependencies.initial_status."""
+    known = [i for i in dict.fromkeys(after) if i > 0]  # negative: earlier lines of the same file
+    if known and app_state.database_missing:
+        raise NotFoundError(f"--after: no job with id {', '.join(map(str, known))}")
 
 
 @contextmanager
@@ -207,7 +221,7 @@ def _resolve_after(after: Any, refs: dict[str, int]) -> list[int]:
         after = [after]
     resolved: list[int] = []
     for item in after:
-        if isinstance(item, int) and not isinstance(item, bool) and item > 0:
+        if isinstance(item, int) and not isinstance(item, bool) and 0 < item <= MAX_JOB_ID:
             resolved.append(item)
         elif isinstance(item, str) and item in refs:
             resolved.append(-(refs[item] + 1))
@@ -228,6 +242,11 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
     specs: list[JobSpec] = []
     refs: dict[str, int] = {}  # "ref" names of earlier lines -> their index
     cwd: str | None = None  # a shell job runs where it was submitted from: the same for every line
+    local = "://" not in app_state.db_target  # check_here's question, answered once per file
+
+    def config() -> Any:  # for check_runs_here: made once for the file, not once per line
+        return app_state.config
+
     for number, line in enumerate(text.splitlines(), start=1):
         if not line or line.isspace():
             continue
@@ -237,15 +256,17 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
         ref, after = data.pop("ref", None), data.pop("after", None)
         try:
             if task_name is not None:
-                if task_name not in app_state.config.tasks:
+                if not isinstance(task_name, str) or task_name not in app_state.config.tasks:
                     raise UsageError(f"task: unknown task {task_name!r}")
-                spec = _spec(data, task_name, app_state, f"{label}:{number}: ")
+                spec = _spec(data, task_name, app_state, f"{label}:{number}: ", local)
             else:
                 spec = build_spec(data)  # what _spec does for a line, minus a getcwd() per line
+                if local and (spec.cwd is not None or spec.callable is not None):
+                    check_runs_here(spec, config)  # check_here, inline: it runs per line
                 if spec.kind == "shell" and spec.cwd is None:
                     spec.cwd = cwd = cwd or os.getcwd()
             if at is not None or delay is not None:
-                spec.run_at = parse_when(at, delay, now)
+                spec.run_at = run_time(at, delay, now)
             if after is not None:
                 spec.after = _resolve_after(after, refs)
             if ref is not None:
@@ -270,13 +291,15 @@ def _parse_line(line: str, label: str, number: int) -> dict[str, Any]:
     """One line's JSON object; anything unusual (spaces around it, an error) goes through json.loads."""
     try:
         data, end = _scan_json(line, 0)
-    except (StopIteration, ValueError):
+    except (StopIteration, ValueError, RecursionError):
         end = -1
     if end != len(line):
         try:
             data = json.loads(line)
         except ValueError as exc:
             raise UsageError(f"{label}:{number}: invalid JSON: {exc}") from None
+        except RecursionError:  # thousands of brackets deep: the parser's own limit
+            raise UsageError(f"{label}:{number}: nested more than {MAX_NESTING} levels deep") from None
     if not isinstance(data, dict):
         raise UsageError(f"{label}:{number}: expected a JSON object, got {type(data).__name__}")
     return data

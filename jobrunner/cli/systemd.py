@@ -45,7 +45,7 @@ def quote_arg(arg: str) -> str:
 
 
 def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace: float, kill_grace: float,
-              workers: int | None, run_as: str | None = None) -> str:  # fmt: skip
+              workers: int | None, run_as: str | None = None, python_path: tuple[str, ...] = ()) -> str:  # fmt: skip
     """The unit file. Type=notify: systemd waits for READY=1 and pings the watchdog."""
     command = [*argv, "--db", db]
     if config:
@@ -85,6 +85,7 @@ def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace
         "# a job killed by the OOM killer fails that attempt; the daemon keeps running",
         "OOMPolicy=continue",
         "Environment=PYTHONUNBUFFERED=1",
+        *_python_path_lines(python_path),
         "# SMTP passwords and other secrets for [notify.*]: KEY=VALUE lines in a file only you can read",
         "# EnvironmentFile=-%h/.config/jobrunner/secrets.env" if user else
         "# EnvironmentFile=-/etc/jobrunner/secrets.env",
@@ -101,6 +102,20 @@ def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace
     return "\n".join(lines) + "\n"
 
 
+def _python_path_lines(python_path: tuple[str, ...]) -> list[str]:
+    """[daemon] python_path as PYTHONPATH, so the unit shows (and the whole daemon gets) where job
+    callables import from; Environment= expands % specifiers, and a quoted value takes C escapes."""
+    if not python_path:
+        return []
+    for directory in python_path:
+        if ":" in directory:
+            raise UsageError(f"[daemon] python_path: {directory} holds ':', which PYTHONPATH cannot carry: "
+                             "rename or link the directory")  # fmt: skip
+    value = ":".join(python_path).replace("%", "%%").replace("\\", "\\\\").replace('"', '\\"')
+    return ["# [daemon] python_path from the config: where Python jobs' callables are imported from",
+            f'Environment="PYTHONPATH={value}"']  # fmt: skip
+
+
 def user_unit_path() -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base) / "systemd" / "user" / UNIT_NAME
@@ -108,6 +123,7 @@ def user_unit_path() -> Path:
 
 def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, workers: int | None) -> str:
     current = state(ctx)
+    config = current.config  # first: the daemon would refuse a broken config, so the unit does too
     db = current.db_target
     if "://" in db:
         if "@" in db.split("://", 1)[1].split("/", 1)[0] and ":" in db.split("://", 1)[1].split("@", 1)[0]:
@@ -115,26 +131,30 @@ def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, w
                  "put JOBRUNNER_DB=... in an EnvironmentFile= and remove --db from ExecStart")  # fmt: skip
     else:
         db = str(Path(db).absolute())
-    config = current.config.path
+    path = config.path
     run_as = None if user else getpass.getuser()
-    return unit_text(user=user, argv=jobrunner_argv(), db=db, config=str(config.absolute()) if config else None,
-                     grace=grace, kill_grace=kill_grace, workers=workers, run_as=run_as)  # fmt: skip
+    return unit_text(user=user, argv=jobrunner_argv(), db=db, config=str(path.absolute()) if path else None,
+                     grace=grace, kill_grace=kill_grace, workers=workers, run_as=run_as,
+                     python_path=config.python_path)  # fmt: skip
 
 
-GraceOption = Annotated[float, typer.Option("--grace", min=0, help="Seconds running jobs get to finish on stop.")]
-KillGraceOption = Annotated[float, typer.Option("--kill-grace", min=0, help="SIGTERM to SIGKILL for a stopped job.")]
-WorkersOption = Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, help="Worker processes.")]
+GraceOption = Annotated[float, typer.Option("--grace", min=0, metavar="SECONDS", help="How long running jobs get to finish on stop.")]
+KillGraceOption = Annotated[float, typer.Option("--kill-grace", min=0, metavar="SECONDS", help="How long a stopped job gets between SIGTERM and SIGKILL.")]
+WorkersOption = Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, metavar="N", help="How many worker processes to run [default: the CPU count].")]
 
 
 @systemd_app.command("unit")
 def unit_command(
     ctx: typer.Context,
-    user: Annotated[bool, typer.Option("--user/--system", help="A user unit (default) or a system unit.")] = True,
+    user: Annotated[bool, typer.Option("--user/--system", help="A user unit (the default) or a system unit.")] = True,
     grace: GraceOption = 30.0,
     kill_grace: KillGraceOption = 5.0,
     workers: WorkersOption = None,
 ) -> None:
-    """Print a unit file for this jobrunner and database (Type=notify, graceful stop, watchdog)."""
+    """Print a unit file for this jobrunner and database.
+
+    The unit has Type=notify, a graceful stop and a watchdog.
+    """
     typer.echo(_unit_for(ctx, user, grace, kill_grace, workers), nl=False)
 
 
@@ -147,7 +167,10 @@ def install_command(
     workers: WorkersOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different unit file.")] = False,
 ) -> None:
-    """Write ~/.config/systemd/user/jobrunner.service and print the commands that start it."""
+    """Install the user unit and print the commands that start it.
+
+    The unit is written to ~/.config/systemd/user/jobrunner.service.
+    """
     if not user:
         raise UsageError(
             "install writes user units only; for a system unit run: jobrunner systemd unit --system | "

@@ -9,22 +9,27 @@ from typing import Annotated
 
 import typer
 
-from jobrunner.cli.context import state
+from jobrunner.cli.context import parse_job_ids, state
 from jobrunner.domain.states import FINISHED
 from jobrunner.errors import UsageError
 
 EXIT_JOB_FAILED = 4
 EXIT_WAIT_TIMEOUT = 124  # as coreutils `timeout` does
+DAEMON_CHECK_EVERY_S = 2.0  # how often `wait` looks whether a daemon is alive to run the jobs
 
 
 def logs_command(
     ctx: typer.Context,
-    job_id: Annotated[int, typer.Argument(metavar="ID", help="The job's id.")],
+    job_ref: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
     follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing output until the job finishes.")] = False,
 ) -> None:
-    """Print a job's output (stdout and stderr of every attempt)."""
+    """Print a job's output.
+
+    That is the stdout and stderr of every attempt, in the order they were written.
+    """
     from jobrunner.store import queries
 
+    (job_id,) = parse_job_ids([job_ref])
     store = state(ctx).store
     job = queries.get_job(store, job_id)
     path = job["log_path"]
@@ -58,19 +63,37 @@ def logs_command(
 
 def wait_command(
     ctx: typer.Context,
-    job_ids: Annotated[list[int], typer.Argument(metavar="ID...", help="Jobs to wait for.")],
-    timeout: Annotated[float | None, typer.Option("--timeout", min=0, help="Give up after this many seconds (exit 124).")] = None,
+    job_refs: Annotated[list[str], typer.Argument(metavar="ID...", help="The ids of the jobs to wait for.")],
+    timeout: Annotated[
+        str | None,
+        typer.Option(
+            "--timeout",
+            metavar="DURATION",
+            help="Give up after this long (30s, 10m, 1h30m) with exit code 124.",
+        ),
+    ] = None,
 ) -> None:
-    """Block until the jobs finish: exit 0 if all succeeded, 4 if any is dead or cancelled."""
+    """Wait until the jobs finish.
+
+    Exit 0 if all of them succeeded, 4 if any is dead or cancelled. With no daemon running, it
+    says so on stderr once and keeps waiting: the jobs go on when a daemon starts.
+    """
+    from jobrunner.domain.durations import parse_duration
     from jobrunner.store import queries
 
+    job_ids = parse_job_ids(job_refs)
+    try:
+        seconds = parse_duration(timeout) if timeout is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--timeout: {exc}") from None
     store = state(ctx).store
-    deadline = time.monotonic() + timeout if timeout is not None else None
+    deadline = time.monotonic() + seconds if seconds is not None else None
     pending = list(dict.fromkeys(job_ids))
     for job_id in pending:
         queries.get_job(store, job_id)  # unknown ids fail now, before any waiting
     failed = False
     delay = 0.01
+    next_daemon_check, daemon_was_alive = 0.0, True
     while pending:
         for job_id in list(pending):
             job = queries.get_job(store, job_id)
@@ -82,8 +105,22 @@ def wait_command(
         if not pending:
             break
         if deadline is not None and time.monotonic() >= deadline:
-            typer.echo(f"jobrunner: still waiting for job(s) {', '.join(map(str, pending))} after {timeout:g}s", err=True)
+            typer.echo(
+                f"jobrunner: still waiting for job(s) {', '.join(map(str, pending))} after {timeout}",
+                err=True,
+            )
             raise typer.Exit(EXIT_WAIT_TIMEOUT)
+        if time.monotonic() >= next_daemon_check:
+            next_daemon_check = time.monotonic() + DAEMON_CHECK_EVERY_S
+            alive = any(d["alive"] for d in queries.daemons(store, time.time()))
+            if daemon_was_alive and not alive:  # said once, and again only if one starts and stops
+                waiting = ", ".join(map(str, pending))
+                typer.echo(
+                    f"jobrunner: no daemon is running: job(s) {waiting} will not progress until one starts "
+                    "(jobrunner daemon); still waiting",
+                    err=True,
+                )
+            daemon_was_alive = alive
         time.sleep(delay)
         delay = min(delay * 1.5, 0.2)
     raise typer.Exit(EXIT_JOB_FAILED if failed else 0)
@@ -91,19 +128,20 @@ def wait_command(
 
 def progress_command(
     ctx: typer.Context,
-    fraction: Annotated[str, typer.Argument(help="0.4, or 40%.")],
-    message: Annotated[str | None, typer.Argument(help="A short note, e.g. 'step 2/5'.")] = None,
+    fraction: Annotated[str, typer.Argument(metavar="FRACTION", help="How far the job is: a fraction like 0.4, or a percentage like 40%.")],
+    message: Annotated[str | None, typer.Argument(metavar="MESSAGE", help="A short note, e.g. 'step 2/5'.")] = None,
 ) -> None:
     """Report progress from inside a running shell job."""
+    from jobrunner import progress
+
     job_id, attempt = os.environ.get("JOBRUNNER_JOB_ID"), os.environ.get("JOBRUNNER_ATTEMPT")
     if not job_id or not attempt:
         raise UsageError("not inside a jobrunner job (JOBRUNNER_JOB_ID is not set)")
-    try:
-        value = float(fraction[:-1]) / 100 if fraction.endswith("%") else float(fraction)
-    except ValueError:
-        raise UsageError(f"{fraction!r} is not a fraction like 0.4 or 40%") from None
-    if not 0 <= value <= 1:
-        raise UsageError(f"progress {fraction} is out of range: use 0-1 or 0%-100%")
+    value = progress.parse_fraction(fraction)
+    if value is None:
+        raise UsageError(f"{fraction!r} is not a fraction from 0 to 1 like 0.4, or a percentage like 40%")
+    if progress.send(value, message):  # the job's worker passes it on: no database write here
+        return
     from jobrunner.store import runs
 
     runs.save_progress(state(ctx).store, [(int(job_id), int(attempt), value, message)], time.time())

@@ -60,7 +60,8 @@ class Handover:
                 self._on_message(worker, message)
 
     def _on_control(self: Service, worker: Worker, message: tuple) -> None:
-        """The watcher's answers (watch.py): a job given back or not, a job it fenced."""
+        """The watcher's messages (watch.py): a job given back or not, a shell job's progress,
+        a job it fenced."""
         now = time.time()
         if message[0] == "skipped":
             claim, why = worker.on_skipped(message[1], message[2], now)
@@ -72,6 +73,10 @@ class Handover:
             elif why == "release":
                 self._give_back([claim])
             self.maybe_work = True  # room in its line; "lost": not ours any more, nothing to record
+        elif message[0] == "progress":  # from a shell job's progress pipe
+            job = worker.job
+            if job is not None and worker.seqs.get((job.id, job.attempt)) == message[1]:
+                self.progress[(job.id, job.attempt)] = (message[2], message[3])
         elif message[0] == "fenced" and worker.job is not None:
             worker.fenced = True
             log.warning("job %d: stopped by its worker: this daemon's lease lapsed (stalled?)", worker.job.id)

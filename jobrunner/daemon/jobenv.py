@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import suppress
 from typing import Any
 
 
@@ -19,6 +20,32 @@ def with_our_bin(path: str | None) -> str:
     """PATH plus the directory of our Python: `jobrunner progress` works inside a job even when
     the daemon's venv is not on the PATH."""
     return os.pathsep.join(filter(None, [path or "", os.path.dirname(sys.executable)]))
+
+
+def open_progress_pipe(log_dir: str | None) -> int | None:
+    """This worker's progress FIFO (see progress.py), named in the environment every job's
+    processes inherit; returns a read descriptor for the watcher thread, None if none could be
+    made. A write descriptor of our own stays open too, so the reader never sees end-of-file."""
+    from jobrunner.progress import PATH_VAR
+
+    if not log_dir:
+        return None
+    path = progress_path(log_dir, os.getpid())
+    try:
+        with suppress(FileNotFoundError):
+            os.unlink(path)  # a dead worker's with our pid
+        os.mkfifo(path, 0o600)
+        read = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+        os.open(path, os.O_WRONLY | os.O_NOFOLLOW)  # kept for our lifetime, never written
+    except OSError:
+        return None
+    os.environ[PATH_VAR] = path
+    return read
+
+
+def progress_path(log_dir: str, pid: int) -> str:
+    """Where worker `pid` keeps its progress FIFO (for the supervisor to clear up after it)."""
+    return os.path.join(log_dir, f".progress-{pid}")
 
 
 def prepare_environment(db_target: str) -> None:

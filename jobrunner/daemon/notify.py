@@ -21,29 +21,29 @@ import queue
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.jobspec import unknown_key_message
-from jobrunner.errors import ConfigError
+from jobrunner.config import (
+    EMAIL_SUBJECT,
+    NOTIFY_DEFAULT_RETRIES,
+    NOTIFY_DEFAULT_TIMEOUT,
+    NOTIFY_EVENTS,
+    NOTIFY_KIND_KEYS,
+    check_notifiers,
+)
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
 
 log = logging.getLogger("jobrunner.notify")
 
-EVENTS = ("dead", "succeeded", "retrying", "cancelled")
+EVENTS = NOTIFY_EVENTS  # the names below are config.py's, where every command checks them
 DEFAULT_EVENTS = ("dead",)
-COMMON_KEYS = ("type", "events", "timeout", "retries", "retry_delay", "description")
-KIND_KEYS = {
-    "webhook": ("url", "headers"),
-    "email": ("host", "port", "starttls", "user", "password_env", "from", "to", "subject"),
-    "command": ("command",),
-}
-DEFAULT_TIMEOUT = {"webhook": 10.0, "email": 30.0, "command": 60.0}
-DEFAULT_RETRIES = {"webhook": 3, "email": 2, "command": 0}
+KIND_KEYS = NOTIFY_KIND_KEYS
+DEFAULT_TIMEOUT = NOTIFY_DEFAULT_TIMEOUT
+DEFAULT_RETRIES = NOTIFY_DEFAULT_RETRIES
 QUEUE_SIZE = 1000
 
 
@@ -119,7 +119,7 @@ class EmailNotifier(Notifier):
     password_env: str | None = None
     sender: str = ""
     to: tuple[str, ...] = ()
-    subject: str = "jobrunner: job {id} {event}: {name}"
+    subject: str = EMAIL_SUBJECT
     kind: str = field(default="email", init=False)
 
     def message(self, event: str, job: Mapping[str, Any]) -> EmailMessage:
@@ -213,133 +213,22 @@ class CommandNotifier(Notifier):
 def parse_notifiers(tables: Any, where: str = "config") -> list[Notifier]:
     """Validate Config.sections["notify"] (the raw `[notify.NAME]` tables); errors name the key.
 
-    Raises ConfigError like `jobs.toml: notify.mail.password: ...`.
+    Raises ConfigError like `jobs.toml: notify.mail.password: ...`; the checking itself is
+    config.check_notifiers, which every command runs when it loads the config.
     """
-    if tables is None:
-        return []
-    if not isinstance(tables, dict):
-        raise ConfigError(f"{where}: notify: must be tables like [notify.NAME]")
-    return [_parse_one(name, table, where) for name, table in tables.items()]
+    return build_notifiers(check_notifiers(tables, where))
 
 
 def notifiers_from_config(config: Any) -> list[Notifier]:
-    """The notifiers of a loaded Config (its `path` names the file in errors)."""
-    return parse_notifiers(config.sections.get("notify"), str(config.path) if config.path else "config")
+    """The notifiers of a loaded Config, from the settings its loading already checked."""
+    return build_notifiers(config.notifiers)
 
 
-def _parse_one(name: str, table: Any, where: str) -> Notifier:
-    def fail(key: str | None, message: str) -> ConfigError:
-        return ConfigError(f"{where}: notify.{name}{'.' + key if key else ''}: {message}")
-
-    if not isinstance(table, dict):
-        raise fail(None, f"must be a table [notify.{name}]")
-    kind = table.get("type")
-    if kind not in KIND_KEYS:
-        raise fail("type", f"{kind!r} must be one of {', '.join(KIND_KEYS)}" if kind else
-                   f"missing: set type = one of {', '.join(KIND_KEYS)}")  # fmt: skip
-    if "password" in table:
-        raise fail(
-            "password",
-            "a password is never read from the config file: set password_env = \"NAME\" and give the "
-            "daemon that environment variable (e.g. EnvironmentFile= in its systemd unit)",
-        )
-    allowed = COMMON_KEYS + KIND_KEYS[kind]
-    for key in table:
-        if key not in allowed:
-            raise fail(None, unknown_key_message(key, allowed))
-    common = {
-        "name": name,
-        "events": _events(table.get("events", list(DEFAULT_EVENTS)), fail),
-        "timeout": _duration(table.get("timeout", DEFAULT_TIMEOUT[kind]), "timeout", fail, positive=True),
-        "retries": _count(table.get("retries", DEFAULT_RETRIES[kind]), "retries", fail),
-        "retry_delay": _duration(table.get("retry_delay", 1.0), "retry_delay", fail),
-    }
-    if kind == "webhook":
-        url = table.get("url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            raise fail("url", "give an http:// or https:// URL")
-        headers = table.get("headers", {})
-        if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
-            raise fail("headers", "must be a table of strings, like { Authorization = \"Bearer ...\" }")
-        return WebhookNotifier(**common, url=url, headers=dict(headers))
-    if kind == "email":
-        return _parse_email(table, common, fail)
-    command = table.get("command")
-    if isinstance(command, str) and command.strip():
-        argv: tuple[str, ...] = ("/bin/sh", "-c", command)
-    elif isinstance(command, list) and command and all(isinstance(a, str) for a in command):
-        argv = tuple(command)
-    else:
-        raise fail("command", "give an argv list like [\"notify-send\", \"job failed\"] or a shell string")
-    return CommandNotifier(**common, command=argv)
-
-
-def _parse_email(table: dict[str, Any], common: dict[str, Any], fail: Callable[..., ConfigError]) -> Notifier:
-    host = table.get("host")
-    if not isinstance(host, str) or not host:
-        raise fail("host", "give the SMTP server's host name")
-    starttls = table.get("starttls", True)
-    if not isinstance(starttls, bool):
-        raise fail("starttls", "must be true or false")
-    port = table.get("port", 587 if starttls else 25)
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise fail("port", f"{port!r} is not a port number")
-    user = table.get("user")
-    if user is not None and (not isinstance(user, str) or not user):
-        raise fail("user", "must be a non-empty string")
-    password_env = table.get("password_env")
-    if password_env is not None and (not isinstance(password_env, str) or not password_env.strip()):
-        raise fail("password_env", "must name an environment variable, like \"JOBRUNNER_SMTP_PASSWORD\"")
-    if user and not password_env:
-        raise fail("password_env", f"user {user!r} needs password_env = \"NAME\" (the password's variable)")
-    to = table.get("to")
-    recipients = [to] if isinstance(to, str) else to
-    if not isinstance(recipients, list) or not recipients or not all(
-        isinstance(r, str) and "@" in r for r in recipients
-    ):
-        raise fail("to", "give an address or a list of addresses")
-    sender = table.get("from", user if user and "@" in user else f"jobrunner@{_hostname()}")
-    if not isinstance(sender, str) or "@" not in sender:
-        raise fail("from", "must be an email address")
-    subject = table.get("subject", EmailNotifier.subject)
-    if not isinstance(subject, str):
-        raise fail("subject", "must be a string ({id}, {name}, {event}, {status}, {queue} are filled in)")
-    return EmailNotifier(
-        **common, host=host, port=port, starttls=starttls, user=user, password_env=password_env,
-        sender=sender, to=tuple(recipients), subject=subject,
-    )  # fmt: skip
-
-
-def _hostname() -> str:
-    import socket
-
-    return socket.gethostname() or "localhost"
-
-
-def _events(value: Any, fail: Callable[..., ConfigError]) -> frozenset[str]:
-    values = [value] if isinstance(value, str) else value
-    if not isinstance(values, list) or not values:
-        raise fail("events", f"give a list of events: {', '.join(EVENTS)}")
-    for event in values:
-        if event not in EVENTS:
-            raise fail("events", f"{event!r} is not an event: use {', '.join(EVENTS)}")
-    return frozenset(values)
-
-
-def _duration(value: Any, key: str, fail: Callable[..., ConfigError], positive: bool = False) -> float:
-    try:
-        seconds = parse_duration(value)
-    except ValueError as exc:
-        raise fail(key, str(exc)) from None
-    if positive and seconds <= 0:
-        raise fail(key, "must be longer than 0s")
-    return seconds
-
-
-def _count(value: Any, key: str, fail: Callable[..., ConfigError]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
-        raise fail(key, f"{value!r} must be a whole number from 0 to 100")
-    return value
+def build_notifiers(settings: Iterable[Mapping[str, Any]]) -> list[Notifier]:
+    """Notifiers from checked settings (config.check_notifiers): `kind` picks the class."""
+    kinds: dict[str, type[Notifier]] = {"webhook": WebhookNotifier, "email": EmailNotifier,
+                                        "command": CommandNotifier}  # fmt: skip
+    return [kinds[s["kind"]](**{k: v for k, v in s.items() if k != "kind"}) for s in settings]
 
 
 # ---------------------------------------------------------------------------- delivery

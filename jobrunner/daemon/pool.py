@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.daemon.jobenv import progress_path
 from jobrunner.daemon.joblogs import spare_log_path
 from jobrunner.daemon.worker import worker_main
 from jobrunner.domain.failures import FailureKind
@@ -244,13 +245,13 @@ def _main_script_hidden() -> Iterator[None]:
 
 
 def _clear_dead_spares(log_dir: str) -> None:
-    """Spare log files left by workers that died with a kill -9'd daemon (live ones stay)."""
+    """Spare log files and progress FIFOs left by workers that died with a kill -9'd daemon (live ones stay)."""
     try:
-        names = [name for name in os.listdir(log_dir) if name.startswith(".spare-") and name.endswith(".log")]
+        names = [name for name in os.listdir(log_dir) if name.startswith((".spare-", ".progress-"))]
     except OSError:
         return
     for name in names:
-        pid = name[len(".spare-") : -len(".log")]
+        pid = name.removesuffix(".log").rpartition("-")[2]
         if pid.isdigit() and not pid_alive(int(pid)):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(log_dir, name))
@@ -266,8 +267,9 @@ class Pool:
     """
 
     def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork_first: bool = False,
-                 kill_grace: float = 5.0) -> None:  # fmt: skip
+                 kill_grace: float = 5.0, python_path: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.db_target = db_target
+        self.python_path = tuple(python_path)  # [daemon] python_path: where job callables import from
         self.log_dir = log_dir
         self.kill_grace = kill_grace
         if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
@@ -286,7 +288,8 @@ class Pool:
         parent, child = context.Pipe(duplex=True)
         ctl_parent, ctl_child = context.Pipe(duplex=True)
         process = context.Process(
-            target=worker_main, args=(child, self.db_target, self.log_dir, ctl_child, self.kill_grace),
+            target=worker_main,
+            args=(child, self.db_target, self.log_dir, ctl_child, self.kill_grace, self.python_path),
             name=f"jobrunner-worker-{index}", daemon=True,
         )  # fmt: skip
         with _main_script_hidden():
@@ -307,10 +310,11 @@ class Pool:
         return fresh
 
     def _clear_spare(self, worker: Worker) -> None:
-        """A worker that did not exit cleanly leaves its spare log file behind."""
+        """A worker that did not exit cleanly leaves its spare log file and progress FIFO behind."""
         if self.log_dir and worker.process.pid:
-            with contextlib.suppress(OSError):
-                os.unlink(spare_log_path(self.log_dir, worker.process.pid))
+            for path in (spare_log_path(self.log_dir, worker.process.pid), progress_path(self.log_dir, worker.process.pid)):
+                with contextlib.suppress(OSError):
+                    os.unlink(path)
 
     def idle(self) -> list[Worker]:
         return [w for w in self.workers if not w.busy]
@@ -357,20 +361,22 @@ class StartingPool:
     """
 
     def __init__(self, size: int, db_target: str, log_dir: str | None = None, fork: bool = False,
-                 kill_grace: float = 5.0) -> None:  # fmt: skip
+                 kill_grace: float = 5.0, python_path: tuple[str, ...] = ()) -> None:  # fmt: skip
         self._pool: Pool | None = None
         self._error: BaseException | None = None
         if fork:
-            self._pool = Pool(size, db_target, log_dir, fork_first=True, kill_grace=kill_grace)
+            self._pool = Pool(size, db_target, log_dir, fork_first=True, kill_grace=kill_grace,
+                              python_path=python_path)  # fmt: skip
             self._thread = None
             return
-        self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir, kill_grace),
+        self._thread = threading.Thread(target=self._start, args=(size, db_target, log_dir, kill_grace, python_path),
                                         name="jobrunner-pool-start", daemon=True)  # fmt: skip
         self._thread.start()
 
-    def _start(self, size: int, db_target: str, log_dir: str | None, kill_grace: float) -> None:
+    def _start(self, size: int, db_target: str, log_dir: str | None, kill_grace: float,
+               python_path: tuple[str, ...] = ()) -> None:  # fmt: skip
         try:
-            self._pool = Pool(size, db_target, log_dir, kill_grace=kill_grace)
+            self._pool = Pool(size, db_target, log_dir, kill_grace=kill_grace, python_path=python_path)
         except BaseException as exc:  # handed to whoever waits for the pool
             self._error = exc
 

@@ -7,6 +7,8 @@ daemon mid-job. The watcher owns a second pipe, the control pipe, and answers on
   if the main thread has not started it, and says which: ("skipped", seq, True|False).
   The daemon re-queues a job as "not started" only on that word, so a job is never both
   running here and queued again (issue 12: at most one running copy).
+- Progress lines a shell job writes to its worker's progress pipe (progress.py): the last
+  whole line of each read goes to the daemon as ("progress", seq, fraction, message).
 - ("lease", deadline): the daemon renewed every lease it holds; jobs here may run until
   `deadline` (time.monotonic(), which every process on the host shares). Each job also
   carries the deadline of its claim ("fence"). A job still running past both deadlines
@@ -24,9 +26,11 @@ import os
 import signal
 import threading
 import time
+from multiprocessing.connection import wait
 from typing import Any
 
 from jobrunner.daemon import tree
+from jobrunner.progress import MAX_LINE, parse_line
 
 IDLE_CHECK_S = 0.25  # how often an idle watcher looks for a newly started job's deadline
 LIVE_LOG_AFTER_S = 0.2  # a job running this long in a borrowed log file gets its own (joblogs.py)
@@ -34,8 +38,10 @@ FENCED = "lost: the daemon did not renew its lease in time (stalled or stopped);
 
 
 class Watch:
-    def __init__(self, ctl: Any, logs: Any = None) -> None:
+    def __init__(self, ctl: Any, logs: Any = None, progress: int | None = None) -> None:
         self.ctl = ctl
+        self.progress = progress  # the read end of the progress pipe
+        self.partial = b""  # a progress line not yet ended
         self.logs = logs  # joblogs.Logs: a long job's borrowed log is made its own while it runs
         self.began = 0.0
         self.lock = threading.Lock()
@@ -84,9 +90,13 @@ class Watch:
             timeout = IDLE_CHECK_S
             if job is not None:
                 timeout = min(max(max(job["fence"], self.lease_until) - time.monotonic(), 0.0), IDLE_CHECK_S)
+            handles = [self.ctl] if self.progress is None else [self.ctl, self.progress]
             try:
-                if self.ctl.poll(timeout):
-                    self._handle(self.ctl.recv())
+                for ready in wait(handles, timeout):
+                    if ready is self.ctl:
+                        self._handle(self.ctl.recv())
+                    else:
+                        self._read_progress()
             except (EOFError, OSError):
                 return  # the daemon is gone; the main thread (and the death signal) see to the rest
             job = self.job
@@ -105,6 +115,23 @@ class Watch:
             self.ctl.send(("skipped", seq, given))
         elif message[0] == "lease":
             self.lease_until = max(self.lease_until, message[1])
+
+    def _read_progress(self) -> None:
+        """Pass on the last progress line of what the pipe holds (a job may report far faster
+        than anyone reads: only the latest matters), for the job running now."""
+        try:
+            data = os.read(self.progress, 1 << 16)  # type: ignore[arg-type]
+        except BlockingIOError:
+            return
+        lines = (self.partial + data).split(b"\n")
+        self.partial = lines.pop()[-MAX_LINE:]
+        job = self.job
+        for line in reversed(lines):
+            parsed = parse_line(line)
+            if parsed is not None:
+                if job is not None:
+                    self.ctl.send(("progress", job["seq"], *parsed))
+                return
 
     def _fence(self, job: dict[str, Any]) -> None:
         """End the job's processes before its lease can pass to another daemon."""

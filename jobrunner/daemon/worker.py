@@ -22,7 +22,13 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from jobrunner.daemon import tree
-from jobrunner.daemon.jobenv import enter_job, prepare_environment, with_our_bin
+from jobrunner.daemon.jobenv import (
+    enter_job,
+    open_progress_pipe,
+    prepare_environment,
+    progress_path,
+    with_our_bin,
+)
 from jobrunner.daemon.joblogs import Logs
 from jobrunner.daemon.streams import job_failed_here, output_to
 from jobrunner.daemon.watch import FENCED, Watch
@@ -115,13 +121,13 @@ def _child_dies_with_us(child: Callable[[], int | None]) -> Iterator[None]:
 
 
 def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any = None,
-                kill_grace: float = 5.0) -> None:
+                kill_grace: float = 5.0, python_path: tuple[str, ...] = ()) -> None:
     """Entry point of a worker process: run jobs in the order they arrive until told to exit.
 
     `ctl` is the control pipe its watcher thread answers on (see watch.py). The worker is a
     child subreaper: what a job leaves behind comes back to it and is ended before the job's
     end is reported (see tree.py), so a job is recorded as finished only once its processes
-    are gone.
+    are gone. `python_path` ([daemon] python_path) goes first on sys.path for job callables.
     """
     os.setsid()  # our own process group: killpg stops a Python job and anything it started
     _let_the_forkserver_go()
@@ -130,8 +136,10 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker forked from the daemon has its handler
     prepare_environment(db_target)
+    sys.path[:0] = python_path  # before any job's import: the config's directories win
+    progress_read = open_progress_pipe(log_dir)  # jobs report progress on it (progress.py)
     logs = Logs(log_dir)
-    watch = Watch(ctl, logs)
+    watch = Watch(ctl, logs, progress_read)
     if ctl is not None:
         watch.start()
     inbox: deque[Any] = deque()
@@ -175,6 +183,9 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
             conn.send(reply)
     finally:
         logs.close()
+        if progress_read is not None and log_dir:
+            with suppress(OSError):
+                os.unlink(progress_path(log_dir, os.getpid()))
 
 
 def _receive(inbox: deque[Any], message: Any) -> None:

@@ -1,14 +1,24 @@
-"""crontab(5) expressions, parsed exactly and translated for APScheduler 3.
+"""crontab(5) expressions, parsed exactly, and the instants they fire at in a timezone.
 
-APScheduler's own `from_crontab` differs from cron: numeric day-of-week 0 is Monday
-there (Sunday in cron, where 7 is Sunday too), day-of-month and day-of-week combine
-with AND (cron: OR when both are restricted), and `@daily` is rejected. So every field
-is expanded here into explicit values, and the caller builds one trigger per branch.
+APScheduler 3 is not used for cron: its `from_crontab` differs from cron (numeric
+day-of-week 0 is Monday there, day-of-month and day-of-week combine with AND, `@daily`
+is rejected), and its CronTrigger adds a day as elapsed time across a daylight-saving
+change, so a daily job skipped a day. Here every field is expanded into explicit values
+and each day's wall-clock times are turned into instants with zoneinfo, by the rules of
+Vixie cron(8), which Debian's cron and cronsim follow: a fixed-time job whose time is
+skipped in spring runs at the end of the gap, and one whose time repeats in autumn runs
+once (the first time); a job with '*' in its minute or hour field runs on the clock as
+it reads, so the missing hour has no runs and the repeated hour runs twice.
 """
 
 from __future__ import annotations
 
+import calendar
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import MAXYEAR, date, datetime, timedelta, tzinfo
+from functools import lru_cache
 
 MACROS = {
     "@yearly": "0 0 1 1 *", "@annually": "0 0 1 1 *", "@monthly": "0 0 1 * *",
@@ -41,21 +51,18 @@ class Cron:
     weekdays: tuple[int, ...]  # 0 = Sunday ... 6 = Saturday
     day_restricted: bool  # the field does not start with '*': cron ORs two such fields
     weekday_restricted: bool
+    fixed_time: bool  # neither minute nor hour starts with '*': daylight-saving care applies
 
-    def aps_fields(self) -> list[dict[str, str]]:
-        """Keyword arguments for APScheduler CronTriggers; fire when any of them fires (cron's OR)."""
-        base = {
-            "second": "0",
-            "minute": _join(self.minutes),
-            "hour": _join(self.hours),
-            "month": _join(self.months),
-        }
-        weekdays = ",".join(APS_DAYS[d] for d in self.weekdays)
-        days = _join(self.days)
+    def runs_on(self, day: date) -> bool:
+        """Whether the day fields name this date."""
+        if day.month not in self.months:
+            return False
+        in_days = day.day in self.days
+        in_weekdays = (day.weekday() + 1) % 7 in self.weekdays  # Python counts from Monday, cron from Sunday
         if self.day_restricted and self.weekday_restricted:
-            return [{**base, "day": days}, {**base, "day_of_week": weekdays}]
+            return in_days or in_weekdays
         # cron's rule: a field starting with '*' (even '*/2') makes the two combine with AND
-        return [{**base, "day": days, "day_of_week": weekdays}]
+        return in_days and in_weekdays
 
     def describe(self) -> str:
         """A short human reading, e.g. 'at 03:00 on Sun' or 'every 15 minutes'."""
@@ -83,9 +90,6 @@ class Cron:
         if len(self.months) < 12:
             parts.append("in " + ",".join(MONTHS[m - 1].capitalize() for m in self.months))
         return " ".join(parts)
-
-
-APS_DAYS = {0: "sun", 1: "mon", 2: "tue", 3: "wed", 4: "thu", 5: "fri", 6: "sat"}
 
 
 def _join(values: tuple[int, ...]) -> str:
@@ -128,6 +132,7 @@ def parse_cron(text: str) -> Cron:
         weekdays=weekdays,
         day_restricted=not parts[2].startswith("*"),
         weekday_restricted=not parts[4].startswith("*"),
+        fixed_time=not parts[0].startswith("*") and not parts[1].startswith("*"),
     )
 
 
@@ -167,3 +172,73 @@ def _value(text: str, where: str, low: int, high: int, names: list[str] | None) 
     if not low <= number <= high:
         raise CronError(f"{where}: {number} is out of range {low}-{high}")
     return number
+
+
+def next_fire_time(cron: Cron, tz: tzinfo, after: float, inclusive: bool = False) -> float | None:
+    """The first instant (epoch seconds) after `after`, or at it when `inclusive`, at which
+    `cron` fires in `tz`; None if it never fires again."""
+    # a repeated hour can put one of yesterday's fires after `after`; a gap only moves fires later
+    first_day = datetime.fromtimestamp(after, tz).date() - timedelta(days=1)
+    found: float | None = None
+    found_day = first_day
+    for day in _days_named(cron, first_day):
+        if found is not None and day > found_day + timedelta(days=1):
+            break  # a later day's fires come after this one's (one day of slack for folds at midnight)
+        times = _fires_on(cron, tz, day)
+        index = bisect_left(times, after) if inclusive else bisect_right(times, after)
+        if index < len(times) and (found is None or times[index] < found):
+            found, found_day = times[index], day
+    return found
+
+
+def _days_named(cron: Cron, start: date) -> Iterator[date]:
+    """The dates the expression runs on, from `start`, for one 400-year cycle of the calendar
+    (after which weekdays and leap years repeat, so an expression silent that long never fires)."""
+    year, month, first = start.year, start.month, start.day
+    for _ in range(401 * 12):
+        if month in cron.months:
+            for day in range(first, calendar.monthrange(year, month)[1] + 1):
+                candidate = date(year, month, day)
+                if cron.runs_on(candidate):
+                    yield candidate
+        first = 1
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        if year > MAXYEAR:
+            return
+
+
+@lru_cache(maxsize=256)  # the daemon asks about the same few days again and again
+def _fires_on(cron: Cron, tz: tzinfo, day: date) -> tuple[float, ...]:
+    """The instants, sorted, at which `cron` fires for the wall-clock times it names on `day`."""
+    times: set[float] = set()
+    for hour in cron.hours:
+        for minute in cron.minutes:
+            wall = datetime(day.year, day.month, day.day, hour, minute)
+            earlier = wall.replace(tzinfo=tz).timestamp()  # fold=0: the offset in force before a change
+            later = wall.replace(tzinfo=tz, fold=1).timestamp()
+            if earlier == later:  # an ordinary time
+                times.add(earlier)
+            elif earlier < later:  # clocks went back: this time happens twice
+                times.add(earlier)
+                if not cron.fixed_time:
+                    times.add(later)
+            elif cron.fixed_time:  # clocks jumped over this time: run when the jump is done
+                times.add(_end_of_gap(tz, later, earlier))
+    return tuple(sorted(times))
+
+
+def _end_of_gap(tz: tzinfo, low: float, high: float) -> float:
+    """The instant in (low, high] at which clocks jumped forward: the first one after the gap."""
+    after_jump = _offset_at(tz, high)
+    low_s, high_s = int(low), int(high)  # transitions fall on whole seconds
+    while high_s - low_s > 1:
+        middle = (low_s + high_s) // 2
+        if _offset_at(tz, middle) == after_jump:
+            high_s = middle
+        else:
+            low_s = middle
+    return float(high_s)
+
+
+def _offset_at(tz: tzinfo, instant: float) -> timedelta | None:
+    return datetime.fromtimestamp(instant, tz).utcoffset()

@@ -11,14 +11,23 @@ import re
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _HINT = 'use a number of seconds or units like "30s", "10m", "1h30m", "7d"'
+#: The longest duration a job accepts (timeout, backoff, --in): longer ones are typos, and
+#: 1e12 seconds put a job past the year 9999, where no date can be shown.
+MAX_DURATION_S = 3650 * 86400.0
+MAX_DURATION_TEXT = "3650d (about ten years)"
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds from a duration; raises ValueError saying what is wrong."""
+def parse_duration(value: str | int | float, maximum: float | None = None) -> float:
+    """Seconds from a duration, at most `maximum` when given; raises ValueError saying what is wrong."""
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration: {_HINT}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an int too big for a float
+            raise ValueError(f"that number of seconds is too long: at most {MAX_DURATION_TEXT}") from None
+    elif not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration: {_HINT}")
     else:
         text = value.strip().lower().replace(" ", "")
         if not text:
@@ -36,6 +45,9 @@ def parse_duration(value: str | int | float) -> float:
                 raise ValueError(f"{value!r} is not a duration: {_HINT}") from None
     if seconds < 0 or seconds != seconds or seconds == float("inf"):
         raise ValueError(f"{value!r} is not a duration: it must be a finite, non-negative time")
+    if maximum is not None and seconds > maximum:
+        limit = MAX_DURATION_TEXT if maximum == MAX_DURATION_S else f"{maximum:g}s"
+        raise ValueError(f"{value!r} is too long: at most {limit}")
     return seconds
 
 

@@ -1,23 +1,36 @@
-"""A validated request to run a job, built from CLI options, a JSON line or a config task.
+"""A validated request to run a job, built from CLI options, a JSON line, the Python API,
+the TUI's form, a config task or a schedule.
 
-Every source goes through `build_spec`, so a bad value gets the same message
-wherever it came from, prefixed with where it was (file:line, config key, option).
+Every source goes through `build_spec` (and `run_time`, `job_ids` for when and after what),
+so a bad value gets the same message wherever it came from, prefixed with where it was
+(file:line, config key, option). Whatever passes can be stored, listed and run: times and
+durations are in range, strings hold no NUL byte, JSON is not nested absurdly deep.
+`check_runs_here` adds the checks that look at this machine (a cwd, a callable's module).
 """
 
 from __future__ import annotations
 
+import os
 import re
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from dataclasses import fields as dataclass_fields
 from typing import Any
 
-from jobrunner.domain.durations import parse_duration
+from jobrunner.domain.durations import MAX_DURATION_S, parse_duration
 from jobrunner.domain.priority import DEFAULT_PRIORITY, NAMED_PRIORITIES, parse_priority
 from jobrunner.domain.retry import Backoff
 
-CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][\w.\-]*$")
+# \Z, not $: "$" also matches before a trailing newline
+CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][\w.\-]*\Z")
 DEFAULT_QUEUE = "default"
+MAX_NESTING = 100  # JSON deeper than this cannot be pickled to a worker (or parsed back) reliably
+MAX_JOB_ID = 2**63 - 1  # ids are SQLite/PostgreSQL 64-bit integers
+EARLIEST_TIME = 0.0  # 1970-01-01T00:00Z
+LATEST_TIME = 253_402_214_400.0  # 9999-12-31T00:00Z: shown in any local zone, it is still year 9999
+TIME_RANGE_TEXT = "from 1970 to 9999-12-30"
 
 #: Keys a job may set, in JSON lines and in `[tasks.NAME]` tables.
 JOB_KEYS = (
@@ -93,14 +106,12 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
     if target is not None:
         target = _callable(target)
     args = get("args")
-    args = [] if args is None else list(_of_type("args", args, list, "a list"))
+    args = [] if args is None else _json_container("args", args, list, "a list")
     if command is not None and args:
         raise SpecError("args", "args are for callables; put a shell job's arguments in its command")
     name = _name(get("name"), task, command, target)
     kwargs = get("kwargs")
-    kwargs = (
-        {} if kwargs is None else dict(_of_type("kwargs", kwargs, dict, "a table/object of named arguments"))
-    )
+    kwargs = {} if kwargs is None else _json_container("kwargs", kwargs, dict, "a table/object of arguments")
     queue = get("queue", _MISSING)
     queue = DEFAULT_QUEUE if queue is _MISSING else _queue(queue)
     priority = get("priority", _MISSING)
@@ -131,8 +142,8 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
         [] if retry_on is None else _str_list("retry_on", retry_on),
         [] if exit_codes is None else _int_list("retry_on_exit_codes", exit_codes),
         [] if tags is None else _tags(tags),
-        {} if metadata is None else dict(_of_type("metadata", metadata, dict, "a table/object")),
-        None if cwd is None else _optional_str("cwd", cwd),
+        {} if metadata is None else _json_container("metadata", metadata, dict, "a table/object", True),
+        None if cwd is None else _text("cwd", _optional_str("cwd", cwd)),
         {} if env is None else _env(env),
         task,
     )
@@ -165,10 +176,87 @@ def _command(value: Any) -> list[str] | None:
     if isinstance(value, str):
         if not value.strip():
             raise SpecError("command", "is empty")
+        if "\0" in value:
+            raise SpecError("command", _NUL)
         return ["/bin/sh", "-c", value]
     if isinstance(value, list) and value and all([isinstance(part, str) for part in value]):
-        return list(value)
+        if "\0" in "".join(value):  # no system call takes it: the worker would fail every attempt
+            raise SpecError("command", _NUL)
+        return list(value)  # not UTF-8 (from argv) is fine: stored escaped, run as the same bytes
     raise SpecError("command", "must be a non-empty list of strings or a shell string")
+
+
+_NUL = "must not contain a NUL byte (\\0)"
+
+
+def _text(key: str, value: str) -> str:
+    """A string for a text column: no NUL byte, and UTF-8 (argv can carry bytes that are not)."""
+    if "\0" in value:
+        raise SpecError(key, _NUL)
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise SpecError(key, f"{value!r} is not valid UTF-8 text") from None
+    return value
+
+
+def _json_container(key: str, value: Any, kind: type, what: str, no_nul: bool = False) -> Any:
+    """A copy of `value`, which must be a `kind` (list or dict) holding only JSON (see _json)."""
+    if not isinstance(value, kind):
+        raise SpecError(key, f"must be {what}, got {type(value).__name__}")
+    _json(key, value, no_nul)
+    return kind(value)
+
+
+def _json(key: str, value: Any, no_nul: bool = False, depth: int = 1) -> None:
+    """Refuse `value` (a list or dict) unless JSON holds it as it is: strings, finite numbers,
+    true/false, null, lists and objects with string keys, at most MAX_NESTING deep; with
+    `no_nul`, no NUL byte in any string. Recursion stops at MAX_NESTING, cycles included."""
+    if depth > MAX_NESTING:
+        raise SpecError(key, f"nested more than {MAX_NESTING} levels deep")
+    if isinstance(value, dict):
+        for name in value:
+            if type(name) is not str:
+                raise SpecError(key, f"keys must be strings, got {type(name).__name__} {name!r}")
+        if no_nul and "\0" in "".join(value):
+            raise SpecError(key, _NUL)
+        value = value.values()
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if no_nul and "\0" in item:
+                raise SpecError(key, _NUL)
+        elif kind is int or kind is bool or item is None:
+            pass
+        elif kind is dict or kind is list or kind is tuple:
+            _json(key, item, no_nul, depth + 1)
+        elif kind is float:
+            if item != item or item in (_INF, -_INF):
+                raise SpecError(key, f"{item!r} is not a JSON number")
+        else:
+            _json_other(key, item, no_nul, depth)
+
+
+_INF = float("inf")
+
+
+def _json_other(key: str, item: Any, no_nul: bool, depth: int) -> None:
+    """The rare case: subclasses of JSON's types (an IntEnum, an OrderedDict) or something else."""
+    if isinstance(item, str):
+        if no_nul and "\0" in item:
+            raise SpecError(key, _NUL)
+    elif isinstance(item, bool | int):
+        pass
+    elif isinstance(item, float):
+        _json(key, [float(item)], no_nul, depth)
+    elif isinstance(item, dict | list | tuple):
+        _json(key, item, no_nul, depth + 1)
+    else:
+        raise SpecError(
+            key, f"{type(item).__name__} is not JSON-serialisable (use strings, numbers, "
+            "true/false, null, lists and dicts with string keys)"
+        )  # fmt: skip
 
 
 def _callable(value: Any) -> str:
@@ -181,15 +269,22 @@ def _name(value: Any, task: str | None, command: list[str] | None, target: str |
     if value is not None:
         if not isinstance(value, str) or not value.strip():
             raise SpecError("name", "must be a non-empty string")
-        return value.strip()
+        return _text("name", value.strip())
     if task:
         return task
     if target:
         return target.rpartition(":")[2]
     assert command is not None
     if command[:2] == ["/bin/sh", "-c"]:
-        return command[2].split()[0].rsplit("/", 1)[-1] if command[2].split() else "sh"
-    return command[0].rsplit("/", 1)[-1]
+        name = command[2].split()[0].rsplit("/", 1)[-1] if command[2].split() else "sh"
+    else:
+        name = command[0].rsplit("/", 1)[-1]
+    return name if name.isascii() else _displayable(name)
+
+
+def _displayable(text: str) -> str:
+    """A derived name as UTF-8 text: bytes from argv that are not UTF-8 shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _queue(value: Any) -> str:
@@ -212,10 +307,14 @@ def _retries(value: Any) -> int:
     return value
 
 
+def _duration(value: Any) -> float:
+    return parse_duration(value, MAX_DURATION_S)
+
+
 def _timeout(value: Any) -> float | None:
     if value is None:
         return None
-    seconds = _convert("timeout", parse_duration, value)
+    seconds = _convert("timeout", _duration, value)
     if seconds <= 0:
         raise SpecError("timeout", "must be longer than zero (leave it out for no timeout)")
     return seconds
@@ -225,15 +324,15 @@ def _backoff(value: Any) -> Backoff:
     if value is None:
         return Backoff()
     if isinstance(value, str | int | float) and not isinstance(value, bool):
-        return Backoff(base=_convert("backoff", parse_duration, value))
+        return Backoff(base=_convert("backoff", _duration, value))
     if not isinstance(value, dict):
         raise SpecError("backoff", 'must be a duration ("5s") or a table {base, factor, max}')
     allowed = ("base", "factor", "max")
     for key in value:
         if key not in allowed:
             raise SpecError(f"backoff.{key}", unknown_key_message(key, allowed))
-    base = _convert("backoff.base", parse_duration, value.get("base", Backoff.base))
-    top = _convert("backoff.max", parse_duration, value.get("max", Backoff.max))
+    base = _convert("backoff.base", _duration, value.get("base", Backoff.base))
+    top = _convert("backoff.max", _duration, value.get("max", Backoff.max))
     factor = value.get("factor", Backoff.factor)
     if isinstance(factor, bool) or not isinstance(factor, int | float) or not 1 <= factor <= 100:
         raise SpecError("backoff.factor", f"{factor!r} must be a number from 1 to 100")
@@ -245,6 +344,8 @@ def _str_list(key: str, value: Any) -> list[str]:
     for item in value:
         if not isinstance(item, str) or not item:
             raise SpecError(key, "must be a list of non-empty strings")
+        if "\0" in item:
+            raise SpecError(key, _NUL)
     return list(value)
 
 
@@ -272,6 +373,145 @@ def _optional_str(key: str, value: Any) -> str | None:
 def _env(value: Any) -> dict[str, str]:
     _of_type("env", value, dict, "a table/object of NAME = value")
     for key, item in value.items():
-        if not isinstance(item, str) or not key or "=" in key:
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise SpecError("env", f"{key!r} is not a variable name (non-empty, without '=' or NUL)")
+        if not isinstance(item, str):
             raise SpecError(f"env.{key}", "environment values must be strings")
+        if "\0" in item:
+            raise SpecError(f"env.{key}", _NUL)
     return dict(value)
+
+
+def job_ids(key: str, value: Any) -> list[int]:
+    """Ids of existing jobs (`after`): one or a list of whole numbers from 1 to 2**63-1."""
+    items = value if isinstance(value, list | tuple) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= MAX_JOB_ID:
+            raise SpecError(key, f"{item!r} is not a job id (a whole number from 1 to {MAX_JOB_ID})")
+    return list(items)
+
+
+def run_time(at: Any, delay: Any, now: float, at_key: str = "at", delay_key: str = "in") -> float | None:
+    """When a job may start, as epoch seconds, or None for now: `at` is a time (ISO 8601 text,
+    local unless it has an offset; a datetime; epoch seconds), `delay` a duration from `now`
+    (as `timeout` takes it, or a timedelta)."""
+    if at is not None and delay is not None:
+        raise SpecError("", f"give {at_key} or {delay_key}, not both")
+    if delay is not None:
+        if hasattr(delay, "total_seconds"):  # a datetime.timedelta
+            delay = delay.total_seconds()
+        stamp = now + _convert(delay_key, _duration, delay)
+    elif at is not None:
+        stamp = _epoch(at_key, at)
+    else:
+        return None
+    if not EARLIEST_TIME <= stamp <= LATEST_TIME:  # False for NaN too
+        raise SpecError(at_key if delay is None else delay_key,
+                        f"{at!r} is out of range: give a time {TIME_RANGE_TEXT}"
+                        if delay is None else f"{delay!r} ends past 9999-12-30")  # fmt: skip
+    return stamp
+
+
+def _epoch(key: str, at: Any) -> float:
+    from datetime import date, datetime, time
+
+    if isinstance(at, bool):
+        raise SpecError(key, f"{at!r} is not a time")
+    if isinstance(at, int | float):
+        try:
+            return float(at)
+        except OverflowError:
+            raise SpecError(key, f"that number is out of range: give a time {TIME_RANGE_TEXT}") from None
+    if isinstance(at, str):
+        try:
+            moment = datetime.fromisoformat(at.strip())
+        except ValueError:
+            raise SpecError(
+                key, f"{at!r} is not a time like 2026-12-01T03:00 or 2026-12-01 03:00+01:00"
+            ) from None
+    elif isinstance(at, datetime):
+        moment = at
+    elif isinstance(at, date):
+        moment = datetime.combine(at, time())
+    else:
+        raise SpecError(
+            key, f"must be a datetime, an ISO 8601 string or epoch seconds, got {type(at).__name__}"
+        )
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()  # local time, as the user sees their clock
+        return moment.timestamp()
+    except (OverflowError, ValueError, OSError):
+        raise SpecError(key, f"{at!r} is out of range: give a time {TIME_RANGE_TEXT}") from None
+
+
+_found_modules: set[str] = set()  # top-level modules found once stay found for this process
+_found_callables: set[str] = set()  # and the callables in them: one set lookup per bulk line
+
+
+def check_runs_here(spec: JobSpec, config: Callable[[], Any] | None = None) -> None:
+    """Refuse, at submit, what a daemon on this machine could not run: a cwd that is not a
+    directory here, or a callable whose top-level module is nowhere to import from.
+
+    The one part of the door that looks at the machine, so callers skip it where the daemon
+    may run elsewhere (a database URL). A relative cwd becomes absolute: it means "from here".
+    The module is looked up, never imported (importing runs the user's code); `config` gives
+    the config whose `[daemon] python_path` the daemon adds, asked only when sys.path fails.
+    """
+    cwd, target = spec.cwd, spec.callable
+    if cwd is not None:
+        if not os.path.isdir(cwd):
+            what = "is not a directory" if os.path.exists(cwd) else "does not exist"
+            raise SpecError("cwd", f"{cwd} {what}")
+        spec.cwd = os.path.abspath(cwd)
+    if target is not None and target not in _found_callables:
+        top = target.partition(":")[0].partition(".")[0]
+        if top not in _found_modules and not _module_found(top, config):
+            raise SpecError(
+                "callable", f"no module named {top!r} to import {target!r} from: the daemon "
+                "imports callables from its sys.path (installed packages, PYTHONPATH, its working "
+                "directory with `python -m jobrunner`) and [daemon] python_path in jobs.toml"
+            )  # fmt: skip
+        _found_callables.add(target)
+
+
+def _module_found(top: str, config: Callable[[], Any] | None) -> bool:
+    """Whether `top` can be imported from sys.path, the working directory or the configured
+    python_path; True when that cannot be told (a finder that fails): refuse only the certain."""
+    import importlib
+    import importlib.machinery
+    import importlib.util
+
+    if top in sys.modules:
+        _found_modules.add(top)
+        return True
+    try:
+        for attempt in range(2):
+            if attempt:
+                importlib.invalidate_caches()  # a module written a moment ago (directory mtimes are coarse)
+            if importlib.util.find_spec(top) is not None:
+                break
+            places = [os.getcwd(), *_python_path(config() if config is not None else None)]
+            if importlib.machinery.PathFinder.find_spec(top, places) is not None:
+                break
+        else:
+            return False
+    except Exception:  # a finder's own failure: we cannot tell, so we do not refuse
+        return True
+    _found_modules.add(top)
+    return True
+
+
+def _python_path(config: Any) -> list[str]:
+    """`[daemon] python_path` of a config (a list of directories, relative to the config file)."""
+    daemon = getattr(config, "sections", {}).get("daemon")
+    entries = daemon.get("python_path") if isinstance(daemon, dict) else None
+    if isinstance(entries, str):
+        entries = [entries]
+    base = getattr(config, "path", None)
+    paths: list[str] = []
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, str) and entry:
+            path = os.path.expanduser(entry)
+            paths.append(path if base is None else os.path.join(os.path.dirname(base), path))
+    return paths

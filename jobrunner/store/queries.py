@@ -26,23 +26,43 @@ JOB_COLUMNS = (
 _JSON_COLUMNS = frozenset(
     {"command", "args", "kwargs", "retry_on", "retry_on_exit_codes", "tags", "metadata", "env", "result"}
 )
-_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM job"
+# When the last attempt that ran ended. A finish records it in finished_at, but a job that is
+# retrying, re-queued or cancelled after a retry kept its last start and has no finish of that
+# attempt (or a cancel's time): there it is the last event that left `running`. The CASE keeps
+# the look-up off the common rows (a release clears started_at, so that attempt never counts).
+_ATTEMPT_ENDED = (
+    "CASE WHEN started_at IS NULL OR status IN ('running', 'succeeded', 'dead') THEN finished_at "
+    "ELSE (SELECT e.at FROM event e WHERE e.job_id = job.id AND e.from_status = 'running' "
+    "AND e.to_status <> 'running' ORDER BY e.id DESC LIMIT 1) END"
+)
+_SELECT = f"SELECT {', '.join(JOB_COLUMNS)}, {_ATTEMPT_ENDED} FROM job"
+
+
+#: A stored time no date can show (written before times were checked at submit, or by hand).
+OUT_OF_RANGE = "out of range"
 
 
 def iso(ts: float | None) -> str | None:
-    """ISO 8601 in UTC with its offset, as the JSON contract promises."""
+    """ISO 8601 in UTC with its offset, as the JSON contract promises; OUT_OF_RANGE for a time
+    past the year 9999 (or before year 1), so one bad row cannot break every `list`."""
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    try:
+        return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    except (ValueError, OverflowError, OSError):
+        return OUT_OF_RANGE
 
 
 def job_to_dict(row: tuple | list) -> dict[str, Any]:
     """A job row as the stable JSON shape documented in README."""
-    raw = dict(zip(JOB_COLUMNS, row, strict=True))
+    raw = dict(zip(JOB_COLUMNS, row[: len(JOB_COLUMNS)], strict=True))
+    attempt_ended = row[len(JOB_COLUMNS)] if len(row) > len(JOB_COLUMNS) else raw["finished_at"]
     for key in _JSON_COLUMNS:
         if raw[key] is not None:
             raw[key] = json.loads(raw[key])
     started, finished = raw["started_at"], raw["finished_at"]
+    # a manual retry starts a fresh budget; an interrupted attempt never counts against one
+    tries_used = max(raw["attempts"] - raw["retry_offset"], 0)
     return {
         "id": raw["id"],
         "name": raw["name"],
@@ -59,6 +79,8 @@ def job_to_dict(row: tuple | list) -> dict[str, Any]:
         "attempts": raw["attempts"],
         "max_retries": raw["max_retries"],
         "retries_left": max(raw["max_retries"] - max(raw["attempts"] - raw["retry_offset"] - 1, 0), 0),
+        "tries_used": tries_used,
+        "tries_allowed": raw["max_retries"] + 1,
         "timeout": raw["timeout"],
         "backoff": {"base": raw["backoff_base"], "factor": raw["backoff_factor"], "max": raw["backoff_max"]},
         "retry_on": raw["retry_on"],
@@ -70,7 +92,7 @@ def job_to_dict(row: tuple | list) -> dict[str, Any]:
         "started_at": iso(started),
         "finished_at": iso(finished),
         "updated_at": iso(raw["updated_at"]),
-        "duration": (finished - started) if started is not None and finished is not None else None,
+        "duration": _attempt_duration(raw["status"], started, attempt_ended),
         "exit_code": raw["exit_code"],
         "result": raw["result"],
         "error": raw["error"],
@@ -83,6 +105,13 @@ def job_to_dict(row: tuple | list) -> dict[str, Any]:
         "cancel_requested": bool(raw["cancel_requested"]),
         "log_path": raw["log_path"],
     }
+
+
+def _attempt_duration(status: str, started: float | None, ended: float | None) -> float | None:
+    """How long the last attempt ran: None while it runs, or when no attempt ever ran."""
+    if status == Status.RUNNING.value or started is None or ended is None:
+        return None
+    return max(ended - started, 0.0)
 
 
 @dataclass
@@ -217,6 +246,22 @@ def job_events(store: Store, job_id: int) -> list[dict[str, Any]]:
         }
         for at, attempt, old, new, message, details in store.execute(sql, (job_id,)).fetchall()
     ]
+
+
+@guarded
+def dependency_links(store: Store, job_id: int) -> dict[str, list[dict[str, Any]]]:
+    """What a job waits for (`after`) and what waits for it (`dependents`), each with its name and
+    status (None for one purged since), for `show` and the TUI's detail view."""
+    p = store.backend.param
+    found: dict[str, list[dict[str, Any]]] = {}
+    for key, mine, theirs in (("after", "job_id", "depends_on"), ("dependents", "depends_on", "job_id")):
+        rows = store.execute(
+            f"SELECT d.{theirs}, j.name, j.status FROM job_dependency d LEFT JOIN job j ON j.id = d.{theirs} "
+            f"WHERE d.{mine} = {p} ORDER BY d.{theirs}",
+            (job_id,),
+        ).fetchall()
+        found[key] = [{"id": other, "name": name, "status": status} for other, name, status in rows]
+    return found
 
 
 def _quote(text: str) -> str:

@@ -376,6 +376,18 @@ def set_queue_paused(store: Store, queue: str, paused: bool, now: float) -> bool
 
 
 @guarded
+def known_queues(store: Store) -> list[str]:
+    """Queues the database knows: those of its jobs and schedules, and any paused or resumed before."""
+    names = {row[0] for row in store.execute("SELECT DISTINCT queue FROM job").fetchall()}
+    names.update(row[0] for row in store.execute("SELECT name FROM queue_state").fetchall())
+    for (job,) in store.execute("SELECT job FROM schedule").fetchall():
+        queue = json.loads(job).get("queue") if job else None
+        if isinstance(queue, str):
+            names.add(queue)
+    return sorted(names)
+
+
+@guarded
 def set_priority(store: Store, ids: Sequence[int], priority: str | int, now: float) -> list[Outcome]:
     """Give jobs that have not started yet a new priority (a name or 0-9). All or nothing."""
     from jobrunner.domain.priority import parse_priority, priority_label

@@ -15,43 +15,18 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jobrunner.domain.durations import parse_duration
+from jobrunner.config import parse_retention as parse_retention  # checked with the whole config
 from jobrunner.domain.states import FINISHED, Status
-from jobrunner.errors import ConfigError
 from jobrunner.store import repo
 from jobrunner.store.db import Store, guarded
 
 RETENTION_STATUSES = tuple(sorted(s.value for s in FINISHED))  # cancelled, dead, succeeded
 
 
-def parse_retention(value: Any, where: str = "config") -> dict[Status, float]:
-    """Validate the `retention` table: {status: max age in seconds}; errors name the key."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(
-            f'{where}: retention: must be a table like {{ succeeded = "7d", dead = "30d", cancelled = "7d" }}'
-        )
-    policy: dict[Status, float] = {}
-    for key, age in value.items():
-        if key not in RETENTION_STATUSES:
-            raise ConfigError(
-                f"{where}: retention.{key}: {key!r} is not a finished status: "
-                f"use {', '.join(RETENTION_STATUSES)} (only finished jobs are purged)"
-            )
-        try:
-            seconds = parse_duration(age)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: retention.{key}: {exc}") from None
-        if seconds <= 0:
-            raise ConfigError(f'{where}: retention.{key}: must be longer than 0s (leave the key out to keep them)')
-        policy[Status(key)] = seconds
-    return policy
-
-
 def retention_from_config(config: Any) -> dict[Status, float]:
-    """The retention policy of a loaded Config ({} when it has none: keep everything)."""
-    return parse_retention(config.sections.get("retention"), str(config.path) if config.path else "config")
+    """The retention policy of a loaded Config ({} when it has none: keep everything); loading
+    the config checked it (config.parse_retention), as every command does."""
+    return dict(config.retention)
 
 
 def apply_retention(store: Store, policy: Mapping[Status | str, float], now: float,

@@ -257,7 +257,9 @@ def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
     store.execute(
         f"UPDATE job SET status={p}, run_at=COALESCE({p}, run_at), finished_at={p}, updated_at={p}, "
         f"error={p}, exit_code={p}, retry_offset=retry_offset+{p}, lease_owner=NULL, "
-        f"lease_until=NULL, cancel_requested={p} WHERE id={p} AND attempts={p}",
+        # progress belonged to the attempt that just failed: no stale bar on a re-queued job
+        f"lease_until=NULL, cancel_requested={p}, progress=NULL, progress_message=NULL "
+        f"WHERE id={p} AND attempts={p}",
         [decision.status.value, decision.run_at, now if ended else None, now, error,
          failure.exit_code, 0 if decision.consumes_retry else 1, False, outcome.job_id,
          outcome.attempt],

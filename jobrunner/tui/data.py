@@ -110,9 +110,11 @@ def fetch_page(store: Store, request: PageRequest, now: float) -> Snapshot:
     return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished)
 
 
-def fetch_job(store: Store, job_id: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def fetch_job(store: Store, job_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """A job, its history, and its dependencies and dependents with their statuses."""
     with thread_connection(store):
-        return queries.get_job(store, job_id), queries.job_events(store, job_id)
+        job = queries.get_job(store, job_id)
+        return job, queries.job_events(store, job_id), queries.dependency_links(store, job_id)
 
 
 def _summary(outcomes: list[repo.Outcome]) -> str:

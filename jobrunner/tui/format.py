@@ -18,6 +18,8 @@ from jobrunner.present import (
     one_line,
     parse_iso,
     progress_bar,
+    shows_progress,
+    tries_text,
 )
 
 __all__ = [
@@ -37,8 +39,9 @@ def status_text(status: str) -> Text:
 
 
 def progress_cell(job: dict[str, Any], width: int) -> Text:
-    """Bar, percent and message in one cell; empty when the job never reported progress."""
-    if job["progress"] is None:
+    """Bar, percent and message in one cell; empty when the job has no progress to show (none
+    reported, or its attempt ended other than succeeded)."""
+    if not shows_progress(job):
         return Text("")
     style = "green" if job["status"] == "succeeded" else STATUS_STYLES.get(job["status"], "")
     text = Text(progress_bar(job["progress"]), style=style)
@@ -66,9 +69,10 @@ def age(job: dict[str, Any], now: float, field: str = "created_at") -> str:
 
 
 def duration(job: dict[str, Any], now: float) -> str:
-    """Start to finish, or start to now while it runs."""
+    """How long the last attempt ran (so far, while it runs); '' if none ran."""
     return job_duration(job, now)
 
 
 def tries(job: dict[str, Any]) -> str:
-    return f"{job['attempts']}/{job['max_retries'] + 1}"
+    """Attempts in the current retry budget over that budget, as `list` shows them."""
+    return tries_text(job)

@@ -63,8 +63,8 @@ class DetailScreen(Screen):
             self._loader = self._load()
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="detail", name="detail")
-    def _load(self) -> tuple[dict[str, Any], list[dict[str, Any]], LogChunk | None]:
-        job, events = data.fetch_job(self.app.store, self.job_id)
+    def _load(self) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], LogChunk | None]:
+        job, events, links = data.fetch_job(self.app.store, self.job_id)
         path = job["log_path"]
         if path and (self._tail is None or self._tail.path != path):
             self._tail = LogTail(path)
@@ -72,7 +72,7 @@ class DetailScreen(Screen):
             chunk.reset = True
         else:
             chunk = self._tail.read() if path and self._tail else None
-        return job, events, chunk
+        return job, events, links, chunk
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -92,20 +92,21 @@ class DetailScreen(Screen):
                 self.notify(error_text(worker.error), severity="error", timeout=8, markup=False)
             self._tick()
 
-    def _apply(self, job: dict[str, Any], events: list[dict[str, Any]], chunk: LogChunk | None) -> None:
+    def _apply(self, job: dict[str, Any], events: list[dict[str, Any]], links: dict[str, Any],
+               chunk: LogChunk | None) -> None:  # fmt: skip
         self.job = job
         now = self.app.clock()
         title = Text.assemble(
             (f"job {job['id']}  ", "bold"), (job["name"], "bold"), "  ", format.status_text(job["status"])
         )
-        if job["progress"] is not None:
+        if present.shows_progress(job):
             title.append("  ")
             title.append_text(format.progress_cell(job, 60))
         self.query_one("#detail-title", Label).update(title)
-        shown = (job, events, format.duration(job, now))
+        shown = (job, events, links, format.duration(job, now))
         if shown != self._shown:  # a running job's duration ticks; otherwise nothing to redraw
             self._shown = shown
-            self.query_one("#fields", Static).update(Group(*present.job_detail(job, events, now)))
+            self.query_one("#fields", Static).update(Group(*present.job_detail(job, events, now, links)))
         self._show_log(job, chunk)
 
     def _show_log(self, job: dict[str, Any], chunk: LogChunk | None) -> None:

@@ -12,7 +12,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
-from jobrunner.present import STATUS_STYLES, parse_iso, short_time
+from jobrunner.present import STATUS_STYLES, parse_iso, schedule_state, zoned_time
 from jobrunner.tui import data
 from jobrunner.tui.format import short_age
 from jobrunner.tui.screens.paged import REFRESH_S, error_text
@@ -22,40 +22,47 @@ if TYPE_CHECKING:
 
 #: (key, label, width): narrow enough for 120 columns.
 COLUMNS = (
-    ("name", "NAME", 16), ("when", "WHEN", 26), ("next", "NEXT", 18), ("last", "LAST", 18),
-    ("job", "LAST JOB", 15), ("missed", "MISSED", 6), ("state", "STATE", 6),
+    ("name", "NAME", 14), ("when", "WHEN", 21), ("next", "NEXT", 24), ("last", "LAST", 23),
+    ("job", "LAST JOB", 12), ("missed", "MISSED", 6), ("state", "STATE", 6),
 )  # fmt: skip
+STATE_STYLES = {
+    "active": "green", "paused": "bold dark_orange", "broken": "bold red", "fired": "dim", "done": "dim",
+}  # fmt: skip
 
 
 def _fit(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _when(text: str | None, now: float) -> str:
-    """Local time to the minute and how far off: `2026-11-26 03:00 in 7h`."""
+def _when(text: str | None, timezone: str, now: float) -> str:
+    """The time in the schedule's own zone (as `schedule list` shows it) and how far off:
+    `11-26 03:00 CET in 7h`."""
     stamp = parse_iso(text)
     if stamp is None:
         return "-"
     delta = stamp - now
     relative = f"in {short_age(delta)}" if delta >= 0 else f"{short_age(-delta)} ago"
-    return f"{short_time(text)[5:]} {relative}"  # the year is noise here
+    return f"{zoned_time(text, timezone)[5:]} {relative}"  # the year is noise here
 
 
 def schedule_row(view: dict[str, Any], now: float) -> tuple[Text, ...]:
     """One schedule's cells (in the worker thread)."""
+    width = {key: size for key, _, size in COLUMNS}
     when = f"{view['expression']}  ({view['description']})" if view["kind"] == "cron" else view["description"]
     job = ""
     if view["last_job_id"] is not None:
         job = f"{view['last_job_id']} {view['last_job_status'] or 'purged'}"
-    state = "paused" if view["paused"] else "active"
+    state = schedule_state(view)
+    zone = view["timezone"]
+    upcoming = "-" if view["paused"] else _when(view["next_fire_at"], zone, now)
     cells = [
-        Text(_fit(view["name"], 16)),
-        Text(_fit(when, 26)),
-        Text("-" if view["paused"] else _when(view["next_fire_at"], now)),
-        Text(_when(view["last_fire_at"], now)),
-        Text(_fit(job, 15), style=STATUS_STYLES.get(view["last_job_status"] or "", "")),
+        Text(_fit(view["name"], width["name"])),
+        Text(_fit(when, width["when"])),
+        Text(_fit(upcoming, width["next"])),
+        Text(_fit(_when(view["last_fire_at"], zone, now), width["last"])),
+        Text(_fit(job, width["job"]), style=STATUS_STYLES.get(view["last_job_status"] or "", "")),
         Text(str(view["missed"]), justify="right", style="yellow" if view["missed"] else ""),
-        Text(state, style="bold dark_orange" if view["paused"] else "green"),
+        Text(state, style=STATE_STYLES[state]),
     ]
     return tuple(cells)
 

@@ -53,13 +53,28 @@ class SubmitDialog(ModalScreen[dict[str, Any] | None]):
 
     def fields(self) -> dict[str, Any]:
         priority = self.query_one("#priority", Select).value
-        return data.job_fields(
+        fields = data.job_fields(
             self.query_one("#target", Input).value,
             self.query_one("#submit-queue", Input).value,
             str(priority) if isinstance(priority, str) else "normal",
             self.query_one("#retries", Input).value,
             self.cwd,
         )
+        self._check_here(fields)
+        return fields
+
+    def _check_here(self, fields: dict[str, Any]) -> None:
+        """What `jobrunner submit` refuses on this machine too: a callable whose module is nowhere
+        to import from, a working directory gone (not for a database URL: the daemon may be elsewhere)."""
+        from jobrunner.domain.jobspec import SpecError, build_spec, check_runs_here
+
+        store = getattr(self.app, "store", None)
+        if store is not None and not store.is_sqlite:
+            return
+        try:
+            check_runs_here(build_spec(fields), lambda: getattr(self.app, "config", None))
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
 
     @on(Input.Submitted)
     @on(Button.Pressed, "#submit")
