@@ -14,11 +14,11 @@ from jobrunner.domain.jobspec import (
     JobSpec,
     SpecError,
     build_spec,
-    check_runs_here,
     job_ids,
-    run_time,
 )
+from jobrunner.domain.starttime import run_time
 from jobrunner.errors import UsageError
+from jobrunner.machine_checks import check_runs_here
 
 if TYPE_CHECKING:
     from jobrunner.config import Config

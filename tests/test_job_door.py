@@ -354,7 +354,7 @@ _fields = st.fixed_dictionaries(
 def test_whatever_passes_the_door_is_stored_and_read_back(store, fields, when):
     """Random and hostile fields: build_spec refuses them with SpecError, or the job can be
     stored, listed as JSON, and shown in local time, whatever it holds."""
-    from jobrunner.domain.jobspec import run_time
+    from jobrunner.domain.starttime import run_time
     from jobrunner.present import local_time
     from jobrunner.store import queries, repo
 

@@ -462,3 +462,11 @@ def test_run_now_keeps_the_daemons_broken_mark(cli, db_path):
     cli.ok("schedule", "remove", "s1")
     cli.ok("schedule", "add", "s1", "--every", "10m", "--task", "tick")  # re-added: a fresh start
     assert cli.json("schedule", "list")[0]["broken"] is False
+
+
+def test_a_cron_expression_that_never_fires_is_refused(cli):
+    """`0 0 30 2 *` names no date that ever comes: a usage error, not a schedule reading 'never'."""
+    result = cli("schedule", "add", "never", "--cron", "0 0 30 2 *", "--", "true")
+    assert result.exit_code == 2
+    assert "never fires" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "added" in cli.ok("schedule", "add", "leap", "--cron", "0 0 29 2 *", "--", "true")

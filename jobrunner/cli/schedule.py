@@ -127,6 +127,8 @@ def add_command(
     first = next_fire(trigger, None, now)
     if kind == "at" and (first is None or first <= now):  # else reported as missed, as if the daemon was down
         raise UsageError(f"--at: {_wall(first or 0, timezone)} is in the past: it is now {_wall(now, timezone)}")
+    if kind == "cron" and first is None:  # "0 0 30 2 *": no day it names ever comes
+        raise UsageError(f"--cron {expression!r} never fires: no date matches it (check the day and month fields)")
     row = ScheduleRow(
         name=name, source="cli", kind=kind, expression=expression, timezone=timezone, job=job,
         misfire=misfire, misfire_grace=grace, max_running=max_running, paused=False,

@@ -24,10 +24,10 @@ from jobrunner.domain.jobspec import (
     JobSpec,
     SpecError,
     build_spec,
-    check_runs_here,
-    run_time,
 )
+from jobrunner.domain.starttime import run_time
 from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.machine_checks import check_runs_here
 
 if TYPE_CHECKING:
     from jobrunner.cli.context import AppState

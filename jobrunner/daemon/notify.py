@@ -25,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from jobrunner.config import (
+from jobrunner.config_checks import (
     EMAIL_SUBJECT,
     NOTIFY_DEFAULT_RETRIES,
     NOTIFY_DEFAULT_TIMEOUT,
@@ -214,7 +214,7 @@ def parse_notifiers(tables: Any, where: str = "config") -> list[Notifier]:
     """Validate Config.sections["notify"] (the raw `[notify.NAME]` tables); errors name the key.
 
     Raises ConfigError like `jobs.toml: notify.mail.password: ...`; the checking itself is
-    config.check_notifiers, which every command runs when it loads the config.
+    config_checks.check_notifiers, which every command runs when it loads the config.
     """
     return build_notifiers(check_notifiers(tables, where))
 
@@ -225,7 +225,7 @@ def notifiers_from_config(config: Any) -> list[Notifier]:
 
 
 def build_notifiers(settings: Iterable[Mapping[str, Any]]) -> list[Notifier]:
-    """Notifiers from checked settings (config.check_notifiers): `kind` picks the class."""
+    """Notifiers from checked settings (config_checks.check_notifiers): `kind` picks the class."""
     kinds: dict[str, type[Notifier]] = {"webhook": WebhookNotifier, "email": EmailNotifier,
                                         "command": CommandNotifier}  # fmt: skip
     return [kinds[s["kind"]](**{k: v for k, v in s.items() if k != "kind"}) for s in settings]

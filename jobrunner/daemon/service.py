@@ -92,8 +92,8 @@ class Service(Handover, PeriodicWork):
         self.systemd = Notifier()
         self.notify = Dispatcher(notifiers_from_config(config))
         self.housekeeping = Housekeeping(store, retention_from_config(config))
-        self.starting = starting or StartingPool(options.workers, store.target, log_dir,
-                                                       kill_grace=options.kill_grace)  # last: nothing left to refuse
+        self.starting = starting or StartingPool(options.workers, store.target, log_dir, kill_grace=options.kill_grace,
+                                                 python_path=config.python_path)  # last: nothing left to refuse
 
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:

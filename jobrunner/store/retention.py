@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from jobrunner.config import parse_retention as parse_retention  # checked with the whole config
+from jobrunner.config_checks import parse_retention as parse_retention  # checked with the whole config
 from jobrunner.domain.states import FINISHED, Status
 from jobrunner.store import repo
 from jobrunner.store.db import Store, guarded
@@ -25,7 +25,7 @@ RETENTION_STATUSES = tuple(sorted(s.value for s in FINISHED))  # cancelled, dead
 
 def retention_from_config(config: Any) -> dict[Status, float]:
     """The retention policy of a loaded Config ({} when it has none: keep everything); loading
-    the config checked it (config.parse_retention), as every command does."""
+    the config checked it (config_checks.parse_retention), as every command does."""
     return dict(config.retention)
 
 

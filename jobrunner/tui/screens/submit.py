@@ -66,7 +66,8 @@ class SubmitDialog(ModalScreen[dict[str, Any] | None]):
     def _check_here(self, fields: dict[str, Any]) -> None:
         """What `jobrunner submit` refuses on this machine too: a callable whose module is nowhere
         to import from, a working directory gone (not for a database URL: the daemon may be elsewhere)."""
-        from jobrunner.domain.jobspec import SpecError, build_spec, check_runs_here
+        from jobrunner.domain.jobspec import SpecError, build_spec
+        from jobrunner.machine_checks import check_runs_here
 
         store = getattr(self.app, "store", None)
         if store is not None and not store.is_sqlite:
