@@ -326,3 +326,14 @@ def test_help_reads_as_whole_sentences(path, command):
         # as `--help` lists it on an 80-column terminal: click's formatter is 78 wide, minus the names
         listed = sub.get_short_help_str(limit=78 - 6 - max(map(len, command.commands)))
         assert listed.endswith(".") and not listed.endswith("..."), (path, name, listed)
+
+
+def test_daemon_durations_take_units_like_every_other_duration(db_path):
+    """`--grace 2m` as `wait --timeout 1m` and `submit --timeout 10m`: one way to write a duration."""
+    from tests.conftest import run_jobrunner
+
+    run_jobrunner("submit", "--", "true")
+    bad = run_jobrunner("daemon", "--kill-grace", "5x")
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("jobrunner: error: --kill-grace: '5x' is not a duration")
+    short = run_jobrunner("daemon", "--lease", "1m", "--heartbeat", "30s")
+    assert short.returncode == 2 and "--heartbeat 30 is too long for --lease 60" in short.stderr

@@ -13,8 +13,8 @@ from jobrunner.errors import UsageError
 
 
 def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str] | None = None,
-               grace: float = 30.0, kill_grace: float = 5.0, lease: float = 30.0,
-               heartbeat: float = 5.0, allow_root: bool = False,
+               grace: float | str = "30", kill_grace: float | str = "5", lease: float | str = "30",
+               heartbeat: float | str = "5", allow_root: bool = False,
                log_level: str = "info", log_format: str = "text") -> int:  # fmt: skip
     """Run the daemon in the foreground until a signal stops it; returns its exit code."""
     from pathlib import Path
@@ -29,6 +29,8 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
     if "://" not in app_state.db_target:
         check_sqlite_path(Path(app_state.db_target))  # before the workers make its log directory
     workers = workers or os.cpu_count() or 2
+    grace, kill_grace, lease, heartbeat = (_seconds(name, value) for name, value in (
+        ("--grace", grace), ("--kill-grace", kill_grace), ("--lease", lease), ("--heartbeat", heartbeat)))  # fmt: skip
     if lease < 1 or heartbeat < 0.1:
         raise UsageError("--lease must be at least 1 second and --heartbeat at least 0.1 s")
     if heartbeat * 3 > lease:
@@ -62,3 +64,15 @@ def refuse_foreign_database_as_root(target: str, allowed: bool) -> None:
             f"refusing to run as root on {target}, which belongs to uid {owner}: run the daemon as "
             "that user, or pass --allow-root if you mean it"
         )
+
+
+def _seconds(option: str, value: float | str) -> float:
+    """A duration option: seconds, or a duration with units as everywhere else (30s, 2m)."""
+    from jobrunner.domain.durations import parse_duration
+
+    if isinstance(value, int | float):
+        return float(value)
+    try:
+        return parse_duration(value, maximum=86400 * 365)
+    except ValueError as exc:
+        raise UsageError(f"{option}: {exc}") from None
