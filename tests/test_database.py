@@ -199,8 +199,16 @@ def test_ids_are_never_reused_after_a_purge(cli, db_path):
 
 
 def test_a_fresh_database_gets_never_reused_ids(store):
+    """A new database keeps the floor a purge raises, and its job table no sqlite_sequence row:
+    AUTOINCREMENT would rewrite that row on every submit."""
     (sql,) = store.execute("SELECT sql FROM sqlite_master WHERE name='job'").fetchone()
-    assert '"id" INTEGER NOT NULL PRIMARY KEY AUTOINCREMENT' in sql
+    assert "AUTOINCREMENT" not in sql.upper()
+    assert store.execute("SELECT value FROM meta WHERE key='job_id_floor'").fetchone() == ("0",)
+    now = time.time()
+    first = repo.submit(store, build_spec({"command": ["true"]}), now)
+    store.execute("UPDATE job SET status='succeeded', finished_at=1.0")
+    assert repo.purge(store, 3600, [Status.SUCCEEDED], now) == [first]
+    assert repo.submit(store, build_spec({"command": ["true"]}), now) == first + 1
 
 
 #: The schema a v7 jobrunner created (from sqlite_master of a new file): job ids are plain rowids.
@@ -262,8 +270,7 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
     try:
         assert current_version(store) == SCHEMA_VERSION
         assert _snapshot(path) == before  # every row, id and index as it was
-        (sql,) = store.execute("SELECT sql FROM sqlite_master WHERE name='job'").fetchone()
-        assert "AUTOINCREMENT" in sql
+        assert store.execute("SELECT value FROM meta WHERE key='job_id_floor'").fetchone() == ("3",)
         assert store.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.execute("PRAGMA foreign_key_check").fetchall() == []
         now = time.time()
@@ -271,7 +278,7 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
         store.execute("UPDATE job SET status='succeeded', finished_at=1.0 WHERE id >= 3")
         assert repo.purge(store, 3600, [Status.SUCCEEDED], now) == [3, 4]
         assert repo.submit(store, build_spec({"command": ["true"]}), now) == 5  # from here on, never again
-        # the foreign keys still point at the rebuilt table: deleting a job takes its events and links
+        # the foreign keys still hold: deleting a job takes its events and links
         store.execute("DELETE FROM job WHERE id=2")
         assert store.execute("SELECT COUNT(*) FROM event WHERE job_id=2").fetchone()[0] == 0
         assert store.execute("SELECT COUNT(*) FROM job_dependency").fetchone()[0] == 0

@@ -19,6 +19,23 @@ JOB_INSERT_COLUMNS = (
 EVENT_INSERT_COLUMNS = ("job_id", "at", "attempt", "from_status", "to_status", "message", "details")
 
 
+#: A new job's id on SQLite: one past both the highest id in the table and the highest one a
+#: purge ever deleted (meta's job_id_floor), so no id is handed out twice. SQLite alone gives
+#: max(rowid)+1, which a purge of the newest jobs hands out again; AUTOINCREMENT would too, but it
+#: rewrites sqlite_sequence on every insert: a fifth of a submit (benchmarks/enqueue.py).
+#: NULL on an empty new database: SQLite then picks 1.
+NEXT_JOB_ID = (
+    "(SELECT MAX(x) + 1 FROM (SELECT MAX(id) AS x FROM job "
+    "UNION ALL SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'job_id_floor'))"
+)
+#: Before jobs are deleted: the floor rises to the highest id in the table (run in the delete's
+#: transaction; SQLite only).
+RAISE_JOB_ID_FLOOR = (
+    "INSERT INTO meta (key, value) SELECT 'job_id_floor', CAST(MAX(id) AS TEXT) FROM job WHERE true "
+    "ON CONFLICT (key) DO UPDATE SET value = CAST(MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER)) AS TEXT)"
+)
+
+
 @dataclass(frozen=True)
 class Backend:
     """Statement text for one database kind."""
@@ -32,8 +49,10 @@ class Backend:
     @property
     def insert_job(self) -> str:
         cols = ", ".join(JOB_INSERT_COLUMNS)
-        sql = f"INSERT INTO job ({cols}) VALUES ({self.placeholders(len(JOB_INSERT_COLUMNS))})"
-        return sql + (" RETURNING id" if self.name == "postgresql" else "")
+        values = self.placeholders(len(JOB_INSERT_COLUMNS))
+        if self.name == "postgresql":  # SERIAL: a sequence that never goes back
+            return f"INSERT INTO job ({cols}) VALUES ({values}) RETURNING id"
+        return f"INSERT INTO job (id, {cols}) VALUES ({NEXT_JOB_ID}, {values})"
 
     @property
     def insert_event(self) -> str:

@@ -96,47 +96,17 @@ def _v7_queued_jobs_in_one_index(store: Store) -> None:
 
 def _v8_ids_never_reused(store: Store) -> None:
     # SQLite gives a new row max(rowid)+1, so a purge of the newest jobs handed their ids out again
-    # (and a stale finish guarded by (id, owner, attempt) could match the new job). AUTOINCREMENT
-    # cannot be added in place: the table is rebuilt as SQLite documents (sqlite.org/lang_altertable.html,
-    # "making other kinds of table schema changes"), foreign keys off (_foreign_keys_off) so dropping the
-    # old table cascades nothing. PostgreSQL's SERIAL id comes from a sequence that never goes back.
+    # (and a stale finish guarded by (id, owner, attempt) could match the new job). From here on a
+    # new job's id is past meta's job_id_floor too, which purges raise (backends.NEXT_JOB_ID); it
+    # starts at the highest id any row still remembers. (AUTOINCREMENT would do it too, at the cost
+    # of a sqlite_sequence write per submit.) PostgreSQL's SERIAL sequence never goes back.
     if not store.is_sqlite:
         return
-    (table_sql,) = store.execute("SELECT sql FROM sqlite_master WHERE type='table' AND name='job'").fetchone()
-    if "AUTOINCREMENT" in table_sql.upper():
-        return  # created from the models at v1 by this version
-    from jobrunner.store.models import Job
-
-    create, _ = store.db.get_sql_context().sql(Job._schema._create_table(safe=False)).query()
-    if not create.startswith('CREATE TABLE "job" ('):
-        raise StoreError(f"cannot rebuild the job table from {create[:40]!r}")
-    columns = [column.name for column in store.db.get_columns("job")]
-    unknown = set(columns) - set(Job._meta.columns)
-    if unknown:
-        raise StoreError(f"cannot rebuild the job table: unknown columns {', '.join(sorted(unknown))}")
-    others = [sql for (sql,) in store.execute(
-        "SELECT sql FROM sqlite_master WHERE tbl_name='job' AND type IN ('index', 'trigger') AND sql IS NOT NULL"
-    ).fetchall()]  # fmt: skip
-    # the highest id ever handed out, as far as any row still remembers it
     (highest,) = store.execute(
         "SELECT MAX(x) FROM (SELECT MAX(id) AS x FROM job UNION ALL SELECT MAX(depends_on) FROM job_dependency "
         "UNION ALL SELECT MAX(job_id) FROM schedule_fire UNION ALL SELECT MAX(last_job_id) FROM schedule)"
     ).fetchone()
-    if store.execute("PRAGMA foreign_keys").fetchone()[0]:
-        raise StoreError("cannot rebuild the job table with foreign keys on: its DROP would delete the events")
-    broken = len(store.execute("PRAGMA foreign_key_check").fetchall())
-    names = ", ".join(f'"{name}"' for name in columns)
-    store.execute(create.replace('CREATE TABLE "job" (', 'CREATE TABLE "job_v8" (', 1))
-    store.execute(f'INSERT INTO "job_v8" ({names}) SELECT {names} FROM "job"')
-    store.execute('DROP TABLE "job"')
-    store.execute('ALTER TABLE "job_v8" RENAME TO "job"')
-    for sql in others:
-        store.execute(sql)
-    if len(store.execute("PRAGMA foreign_key_check").fetchall()) > broken:  # raising rolls it all back
-        raise StoreError("rebuilding the job table broke foreign keys")
-    if highest:
-        store.execute("DELETE FROM sqlite_sequence WHERE name='job'")
-        store.execute("INSERT INTO sqlite_sequence (name, seq) VALUES ('job', ?)", (highest,))
+    store.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('job_id_floor', ?)", (str(highest or 0),))
 
 
 #: The condition of job_status_not_queued, to be repeated word for word by a query that wants it

@@ -15,8 +15,6 @@ from peewee import (
     ForeignKeyField,
     IntegerField,
     Model,
-    NodeList,
-    SqliteDatabase,
     TextField,
 )
 
@@ -32,18 +30,6 @@ def db_default(value: object) -> list[SQL]:
     return [SQL(f"DEFAULT {literal}")]
 
 
-class NeverReusedIdField(AutoField):
-    """A primary key no deleted row gives back: AUTOINCREMENT on SQLite, whose plain rowid would
-    hand a purged job's id to the next submit (PostgreSQL's SERIAL sequence never goes back)."""
-
-    def ddl(self, ctx: object) -> NodeList:
-        node = super().ddl(ctx)
-        # the context knows its database only through the methods it was given
-        method = getattr(getattr(ctx, "state", None), "conflict_statement", None)
-        db = getattr(method, "__self__", None)
-        return NodeList((node, SQL("AUTOINCREMENT"))) if isinstance(db, SqliteDatabase) else node
-
-
 class BaseModel(Model):
     class Meta:
         database = database
@@ -51,7 +37,7 @@ class BaseModel(Model):
 
 
 class Job(BaseModel):
-    id = NeverReusedIdField()  # ids are never reused (schema v8): a stale finish cannot hit a new job
+    id = AutoField()  # never reused (schema v8: see backends.NEXT_JOB_ID): a stale finish cannot hit a new job
     name = TextField()
     kind = TextField()  # "shell" or "python"
     task = TextField(null=True)  # the [tasks.NAME] it came from

@@ -13,7 +13,7 @@ from jobrunner.domain.jobspec import JobSpec
 from jobrunner.domain.states import CANCELLABLE, FINISHED, RETRYABLE, Status
 from jobrunner.errors import NotFoundError, UsageError
 from jobrunner.store import dependencies
-from jobrunner.store.backends import SQLITE
+from jobrunner.store.backends import RAISE_JOB_ID_FLOOR, SQLITE
 from jobrunner.store.db import Store, guarded
 
 PURGE_BATCH = 500
@@ -189,7 +189,7 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
             before = min(ids) - 1
         else:
             # Inside BEGIN IMMEDIATE nobody else inserts, so the new ids are consecutive and end
-            # at the last one inserted (not max(id)+1: ids are never reused, even after a purge)
+            # at the last one inserted (each is backends.NEXT_JOB_ID: past any purged id)
             cursor.executemany(backend.insert_job, rows)
             last = store.execute("SELECT last_insert_rowid()").fetchone()[0]
             before = last - len(rows)
@@ -347,6 +347,8 @@ def purge(store: Store, older_than: float, statuses: Iterable[Status], now: floa
             if not batch:
                 break
             id_marks = ", ".join([p] * len(batch))
+            if store.is_sqlite:  # the ids deleted are never handed out again (backends.NEXT_JOB_ID)
+                store.execute(RAISE_JOB_ID_FLOOR)
             store.execute(f"DELETE FROM event WHERE job_id IN ({id_marks})", batch)
             store.execute(f"DELETE FROM job WHERE id IN ({id_marks})", batch)
         removed.extend(batch)
