@@ -277,7 +277,9 @@ def resolve_db_target(explicit: str | None, config: Config | None) -> str:
         if value:
             return value if "://" in value else str(Path(value).expanduser())
     path = default_db_path()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)  # the default place always works
+    from jobrunner.trust import make_private_dirs
+
+    make_private_dirs(path.parent)  # the default place always works; owner-only whatever the umask
     return str(path)
 
 

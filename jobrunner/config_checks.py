@@ -12,10 +12,10 @@ if TYPE_CHECKING:
     from jobrunner.domain.states import Status
 
 NOTIFY_EVENTS = ("dead", "succeeded", "retrying", "cancelled")
-NOTIFY_COMMON_KEYS = ("type", "events", "timeout", "retries", "retry_delay", "description")
+NOTIFY_COMMON_KEYS = ("type", "events", "timeout", "retries", "retry_delay", "description", "include_env")
 NOTIFY_KIND_KEYS = {
     "webhook": ("url", "headers"),
-    "email": ("host", "port", "starttls", "user", "password_env", "from", "to", "subject"),
+    "email": ("host", "port", "starttls", "user", "password_env", "from", "to", "subject", "allow_plaintext_auth"),
     "command": ("command",),
 }
 NOTIFY_DEFAULT_TIMEOUT = {"webhook": 10.0, "email": 30.0, "command": 60.0}
@@ -91,6 +91,7 @@ def _check_notifier(name: str, table: Any, where: str) -> dict[str, Any]:
         "timeout": _notify_duration(table.get("timeout", NOTIFY_DEFAULT_TIMEOUT[kind]), "timeout", fail, True),
         "retries": _notify_count(table.get("retries", NOTIFY_DEFAULT_RETRIES[kind]), "retries", fail),
         "retry_delay": _notify_duration(table.get("retry_delay", 1.0), "retry_delay", fail),
+        "include_env": _notify_flag(table, "include_env", fail),
     }
     if kind == "webhook":
         url = table.get("url")
@@ -128,6 +129,10 @@ def _check_email(table: dict[str, Any], fail: Callable[..., ConfigError]) -> dic
         raise fail("password_env", "must name an environment variable, like \"JOBRUNNER_SMTP_PASSWORD\"")
     if user and not password_env:
         raise fail("password_env", f"user {user!r} needs password_env = \"NAME\" (the password's variable)")
+    allow_plaintext_auth = _notify_flag(table, "allow_plaintext_auth", fail)
+    if user and not starttls and not allow_plaintext_auth:
+        raise fail("starttls", f"user {user!r} would send its password in clear with starttls = false: "
+                               "keep starttls = true, or set allow_plaintext_auth = true to accept that")  # fmt: skip
     to = table.get("to")
     recipients = [to] if isinstance(to, str) else to
     if not isinstance(recipients, list) or not recipients or not all(
@@ -146,7 +151,15 @@ def _check_email(table: dict[str, Any], fail: Callable[..., ConfigError]) -> dic
     if not isinstance(subject, str):
         raise fail("subject", "must be a string ({id}, {name}, {event}, {status}, {queue} are filled in)")
     return {"host": host, "port": port, "starttls": starttls, "user": user, "password_env": password_env,
-            "sender": sender, "to": tuple(recipients), "subject": subject}  # fmt: skip
+            "sender": sender, "to": tuple(recipients), "subject": subject,
+            "allow_plaintext_auth": allow_plaintext_auth}  # fmt: skip
+
+
+def _notify_flag(table: dict[str, Any], key: str, fail: Callable[..., ConfigError]) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise fail(key, "must be true or false")
+    return value
 
 
 def _notify_events(value: Any, fail: Callable[..., ConfigError]) -> frozenset[str]:

@@ -30,5 +30,7 @@ class StoreError(JobrunnerError):
 def error_line(message: str) -> str:
     """What the CLI prints for an error: one line with the `jobrunner: error:` prefix, whatever
     the message holds (a newline in a user's value must not split it)."""
-    text = "; ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    from jobrunner.secrets import redact_urls  # a URL's password, whoever wrote the message
+
+    text = "; ".join(part.strip() for part in redact_urls(str(message)).splitlines() if part.strip())
     return f"jobrunner: error: {text}"

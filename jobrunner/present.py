@@ -29,6 +29,18 @@ BAR_WIDTH = 10
 _PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉"
 
 
+# C0 controls, DEL and C1 controls (U+009B is a CSI of its own to some terminals)
+_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {9: "\\t", 10: "\\n", 13: "\\r"}
+_CONTROLS_KEEP_LINES = {c: text for c, text in _CONTROLS.items() if c not in (9, 10)}
+
+
+def visible(text: str, lines: bool = True) -> str:
+    """`text` with every control character shown as `\\x1b` and the like, so a job's fields cannot
+    move the cursor, recolour or retitle a terminal, or forge a log line. With `lines`, newlines
+    and tabs stay (a traceback in `show`); without, they are escaped too (one log line)."""
+    return text.translate(_CONTROLS_KEEP_LINES if lines else _CONTROLS)
+
+
 def styled_status(status: str) -> str:
     """The status in rich markup, coloured as everywhere else."""
     return f"[{STATUS_STYLES.get(status, '')}]{status}[/]"
@@ -188,7 +200,7 @@ def links_text(links: list[dict[str, Any]]) -> str:
 def _escape(text: str) -> str:
     from rich.markup import escape
 
-    return escape(text)
+    return escape(visible(text))
 
 
 def detail_fields(job: dict[str, Any], now: float,

@@ -18,12 +18,13 @@ from tests.conftest import DaemonProcess, run_jobrunner, wait_until
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    """A real 8 MB file system (tmpfs) to fill up; needs root, as CI has."""
+    """A real 8 MB file system (tmpfs) to fill up, private as a database directory must be (a
+    tmpfs root is 1777 by default); needs root, as CI has."""
     mount = tmp_path / "small"
     mount.mkdir()
     if os.geteuid() != 0:  # pragma: no cover - CI runs as root
         pytest.skip("mounting a small file system needs root")
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,mode=0700", "tmpfs", str(mount)], capture_output=True)
     if mounted.returncode != 0:  # pragma: no cover - a container without the right to mount
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
     try:

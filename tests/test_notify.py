@@ -230,7 +230,7 @@ def smtp_server() -> Iterator[Any]:
 def test_email_is_sent_with_the_password_from_the_environment(smtp_server, dispatcher, monkeypatch):
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
     notifier = EmailNotifier(
-        "mail", host="127.0.0.1", port=smtp_server.port, starttls=False, user="robot",
+        "mail", host="127.0.0.1", port=smtp_server.port, starttls=False, user="robot", allow_plaintext_auth=True,
         password_env="TEST_SMTP_PASSWORD", sender="jobs@example.com", to=("me@example.com",),
     )  # fmt: skip
     assert dispatcher.send(notifier, "dead", JOB) is True
@@ -243,7 +243,7 @@ def test_email_is_sent_with_the_password_from_the_environment(smtp_server, dispa
 def test_email_with_a_wrong_password_is_logged_once(smtp_server, dispatcher, monkeypatch, caplog):
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
     notifier = EmailNotifier(
-        "mail", host="127.0.0.1", port=smtp_server.port, starttls=False, user="robot",
+        "mail", host="127.0.0.1", port=smtp_server.port, starttls=False, user="robot", allow_plaintext_auth=True,
         password_env="TEST_SMTP_PASSWORD", sender="jobs@example.com", to=("me@example.com",), retries=3,
     )  # fmt: skip
     with caplog.at_level(logging.WARNING, logger="jobrunner.notify"):

@@ -33,6 +33,7 @@ SUBMIT_OPTIONS = {
     "--tag": ("tag", "strs"),
     "--meta": ("meta", "strs"),
     "--env": ("env", "strs"), "-e": ("env", "strs"),
+    "--env-file": ("env_file", "str"),
     "--cwd": ("cwd", "str"),
     "--at": ("at", "str"),
     "--in": ("delay", "str"),

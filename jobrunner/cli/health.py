@@ -20,6 +20,7 @@ from jobrunner.cli.context import state
 from jobrunner.cli.output import print_json
 from jobrunner.domain.durations import format_duration
 from jobrunner.errors import JobrunnerError
+from jobrunner.secrets import redact_target, redact_text
 
 NOT_RUNNING = 3  # `status` exit code when no daemon is alive (as `systemctl status` does)
 WAL_WARN_BYTES = 64 * 1024 * 1024
@@ -43,7 +44,7 @@ def status_data(store: Any, now: float) -> dict[str, Any]:
         daemon["free"] = max(daemon["workers"] - daemon["busy"], 0)
     counts = queries.stats(store)
     return {
-        "database": store.target,
+        "database": redact_target(store.target),
         "alive": any(d["alive"] for d in daemons),
         "daemons": daemons,
         "jobs": counts["by_status"],
@@ -126,6 +127,10 @@ def doctor_checks(ctx: typer.Context, now: float) -> list[Check]:
             place = load_config(current.config_option, on_problem=lambda problem: None)
     target = resolve_db_target(current.db_option, place)
     path = None if "://" in target else Path(target)
+    trusted = _trust_checks(target)
+    checks += trusted
+    if any(check.level == "fail" for check in trusted):
+        return checks  # every command refuses it; opening it could replay a planted WAL
     if path is not None:
         if not path.exists():
             hint = "it is created by the first submit or daemon" if path.parent.is_dir() else (
@@ -237,6 +242,20 @@ def _exit_words(code: int | None) -> str:
     return f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
 
 
+def _trust_checks(target: str) -> list[Check]:
+    """The trust model (README, Security): each file or directory another user could write fails,
+    as every command refuses it."""
+    from jobrunner.config import log_dir_for
+    from jobrunner.trust import database_problems, log_dir_problems
+
+    log_dir = log_dir_for(target)
+    problems = log_dir_problems(log_dir) if "://" in target else database_problems(target, log_dir)
+    if problems:
+        return [Check("trust", "fail", problem) for problem in problems]
+    what = "the log directory" if "://" in target else "the database, its directory and its log directory"
+    return [Check("trust", "ok", f"{what}: only you (or root) can write them")]
+
+
 def _file_checks(path: Path) -> list[Check]:
     checks = []
     info = path.stat()
@@ -303,7 +322,7 @@ def _database_checks(target: str, config: Any, now: float) -> list[Check]:
     except JobrunnerError as exc:
         return [Check("database", "fail", str(exc))]
     except Exception as exc:  # a damaged file: say so rather than a traceback
-        return [Check("database", "fail", f"{target}: {exc}")]
+        return [Check("database", "fail", redact_text(f"{target}: {exc}", target))]
     finally:
         store.close()
 

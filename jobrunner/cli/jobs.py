@@ -111,8 +111,13 @@ def submit_command(
     env: Annotated[
         list[str] | None,
         typer.Option(
-            "--env", "-e", metavar="KEY=VALUE", help="An environment variable for the job; repeatable."
+            "--env", "-e", metavar="KEY[=VALUE]",
+            help="An environment variable for the job (KEY alone: its value here); repeatable.",
         ),
+    ] = None,
+    env_file: Annotated[
+        str | None,
+        typer.Option("--env-file", metavar="FILE", help="Environment variables for the job, a KEY=VALUE per line."),
     ] = None,
     cwd: Annotated[
         str | None,
@@ -148,7 +153,7 @@ def submit_command(
     submit_job(
         state(ctx), words, ctx.meta.get(DASHDASH), call=call, arg=arg, name=name, queue=queue,
         priority=priority, retries=retries, timeout=timeout, backoff=backoff, tag=tag, meta=meta,
-        env=env, cwd=cwd, at=at, delay=delay, after=after, from_file=from_file,
+        env=env, env_file=env_file, cwd=cwd, at=at, delay=delay, after=after, from_file=from_file,
     )  # fmt: skip
 
 

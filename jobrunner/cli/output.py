@@ -20,6 +20,7 @@ from jobrunner.present import (  # noqa: F401  (re-exported: the CLI's commands 
     short_time,
     styled_status,
     tries_text,
+    visible,
 )
 
 
@@ -113,10 +114,10 @@ def jobs_table(jobs: list[dict[str, Any]], width: int | None = 200) -> Any:
 
     whole = width is None
     now = time.time()
-    rows = [_job_cells(job, now) for job in jobs]
+    rows = [tuple(map(visible, _job_cells(job, now))) for job in jobs]  # no raw escape sequences
     # the flexible columns: what runs, and why it failed (the dead-letter queue's reason)
-    flexible = {"COMMAND": [job_target(job, width=None if whole else 200) for job in jobs]}
-    errors = [one_line(job["error"], None if whole else 500) for job in jobs]
+    flexible = {"COMMAND": [visible(job_target(job, width=None if whole else 200)) for job in jobs]}
+    errors = [visible(one_line(job["error"], None if whole else 500)) for job in jobs]
     if any(errors):
         flexible["ERROR"] = errors
     widths = {  # column index -> width, for the columns shown

@@ -22,12 +22,14 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
     from jobrunner.config import check_sqlite_path, log_dir_for
     from jobrunner.daemon.logsetup import configure_logging
     from jobrunner.daemon.pool import StartingPool
+    from jobrunner.trust import ensure_log_dir, refuse_untrusted
 
     configure_logging(log_level, log_format)  # timestamps, journald `<N>` levels, or JSON; checks both
     config = app_state.config
     refuse_foreign_database_as_root(app_state.db_target, allow_root)
     if "://" not in app_state.db_target:
         check_sqlite_path(Path(app_state.db_target))  # before the workers make its log directory
+        refuse_untrusted(app_state.db_target, log_dir_for(app_state.db_target))
     workers = workers or os.cpu_count() or 2
     grace, kill_grace, lease, heartbeat = (_seconds(name, value) for name, value in (
         ("--grace", grace), ("--kill-grace", kill_grace), ("--lease", lease), ("--heartbeat", heartbeat)))  # fmt: skip
@@ -35,6 +37,10 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
         raise UsageError("--lease must be at least 1 second and --heartbeat at least 0.1 s")
     if heartbeat * 3 > lease:
         raise UsageError(f"--heartbeat {heartbeat:g} is too long for --lease {lease:g}: make it at most a third of the lease")
+    from jobrunner.daemon.notify import keep_passwords
+
+    keep_passwords(config.notifiers)  # out of os.environ before any worker (and so any job) inherits it
+    ensure_log_dir(log_dir_for(app_state.db_target))  # 0700, or an existing one we trust
     # Workers first, forked from this process while it is small, has no threads and no open
     # database: a forkserver would take ~0.1 s to boot before the first job could start.
     starting = StartingPool(workers, app_state.db_target, log_dir_for(app_state.db_target),
@@ -55,15 +61,23 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
 
 def refuse_foreign_database_as_root(target: str, allowed: bool) -> None:
     """Root running another user's jobs (and writing root-owned files into their state) is a
-    mistake far more often than an intent."""
-    if allowed or "://" in target or os.geteuid() != 0 or not os.path.exists(target):
+    mistake far more often than an intent. Judged on the resolved path: its directory, a
+    symlink and where it points, so a database not created yet is judged by its directory."""
+    if allowed or os.geteuid() != 0:
         return
-    owner = os.stat(target).st_uid
-    if owner != 0:
+    if "://" in target:
         raise UsageError(
-            f"refusing to run as root on {target}, which belongs to uid {owner}: run the daemon as "
-            "that user, or pass --allow-root if you mean it"
+            "refusing to run as root on a server database: whoever can write its job rows chooses "
+            "what runs as root; run the daemon as an unprivileged user, or pass --allow-root if you mean it"
         )
+    from jobrunner.trust import owners, user_name
+
+    for what, owner in owners(target):
+        if owner != 0:
+            raise UsageError(
+                f"refusing to run as root on {target}: {what} belongs to {user_name(owner)}, who could "
+                f"then choose what runs as root; run the daemon as {user_name(owner)} instead"
+            )
 
 
 def _seconds(option: str, value: float | str) -> float:

@@ -50,6 +50,42 @@ def parse_pairs(values: list[str] | None, option: str, decode: bool) -> dict[str
     return pairs
 
 
+def parse_env(values: list[str]) -> dict[str, str]:
+    """--env KEY=VALUE, or --env KEY for KEY's value in this environment: a secret then never
+    shows in `ps` while submit runs. What the values may hold, build_spec checks (jobspec._env)."""
+    pairs: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not key:
+            raise UsageError(f"--env expects KEY=VALUE or KEY, got {item!r}")
+        if not sep:
+            if key not in os.environ:
+                raise UsageError(f"--env {key}: {key} is not set in this environment: set it, or give {key}=VALUE")
+            value = os.environ[key]
+        pairs[key] = value
+    return pairs
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """--env-file: KEY=VALUE lines (blank lines and # comments skipped), so secrets stay out of
+    `ps` and shell history. Values are taken as written: no quotes removed, no expansion."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--env-file {path}: cannot read it: {getattr(exc, 'strerror', None) or exc}") from None
+    pairs: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--env-file {path}:{number}: expected KEY=VALUE, got {line!r}")
+        pairs[key.strip()] = value
+    return pairs
+
+
 def _json_or_text(value: str) -> Any:
     try:
         return json.loads(value)
@@ -81,6 +117,7 @@ def submit_job(
     tag: list[str] | None = None,
     meta: list[str] | None = None,
     env: list[str] | None = None,
+    env_file: str | None = None,
     cwd: str | None = None,
     at: str | None = None,
     delay: str | None = None,
@@ -115,8 +152,8 @@ def submit_job(
         fields["tags"] = [t for item in tag for t in item.split(",") if t]
     if meta:
         fields["metadata"] = parse_pairs(meta, "--meta", decode=True)
-    if env:
-        fields["env"] = parse_pairs(env, "--env", decode=False)
+    if env or env_file:
+        fields["env"] = {**(read_env_file(env_file) if env_file else {}), **parse_env(env or [])}
     kwargs = parse_pairs(arg, "--arg", decode=True)
 
     task_name: str | None = None

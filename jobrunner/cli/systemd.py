@@ -14,6 +14,7 @@ import typer
 from jobrunner.cli.context import state
 from jobrunner.cli.output import note
 from jobrunner.errors import UsageError
+from jobrunner.secrets import redact_target, target_password
 
 systemd_app = typer.Typer(
     name="systemd",
@@ -47,6 +48,9 @@ def quote_arg(arg: str) -> str:
 def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace: float, kill_grace: float,
               workers: int | None, run_as: str | None = None, python_path: tuple[str, ...] = ()) -> str:  # fmt: skip
     """The unit file. Type=notify: systemd waits for READY=1 and pings the watchdog."""
+    _refuse_control_characters([("the database", db), ("the config path", config or ""), ("the user", run_as or ""),
+                                *(("this jobrunner's path", a) for a in argv),
+                                *(("[daemon] python_path", p) for p in python_path)])  # fmt: skip
     command = [*argv, "--db", db]
     if config:
         command += ["--config", config]
@@ -102,6 +106,16 @@ def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace
     return "\n".join(lines) + "\n"
 
 
+def _refuse_control_characters(values: list[tuple[str, str]]) -> None:
+    """A newline (or any control character) in a value would start a directive of its own in
+    the unit (`ExecStartPre=` that runs anything): refused, whatever quoting could do."""
+    for what, value in values:
+        bad = next((c for c in value if ord(c) < 32 or 127 <= ord(c) < 160), None)
+        if bad is not None:
+            raise UsageError(f"{what} {value!r} holds a control character ({bad!r}), which a unit file cannot "
+                             "carry safely: rename or move it")  # fmt: skip
+
+
 def _python_path_lines(python_path: tuple[str, ...]) -> list[str]:
     """[daemon] python_path as PYTHONPATH, so the unit shows (and the whole daemon gets) where job
     callables import from; Environment= expands % specifiers, and a quoted value takes C escapes."""
@@ -126,9 +140,11 @@ def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, w
     config = current.config  # first: the daemon would refuse a broken config, so the unit does too
     db = current.db_target
     if "://" in db:
-        if "@" in db.split("://", 1)[1].split("/", 1)[0] and ":" in db.split("://", 1)[1].split("@", 1)[0]:
-            note("note: the database URL holds a password and unit files are readable by others; "
-                 "put JOBRUNNER_DB=... in an EnvironmentFile= and remove --db from ExecStart")  # fmt: skip
+        if target_password(db) is not None:
+            raise UsageError(f"the database URL {redact_target(db)} holds a password, and a unit file is readable "
+                             "by others: keep the password in ~/.pgpass (and out of the URL), or put "
+                             "JOBRUNNER_DB=<the URL> in a file only you can read, named by EnvironmentFile=, "
+                             "and drop --db from ExecStart")  # fmt: skip
     else:
         db = str(Path(db).absolute())
     path = config.path

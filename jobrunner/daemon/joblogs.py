@@ -19,9 +19,11 @@ class Logs:
     `logs --follow` and the TUI see its output live.
     """
 
-    FLAGS = os.O_WRONLY | os.O_APPEND
+    FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW  # a symlink planted as a log is never followed
 
     def __init__(self, log_dir: str | None) -> None:
+        self.log_dir = log_dir.rstrip("/") if log_dir else None
+        self.dir_fd: int | None = None  # the log directory, opened O_NOFOLLOW: files open relative to it
         self.spare = spare_log_path(log_dir, os.getpid()) if log_dir else None
         self.spare_fd: int | None = None
         self.dirty = False  # the spare holds a silent job's header
@@ -34,7 +36,7 @@ class Logs:
         if self.spare is None or self.spare_fd is not None:
             return
         with suppress(OSError):  # no log directory (yet), or a read-only one: jobs will say so
-            self.spare_fd = os.open(self.spare, self.FLAGS | os.O_CREAT | os.O_TRUNC, 0o600)
+            self.spare_fd = self._open(self.spare, self.FLAGS | os.O_CREAT | os.O_TRUNC)
             self.dirty = False
 
     def open(self, path: str, attempt: int) -> int:
@@ -44,13 +46,13 @@ class Logs:
             try:
                 if self.dirty:
                     os.ftruncate(fd, 0)  # a silent job before left its header there
-                os.rename(self.spare, path)  # type: ignore[arg-type]
+                self._rename(self.spare, path)  # type: ignore[arg-type]
             except OSError:
                 pass
             else:
                 self.spare_fd = None
                 return fd
-        return os.open(path, self.FLAGS | os.O_CREAT, 0o600)
+        return self._open(path, self.FLAGS | os.O_CREAT)
 
     def borrow(self, path: str, attempt: int) -> int | None:
         """The spare, emptied, to write a job's output into; None: open the log itself."""
@@ -69,7 +71,7 @@ class Logs:
             if self.lent_to is None or self.spare_fd is None:
                 return
             try:
-                os.rename(self.spare, self.lent_to)  # type: ignore[arg-type]
+                self._rename(self.spare, self.lent_to)  # type: ignore[arg-type]
             except OSError:
                 return  # give_back copies it at the end instead
             self.lent_to = None
@@ -94,10 +96,10 @@ class Logs:
         if os.fstat(fd).st_size <= header:
             return  # silent: the spare is emptied again before its next use
         try:
-            os.rename(self.spare, path)  # type: ignore[arg-type]
+            self._rename(self.spare, path)  # type: ignore[arg-type]
         except OSError:  # a log appeared meanwhile, or another file system: append a copy
             os.lseek(fd, 0, os.SEEK_SET)
-            target = os.open(path, self.FLAGS | os.O_CREAT, 0o600)
+            target = self._open(path, self.FLAGS | os.O_CREAT)
             try:
                 while chunk := os.read(fd, 1 << 16):
                     os.write(target, chunk)
@@ -111,8 +113,29 @@ class Logs:
         if self.spare_fd is not None:
             os.close(self.spare_fd)
             with suppress(OSError):
-                os.unlink(self.spare)  # type: ignore[arg-type]
+                name, dir_fd = self._where(self.spare)  # type: ignore[arg-type]
+                os.unlink(name, dir_fd=dir_fd)
             self.spare_fd = None
+        if self.dir_fd is not None:
+            os.close(self.dir_fd)
+            self.dir_fd = None
+
+    def _where(self, path: str) -> tuple[str, int | None]:
+        """A file in the log directory as a name relative to the directory's descriptor (opened
+        O_NOFOLLOW): a symlink planted for the directory or the file cannot redirect a write."""
+        if self.log_dir is None or os.path.dirname(path) != self.log_dir:
+            return path, None
+        if self.dir_fd is None:
+            self.dir_fd = os.open(self.log_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        return os.path.basename(path), self.dir_fd
+
+    def _open(self, path: str, flags: int) -> int:
+        name, dir_fd = self._where(path)
+        return os.open(name, flags, 0o600, dir_fd=dir_fd)
+
+    def _rename(self, source: str, target: str) -> None:
+        (src, src_fd), (dst, dst_fd) = self._where(source), self._where(target)
+        os.rename(src, dst, src_dir_fd=src_fd, dst_dir_fd=dst_fd)
 
 
 def spare_log_path(log_dir: str, pid: int) -> str:

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import IO, Any
 
 from jobrunner.errors import UsageError
+from jobrunner.present import visible
 
 LEVELS = ("debug", "info", "warning", "error")
 FORMATS = ("text", "json")
@@ -66,7 +67,17 @@ def under_journald(stream: IO[str] | None = None, env: Mapping[str, str] | None 
     return (info.st_dev, info.st_ino) == (dev, ino)
 
 
-class JournalFormatter(logging.Formatter):
+class OneLineFormatter(logging.Formatter):
+    """A message is one line: control characters in it (a newline in a job's name or error, an
+    escape sequence) are shown as `\\n`, `\\x1b`, so job-provided text cannot forge a line or
+    drive the terminal. A traceback (exc_info) keeps its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = visible(record.message, lines=False)
+        return super().formatMessage(record)
+
+
+class JournalFormatter(OneLineFormatter):
     """`<6>job 12 succeeded after 3s`: no timestamp; every line of a traceback keeps the level."""
 
     def __init__(self) -> None:
@@ -100,7 +111,7 @@ def make_formatter(fmt: str, journald: bool) -> logging.Formatter:
         return JsonFormatter()
     if journald:
         return JournalFormatter()
-    return logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
+    return OneLineFormatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S")
 
 
 def configure_logging(level: str | int = "info", fmt: str = "text", *, stream: IO[str] | None = None,

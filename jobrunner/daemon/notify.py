@@ -9,6 +9,12 @@ mail server must not change what happens to a job.
     type = "webhook"                      # webhook, email or command
     url = "https://hooks.example.com/jobrunner"
     events = ["dead", "retrying"]         # default ["dead"]; also succeeded, cancelled
+
+Secrets stay home: payloads carry the job's env keys with every value `***` unless the table
+says `include_env = true`; a webhook follows a redirect only to the same origin (scheme, host
+and port), so its headers never reach another server; SMTP logs in only over TLS unless
+`allow_plaintext_auth = true`; and the variables named by `password_env` are taken out of the
+daemon's environment at start (keep_passwords), so no job or command notifier inherits them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from jobrunner.config_checks import (
     NOTIFY_KIND_KEYS,
     check_notifiers,
 )
+from jobrunner.secrets import masked_env
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -64,10 +71,17 @@ class Notifier:
     timeout: float = 10.0
     retries: int = 3
     retry_delay: float = 1.0  # doubles after each failed attempt
+    include_env: bool = False  # env values in the payload; by default keys only, values "***"
     kind: str = field(default="", init=False)
 
     def deliver(self, event: str, job: Mapping[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def payload(self, job: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The job as this notifier may send it: env values masked unless include_env."""
+        if self.include_env or not job.get("env"):
+            return job
+        return {**job, "env": masked_env(job["env"])}
 
 
 def job_json(job: Mapping[str, Any]) -> bytes:
@@ -95,9 +109,9 @@ class WebhookNotifier(Notifier):
         import urllib.error  # here, not at the top: most daemons never notify (start-up time)
         import urllib.request
 
-        request = urllib.request.Request(self.url, data=job_json(job), headers=headers, method="POST")
+        request = urllib.request.Request(self.url, data=job_json(self.payload(job)), headers=headers, method="POST")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _opener().open(request, timeout=self.timeout) as response:
                 response.read(65536)
         except urllib.error.HTTPError as exc:
             # 4xx means the request itself is wrong: sending it again will not help (but 408/429 may)
@@ -106,6 +120,36 @@ class WebhookNotifier(Notifier):
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"cannot POST to {self.url}: {reason}") from None
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts.scheme.lower(), (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
+
+
+def _opener() -> Any:
+    """urllib's opener, but a redirect to another origin is refused: urllib would send it our
+    headers (an Authorization among them). Same-origin redirects are followed as urllib does."""
+    import urllib.request
+
+    class SameOriginRedirects(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> Any:
+            from urllib.parse import urljoin
+
+            target = urljoin(req.full_url, newurl)
+            if _origin(target) != _origin(req.full_url):
+                raise DeliveryError(f"HTTP {code} from {req.full_url}: redirect to another origin ({_origin_text(target)}) "
+                                    "not followed, it would get our headers: set url to the final address", retry=False)  # fmt: skip
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    return urllib.request.build_opener(SameOriginRedirects)
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
 
 
 @dataclass
@@ -120,11 +164,13 @@ class EmailNotifier(Notifier):
     sender: str = ""
     to: tuple[str, ...] = ()
     subject: str = EMAIL_SUBJECT
+    allow_plaintext_auth: bool = False  # log in without TLS: the password crosses the network in clear
     kind: str = field(default="email", init=False)
 
     def message(self, event: str, job: Mapping[str, Any]) -> EmailMessage:
         from email.message import EmailMessage
 
+        job = self.payload(job)
         msg = EmailMessage()
         fields = {**{k: "" if v is None else v for k, v in job.items()}, "event": event}
         try:
@@ -145,9 +191,12 @@ class EmailNotifier(Notifier):
         import smtplib
         import ssl
 
+        if self.user and not self.starttls and not self.allow_plaintext_auth:
+            raise DeliveryError(f"SMTP {self.host}:{self.port}: login as {self.user} without TLS refused "
+                                "(starttls = false): set allow_plaintext_auth = true to allow it", retry=False)  # fmt: skip
         password = None
         if self.password_env:
-            password = os.environ.get(self.password_env)
+            password = _passwords.get(self.password_env, os.environ.get(self.password_env))
             if password is None:
                 raise DeliveryError(
                     f"environment variable {self.password_env} (password_env) is not set in the daemon's "
@@ -196,7 +245,7 @@ class CommandNotifier(Notifier):
             raise DeliveryError(f"cannot run {self.command[0]}: {exc.strerror}", retry=False) from None
         running_commands.add(process.pid)  # the daemon's own child, not a job's leftover
         try:
-            _, stderr = process.communicate(job_json(job), timeout=self.timeout)
+            _, stderr = process.communicate(job_json(self.payload(job)), timeout=self.timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.communicate()
@@ -221,7 +270,21 @@ def parse_notifiers(tables: Any, where: str = "config") -> list[Notifier]:
 
 def notifiers_from_config(config: Any) -> list[Notifier]:
     """The notifiers of a loaded Config, from the settings its loading already checked."""
+    keep_passwords(config.notifiers)  # a SIGHUP may name a new password_env
     return build_notifiers(config.notifiers)
+
+
+#: passwords taken out of the daemon's environment by keep_passwords, by variable name
+_passwords: dict[str, str] = {}
+
+
+def keep_passwords(settings: Iterable[Mapping[str, Any]]) -> None:
+    """Move the variables named by `password_env` from os.environ into this module: the email
+    notifier still reads them, and the workers (started after this) and every job and command
+    notifier they start no longer inherit them."""
+    for name in {s["password_env"] for s in settings if s.get("password_env")}:
+        if name in os.environ:
+            _passwords[name] = os.environ.pop(name)
 
 
 def build_notifiers(settings: Iterable[Mapping[str, Any]]) -> list[Notifier]:

@@ -24,6 +24,7 @@ from jobrunner.daemon.joblogs import spare_log_path
 from jobrunner.daemon.worker import worker_main
 from jobrunner.domain.failures import FailureKind
 from jobrunner.processes import pid_alive
+from jobrunner.trust import ensure_log_dir
 
 if TYPE_CHECKING:  # not at run time: the pool must start before the store's imports are done
     from jobrunner.store.runs import Claim
@@ -274,7 +275,7 @@ class Pool:
         self.kill_grace = kill_grace
         if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
             with contextlib.suppress(OSError):
-                os.makedirs(log_dir, mode=0o700, exist_ok=True)
+                ensure_log_dir(log_dir)  # 0700 with O_EXCL semantics; an existing one must be trusted
             _clear_dead_spares(log_dir)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["jobrunner.daemon.worker"])

@@ -35,9 +35,11 @@ from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import FailureKind
 from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError, StoreError
+from jobrunner.secrets import redact_target
 from jobrunner.store import queries, runs
 from jobrunner.store.db import Store
 from jobrunner.store.retention import retention_from_config
+from jobrunner.trust import ensure_log_dir
 from jobrunner.wakeup import Listener
 
 log = logging.getLogger("jobrunner.daemon")
@@ -98,7 +100,7 @@ class Service(Handover, PeriodicWork):
     # ------------------------------------------------------------------ lifecycle
     def run(self) -> int:
         """Run until stopped by a signal; returns the process exit code."""
-        os.makedirs(self.log_dir, mode=0o700, exist_ok=True)
+        ensure_log_dir(self.log_dir)  # 0700 with O_EXCL semantics; an existing one must be trusted
         tree.become_subreaper()  # a dead worker's job processes come to us, to be ended
         # The workers have been starting since before the database was opened (forked from this
         # process, or from the forkserver): none of them holds our database handle.
@@ -125,7 +127,7 @@ class Service(Handover, PeriodicWork):
             registered = True
             log.info(
                 "daemon %s started: %d workers, queues %s, database %s",
-                self.owner, self.options.workers, ", ".join(self.options.queues) or "all", self.store.target,
+                self.owner, self.options.workers, ", ".join(self.options.queues) or "all", redact_target(self.store.target),
             )  # fmt: skip
             self.notify.start()
             self.systemd.ready(self._status_text())

@@ -15,8 +15,10 @@ from urllib.parse import unquote, urlparse
 
 import peewee
 
-from jobrunner.config import check_sqlite_path
+from jobrunner import trust
+from jobrunner.config import check_sqlite_path, log_dir_for
 from jobrunner.errors import StoreError, UsageError
+from jobrunner.secrets import redact_target, redact_text
 from jobrunner.store import migrations
 from jobrunner.store.backends import (
     POSTGRESQL,
@@ -112,12 +114,9 @@ def open_store(target: str, *, durability: str = "normal", migrate: bool = True)
 def _open_sqlite(target: str, durability: str) -> Store:
     path = Path(target).expanduser()
     check_sqlite_path(path)
-    if not path.exists():
-        # Owner-only from the first byte: jobs carry commands, arguments and environments.
-        try:
-            os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-        except OSError as exc:
-            raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+    # Before SQLite sees the file (any open replays a planted -wal): refuse what another user
+    # could write; create a missing one O_EXCL|O_NOFOLLOW, owner-only from the first byte.
+    trust.prepare_database(path, log_dir_for(str(path)))
     _enter_wal(path)
     pragmas = {
         "journal_mode": "wal",
@@ -170,9 +169,9 @@ def _enter_wal(path: Path) -> None:
 def _open_url(target: str) -> Store:
     url = urlparse(target)
     if url.scheme == "sqlite":
-        raise UsageError(f"use a plain file path for SQLite, not {target!r}")
+        raise UsageError(f"use a plain file path for SQLite, not {redact_target(target)!r}")
     if url.scheme not in ("postgresql", "postgres"):
-        raise UsageError(f"unsupported database URL {target!r}: use a file path or postgresql://")
+        raise UsageError(f"unsupported database URL {redact_target(target)!r}: use a file path or postgresql://")
     load_postgres_driver(peewee)  # a no-op unless the CLI deferred it at start-up
     db = peewee.PostgresqlDatabase(
         unquote(url.path.lstrip("/")) or "postgres",
@@ -190,7 +189,8 @@ def describe_db_error(target: str, exc: BaseException) -> str:
         # A commit refused for a full disk: SQLite has rolled back already, so peewee's own
         # rollback fails too; what went wrong is the error before that one.
         exc = exc.__context__
-    text = str(exc).strip() or type(exc).__name__
+    text = redact_text(str(exc).strip(), target) or type(exc).__name__
+    target = redact_target(target)  # shown below; _disk_full needs no URL
     lowered = text.lower()
     if "locked" in lowered or "busy" in lowered:
         return (
