@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 PR_SET_CHILD_SUBREAPER = 36
 _prctl: Callable[..., int] | bool | None = None
@@ -39,24 +39,32 @@ def become_subreaper() -> bool:
     return bool(_prctl) and _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0  # type: ignore[operator]
 
 
-def _parents() -> dict[int, int]:
-    """pid -> parent pid of every live (non-zombie) process, from /proc."""
-    found: dict[int, int] = {}
+def _processes(part: str = "stat") -> Iterator[tuple[int, bytes]]:
+    """(pid, contents of /proc/PID/`part`) for every process that can be read now."""
     try:
         names = os.listdir("/proc")
     except OSError:
-        return found
+        return
     for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] != b"Z":
-            found[int(name)] = int(fields[1])
-    return found
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/{part}", "rb") as handle:
+                    yield int(name), handle.read()
+            except OSError:  # gone meanwhile, or another user's
+                continue
+
+
+def _states() -> Iterator[tuple[int, bytes, int]]:
+    """(pid, state letter, parent pid) of every process."""
+    for pid, stat in _processes():
+        fields = stat.rsplit(b") ", 1)[-1].split()
+        if len(fields) > 1:
+            yield pid, fields[0], int(fields[1])
+
+
+def _parents() -> dict[int, int]:
+    """pid -> parent pid of every live (non-zombie) process, from /proc."""
+    return {pid: parent for pid, state, parent in _states() if state != b"Z"}
 
 
 def descendants(root: int, exclude: Iterable[int] = (), parents: dict[int, int] | None = None) -> list[int]:
@@ -144,21 +152,10 @@ def end_orphans(known: set[int], deadline_s: float = 5.0) -> list[int]:
 def reap_orphans(known: set[int]) -> None:
     """Collect exited children this process did not start itself (zombies a subreaper inherits)."""
     me = os.getpid()
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return
-    for name in names:
-        if not name.isdigit() or int(name) in known:
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                fields = handle.read().rsplit(b") ", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] == b"Z" and int(fields[1]) == me:
+    for pid, state, parent in _states():
+        if state == b"Z" and parent == me and pid not in known:
             with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(int(name), os.WNOHANG)
+                os.waitpid(pid, os.WNOHANG)
 
 
 
@@ -172,25 +169,14 @@ def job_processes(db_target: str, attempts: set[tuple[int, int]]) -> list[int]:
     wanted = {(str(job_id).encode(), str(attempt).encode()) for job_id, attempt in attempts}
     database = db_target.encode()
     found = []
-    try:
-        names = os.listdir("/proc")
-    except OSError:
-        return found
-    for name in names:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as handle:
-                environ = handle.read()
-        except OSError:  # gone, or another user's
-            continue
+    for pid, environ in _processes("environ"):
         if b"JOBRUNNER_JOB_ID=" not in environ:
             continue
         variables = dict(item.partition(b"=")[::2] for item in environ.split(b"\0") if item)
         if variables.get(b"JOBRUNNER_DB") != database:
             continue
         if (variables.get(b"JOBRUNNER_JOB_ID"), variables.get(b"JOBRUNNER_ATTEMPT")) in wanted:
-            found.append(int(name))
+            found.append(pid)
     return found
 
 
