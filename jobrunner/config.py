@@ -7,10 +7,12 @@ $XDG_CONFIG_HOME/jobrunner/jobs.toml. No file at all is fine: defaults apply.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from jobrunner import trust
 from jobrunner.config_checks import check_notifiers, parse_retention
 from jobrunner.errors import ConfigError, UsageError
 
@@ -93,13 +95,20 @@ def find_config(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     chosen = explicit or os.environ.get("JOBRUNNER_CONFIG")
     if chosen:
         path = Path(chosen).expanduser()
+        source = "--config" if explicit else "JOBRUNNER_CONFIG"
         if not path.is_file():
-            source = "--config" if explicit else "JOBRUNNER_CONFIG"
             raise ConfigError(f"config file {path} (from {source}) does not exist")
+        problems = trust.config_problems(path)
+        if problems:
+            raise ConfigError(f"{problems[0]} (from {source})")
         return path
     for candidate in (Path.cwd() / "jobs.toml", default_config_path()):
         if candidate.is_file():
-            return candidate
+            problems = trust.config_problems(candidate)
+            if not problems:
+                return candidate
+            # found, not chosen: one line, and the next candidate (an explicit one is refused)
+            sys.stderr.write(f"jobrunner: warning: not reading {candidate}: {problems[0]}\n")
     return None
 
 

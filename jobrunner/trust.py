@@ -151,6 +151,29 @@ def user_name(uid: int) -> str:
         return f"uid {uid}"
 
 
+def config_problems(path: str | os.PathLike[str]) -> list[str]:
+    """Why a config file must not be read: its owner, or whoever can write it or swap it in its
+    directory, is not the current user or root (a config chooses the database, tasks, schedules
+    and notifier commands: what jobrunner runs). Empty: it may be read."""
+    path = Path(path)
+    try:
+        link = os.lstat(path)
+        info = os.stat(path)
+    except OSError as exc:
+        return [f"cannot check the config {path}: {exc.strerror}"]
+    problems = []
+    if stat.S_ISLNK(link.st_mode) and link.st_uid not in (os.geteuid(), 0):  # a link's own mode means nothing
+        problems.append(f"the config {path} is a symlink made by {user_name(link.st_uid)}, who chooses what it points "
+                        "at: remove it, or pass --config with the real file")  # fmt: skip
+    problems += _owner_and_mode(path, info, "the config", sticky_ok=False)
+    directory = Path(os.path.realpath(path)).parent
+    try:
+        problems += _owner_and_mode(directory, os.stat(directory), "the config's directory", sticky_ok=True)
+    except OSError as exc:
+        problems.append(f"cannot check the config's directory {directory}: {exc.strerror}")
+    return problems
+
+
 def _fix_mode(directory: Path) -> None:
     fd = os.open(directory, DIR_FLAGS)  # the directory just made, not a symlink swapped in since
     try:

@@ -295,3 +295,27 @@ def test_umask_000_creates_the_log_directory_and_its_parents_owner_only(tmp_path
     logs.chmod(0o770)
     with pytest.raises(UsageError, match=f"chmod go-w {logs}"):
         ensure_log_dir(str(logs))
+
+
+def test_a_jobs_toml_another_user_wrote_in_the_working_directory_is_not_read(home: Path, shared: Path, db_path) -> None:
+    """Issue 14 item 4: in a shared directory another user's ./jobs.toml chose the database and
+    added a schedule and a notifier command. Found, it is skipped with one warning; named with
+    --config, it is refused."""
+    planted = shared / "jobs.toml"
+    as_other("sh", "-c", f"umask 000 && printf 'db = \"collect.db\"\\n[schedules.x]\\nevery = \"1s\"\\ncommand = \"id\"\\n' > {planted}")
+    result = run_jobrunner("submit", "--", "true", cwd=shared, env={"JOBRUNNER_DB": ""})
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.startswith(f"jobrunner: warning: not reading {planted}: the config {planted} belongs to {OTHER}")
+    assert not (shared / "collect.db").exists()  # the planted config chose nothing
+    refused = run_jobrunner("--config", str(planted), "list", cwd=shared)
+    assert_refused(refused, str(planted), OTHER)
+
+
+def test_a_jobs_toml_of_ones_own_that_others_can_write_is_not_read(home: Path, tmp_path: Path) -> None:
+    config = tmp_path / "jobs.toml"
+    config.write_text('[tasks.t]\ncommand = "true"\n')
+    config.chmod(0o666)
+    refused = run_jobrunner("--config", str(config), "submit", "t")
+    assert_refused(refused, "writable by group or others", f"chmod go-w {config}")
+    config.chmod(0o644)
+    assert run_jobrunner("--config", str(config), "submit", "t").returncode == 0
