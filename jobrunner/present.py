@@ -244,7 +244,8 @@ def detail_fields(job: dict[str, Any], now: float,
         ("tags", _escape(", ".join(job["tags"])) if job["tags"] else None),
         ("metadata", _escape(json.dumps(job["metadata"])) if job["metadata"] else None),
         ("cwd", _escape(job["cwd"]) if job["cwd"] else None),
-        ("env", _escape(" ".join(f"{k}={v}" for k, v in job["env"].items())) if job["env"] else None),
+        # values may be secrets: shown as *** (`show --json` has them, for scripts of the same user)
+        ("env", _escape(" ".join(f"{k}=***" for k in job["env"])) if job["env"] else None),
         ("log", _escape(job["log_path"]) if job["log_path"] else None),
     ]
     rows += [(key, value) for key, value in optional if value is not None]

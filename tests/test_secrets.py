@@ -280,3 +280,12 @@ def test_env_file_keeps_secrets_out_of_argv(cli, tmp_path, fast):
     secrets_file.write_text("API_TOKEN\n")
     code, _, err = submit("--env-file", str(secrets_file), "--", "true")
     assert code == 2 and err.strip().endswith("job.env:1: expected KEY=VALUE, got 'API_TOKEN'")
+
+
+def test_show_and_the_tui_detail_mask_env_values(cli):
+    """A job's env values may be secrets: the human `show` (and the TUI's detail, the same code)
+    prints the keys with ***; `show --json` keeps them for the user's own scripts."""
+    job = cli.submit("--env", "API_TOKEN=tok-xyz", "--env", "REGION=eu", "--", "true")
+    shown = cli.ok("show", str(job))
+    assert "API_TOKEN=***" in shown and "REGION=***" in shown and "tok-xyz" not in shown
+    assert cli.job(job)["env"] == {"API_TOKEN": "tok-xyz", "REGION": "eu"}
