@@ -17,6 +17,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.conftest import wait_until
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------------------------------- ledger
@@ -390,5 +392,11 @@ def kill_leftovers(watcher: PidWatcher | None, db_path: Path) -> list[str]:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 killed.append(f"pid {pid} ({what})")
-        time.sleep(0.05)
+        wait_until(lambda pids=[pid for pid, _ in targets]: not any(_alive(pid) for pid in pids), timeout=5)
+        # gone (or zombies) before the next pass looks for their children
     return killed
+
+
+def _alive(pid: int) -> bool:
+    stat = read_stat(pid)
+    return stat is not None and stat.alive

@@ -110,6 +110,34 @@ def run_jobrunner(*args: str, env: dict[str, str] | None = None, input: str | No
     )
 
 
+def run_on_pty(argv: list[str], env: dict[str, str], columns: int | None = None) -> tuple[bytes, int]:
+    """Run a command with stdin, stdout and stderr on one real pty (`columns` wide if given), as
+    a user's terminal runs it: what it printed, and its exit code."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main, child = pty.openpty()
+    if columns is not None:
+        fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
+    proc = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env)
+    os.close(child)
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the child closed its end
+                break
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        os.close(main)
+    return out, proc.wait(timeout=30)
+
+
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Any]:
     from jobrunner.store import open_store

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.cli import fast
+from tests.conftest import run_on_pty
 
 TYPER = "from jobrunner.cli.app import main; main()"  # the Typer app alone, as before the fast path
 TIME_COLUMNS = ("run_at", "updated_at", "started_at", "finished_at", "lease_until")
@@ -255,25 +256,11 @@ def test_list_agrees_with_typer(work: Path, columns: str):
 
 def run_on_terminal(path: str, args: list[str], db: Path) -> bytes:
     """What the user sees on a terminal (colours and all): stdout and stderr through one pty."""
-    import pty
-
     argv = [sys.executable, "-m", "jobrunner"] if path == "fast" else [sys.executable, "-c", TYPER]
-    main, child = pty.openpty()
     env = {**os.environ, "JOBRUNNER_DB": str(db), "COLUMNS": "100", "TERM": "xterm-256color"}
     env.pop("NO_COLOR", None)
-    proc = subprocess.Popen([*argv, *args], stdin=child, stdout=child, stderr=child, env=env)
-    os.close(child)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:  # the child closed its end
-            break
-        if not chunk:
-            break
-        out += chunk
-    os.close(main)
-    assert proc.wait(timeout=30) in (0, 2)
+    out, code = run_on_pty([*argv, *args], env)
+    assert code in (0, 2)
     return out
 
 

@@ -11,9 +11,11 @@ database afterwards. Seeded (derandomized) with a few hundred examples in the no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -111,34 +113,47 @@ def _files(folder: Path) -> set[str]:
     return {p.name for p in folder.iterdir()}
 
 
-@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(case=argvs(), existing=st.booleans())
-def test_any_argv_gets_a_meaningful_exit_one_line_and_no_damage(home, case, existing):
-    path, argv = case
+@contextlib.contextmanager
+def _database_folder(home: Path, existing: bool) -> Iterator[tuple[Path, Path, set[str]]]:
+    """A fresh folder for one example: (folder, its jobs.db path, the files in it before the
+    command), the small template database copied in when `existing`."""
     folder = Path(tempfile.mkdtemp(prefix="jobrunner-fuzz-", dir=home))
     try:
         db = folder / "jobs.db"
         if existing:
             shutil.copy(_template(), db)
-        before = _files(folder)
+        yield folder, db, _files(folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _assert_contract(code: int, stderr: str, allowed: set[int], shown: str) -> None:
+    """A meaningful exit code, no traceback, and a usage error in one line."""
+    assert code in allowed, shown
+    assert "Traceback" not in stderr, shown
+    if code == 2:
+        lines = stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("jobrunner: error: "), shown
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(case=argvs(), existing=st.booleans())
+def test_any_argv_gets_a_meaningful_exit_one_line_and_no_damage(home, case, existing):
+    path, argv = case
+    with _database_folder(home, existing) as (folder, db, before):
         env = {"JOBRUNNER_DB": str(db), "JOBRUNNER_CONFIG": "", "JOBRUNNER_JOB_ID": "", "JOBRUNNER_PROGRESS": ""}
         result = CliRunner().invoke(app, argv, env=env, catch_exceptions=True)
         shown = f"argv={argv!r} exit={result.exit_code} stderr={result.stderr!r} out={result.stdout[-300:]!r}"
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise AssertionError(f"an exception escaped: {result.exception!r}; {shown}") from result.exception
-        assert result.exit_code in COMMANDS[path], shown
-        assert "Traceback" not in result.stderr and "Traceback" not in result.stdout, shown
-        if result.exit_code == 2:
-            lines = result.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("jobrunner: error: "), shown
+        _assert_contract(result.exit_code, result.stderr, COMMANDS[path], shown)
+        assert "Traceback" not in result.stdout, shown
         if not existing and (result.exit_code != 0 or path not in ADDING):
             assert _files(folder) == before, f"files created: {_files(folder) - before}; {shown}"
         if db.exists():
             listed = CliRunner().invoke(app, ["list", "--json", "--limit", "0"], env=env, catch_exceptions=True)
             assert listed.exit_code == 0, f"list --json afterwards: {listed.stderr!r}; {shown}"
             json.loads(listed.stdout)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def test_the_fuzzer_knows_every_command_that_does_not_block():
@@ -165,20 +180,9 @@ def test_the_console_scripts_fast_path_keeps_the_same_contract(home, case, exist
     """`jobrunner submit` and `list` usually run without Typer (cli/fast.py): fuzz the real
     process too, so both paths answer alike."""
     _path, argv = case
-    folder = Path(tempfile.mkdtemp(prefix="jobrunner-fuzz-", dir=home))
-    try:
-        db = folder / "jobs.db"
-        if existing:
-            shutil.copy(_template(), db)
-        before = _files(folder)
+    with _database_folder(home, existing) as (folder, db, before):
         result = run_jobrunner(*argv, env={"JOBRUNNER_DB": str(db), "JOBRUNNER_CONFIG": ""}, cwd=folder)
         shown = f"argv={argv!r} exit={result.returncode} stderr={result.stderr!r}"
-        assert result.returncode in (0, 2), shown
-        assert "Traceback" not in result.stderr, shown
-        if result.returncode == 2:
-            lines = result.stderr.strip().splitlines()
-            assert len(lines) == 1 and lines[0].startswith("jobrunner: error: "), shown
+        _assert_contract(result.returncode, result.stderr, {0, 2}, shown)
         if not existing and result.returncode != 0:
             assert _files(folder) == before, f"files created: {_files(folder) - before}; {shown}"
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)

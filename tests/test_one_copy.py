@@ -79,7 +79,10 @@ def test_job_sent_ahead_runs_once_while_the_write_lock_is_held(cli, daemon, db_p
     wait_until(lambda: all(cli.job(i)["status"] != "queued" for i in (a, x, b)), timeout=10, interval=0.005)
     with contextlib.closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as conn:
         conn.execute("BEGIN IMMEDIATE")  # as a large purge or bulk submit does
-        time.sleep(1.5)
+        # held until B has started and the daemon has passed the point where it takes jobs sent
+        # ahead back from a worker whose job runs long (0.5 s): 1.5 s, as in the reproduction
+        held_until = time.monotonic() + 1.5
+        wait_until(lambda: lines(ledger) and time.monotonic() >= held_until, timeout=10, interval=0.01)
         conn.execute("ROLLBACK")
     wait_until(lambda: cli.job(b)["status"] in FINAL, timeout=30)
     starts = [line for line in lines(ledger) if line.startswith("start")]
@@ -167,8 +170,7 @@ def test_a_stalled_daemon_stops_its_job_before_another_daemon_runs_it(cli, daemo
     leftovers.append(int(lines(ledger)[-1].split()[2]))
     assert not [line for line in lines(ledger) if line.startswith("OVERLAP")], lines(ledger)
     assert not alive(first)
-    daemon.signal(signal.SIGCONT)
-    time.sleep(0)  # let it run: it must notice its lease is gone without harming attempt 2
+    daemon.signal(signal.SIGCONT)  # it must notice its lease is gone without harming attempt 2
     wait_until(lambda: "stopped by its worker" in daemon.output() or "no longer this daemon's" in daemon.output(),
                timeout=20)  # fmt: skip
     job_now = cli.job(job)
@@ -251,9 +253,10 @@ def test_a_restarted_daemon_ends_what_a_lost_attempt_left_before_recording_it(cl
     wait_until(lambda: lines(marks), timeout=20)
     child = int(lines(marks)[0])
     leftovers.append(child)
+    worker = parent_of(child)
     daemon.kill(signal.SIGKILL)
-    time.sleep(0.2)  # the worker's death signal is delivered at once; its child lives on
-    assert alive(child)
+    wait_until(lambda: not alive(worker), timeout=10)  # the worker dies with the daemon...
+    assert alive(child)  # ...and its job's child lives on
     daemon.start()
     wait_until(lambda: "recovered from dead daemon" in daemon.output(), timeout=20)
     assert not alive(child)

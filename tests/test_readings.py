@@ -7,15 +7,10 @@ an attempt that ran two seconds reads two seconds however long the test took.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import pty
 import re
-import struct
-import subprocess
 import sys
-import termios
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +23,7 @@ from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.store import queries, runs, schedules
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.schedules import SchedulesScreen
-from tests.conftest import run_jobrunner
+from tests.conftest import run_jobrunner, run_on_pty
 from tests.tuihelpers import cell, drive, shown, text_of, until
 
 OWNER = "test-host:1:readings"
@@ -71,27 +66,11 @@ def table_rows(text: str) -> dict[str, dict[str, str]]:
 
 def on_terminal(db: Path, *args: str, columns: int = 100) -> str:
     """What `jobrunner ARGS` prints on a terminal `columns` wide (a real pty), colours removed."""
-    main, child = pty.openpty()
-    fcntl.ioctl(child, termios.TIOCSWINSZ, struct.pack("HHHH", 30, columns, 0, 0))
     env = {**os.environ, "JOBRUNNER_DB": str(db), "TERM": "xterm-256color"}
     for name in ("COLUMNS", "LINES", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
         env.pop(name, None)
-    proc = subprocess.Popen([sys.executable, "-m", "jobrunner", *args], stdin=child, stdout=child,
-                            stderr=child, env=env)  # fmt: skip
-    os.close(child)
-    out = b""
-    try:
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:  # the child closed its end
-                break
-            if not chunk:
-                break
-            out += chunk
-    finally:
-        os.close(main)
-        assert proc.wait(timeout=30) == 0, out
+    out, code = run_on_pty([sys.executable, "-m", "jobrunner", *args], env, columns)
+    assert code == 0, out
     return ANSI.sub("", out.decode()).replace("\r\n", "\n")
 
 
