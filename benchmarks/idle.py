@@ -10,6 +10,9 @@ One `jobrunner daemon --workers 2` per run, warm (a few jobs run first). Then, S
 Per run: CPU as % of one core over all the gaps together (bar < 1%), the daemon process
 alone for context, and the median and the worst of the few pickups after idling (5 per run
 by default: each costs a 10 s gap; the pickup bar of 1.5 ms applies to warm pickups, in huey_compare).
+Then a flood: this process sends wake-up pokes to the daemon's socket as fast as it can for
+FLOOD_S seconds with nothing queued; the daemon's CPU over it shows what a flood costs (each
+poke used to cost a claim transaction; now at most one per pokegate.QUIET_S).
 
 Usage: python -m benchmarks.idle [--samples N] [--gap SECONDS] [--runs N] [--json FILE]
 """
@@ -34,11 +37,13 @@ from benchmarks.procs import (
 )
 
 BAR_CPU_PERCENT = 1.0
+FLOOD_S = 3.0
 WARM = 2 * WORKERS
 
 
-def one_run(db: Path, samples: int, gap: float) -> tuple[float, float, list[float]]:
-    """(tree CPU %, daemon-only CPU %, pickup seconds after each gap) for one daemon."""
+def one_run(db: Path, samples: int, gap: float) -> tuple[float, float, list[float], float, int]:
+    """(tree CPU %, daemon-only CPU %, pickup seconds after each gap, daemon CPU % under a
+    flood of pokes, pokes sent) for one daemon."""
     import jobrunner
     from jobrunner.api import connect
     from jobrunner.store import open_store
@@ -73,9 +78,31 @@ def one_run(db: Path, samples: int, gap: float) -> tuple[float, float, list[floa
                     pickups.append(pickup_once(lambda p: submit("benchmarks.noop:mark", kwargs={"path": p}),
                                                marks / str(n), proc, log))  # fmt: skip
                 wait_for_count(db, SUCCEEDED, WARM + samples, proc, log, timeout=60)
+                flood_cpu, sent = _flood(db, proc.pid)
         finally:
             connect(str(db)).close()
-    return 100 * tree_cpu / idle, 100 * daemon_cpu / idle, pickups
+    return 100 * tree_cpu / idle, 100 * daemon_cpu / idle, pickups, flood_cpu, sent
+
+
+def _flood(db: Path, pid: int) -> tuple[float, int]:
+    """Poke the daemon as fast as one process can for FLOOD_S: (its CPU % meanwhile, pokes sent)."""
+    import socket
+
+    from jobrunner.wakeup import address
+
+    where = address(str(db))
+    sent = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender:
+        sender.setblocking(False)
+        before, start = cpu_seconds([pid]), time.monotonic()
+        while time.monotonic() - start < FLOOD_S:
+            for _ in range(100):
+                try:
+                    sender.sendto(b"!", where)
+                    sent += 1
+                except BlockingIOError:
+                    pass
+        return 100 * (cpu_seconds([pid]) - before) / (time.monotonic() - start), sent
 
 
 def measure(samples: int = 5, gap: float = 10.0, runs: int = 3) -> list[Figure]:
@@ -83,9 +110,13 @@ def measure(samples: int = 5, gap: float = 10.0, runs: int = 3) -> list[Figure]:
     cpu_daemon: list[float] = []
     medians: list[float] = []
     worst: list[float] = []
+    flood: list[float] = []
+    pokes: list[float] = []
     with tempfile.TemporaryDirectory(prefix="jobrunner-idle-") as tmp:
         for run in range(runs):
-            tree, daemon, pickups = one_run(Path(tmp) / f"idle-{run}.db", samples, gap)
+            tree, daemon, pickups, flood_cpu, sent = one_run(Path(tmp) / f"idle-{run}.db", samples, gap)
+            flood.append(flood_cpu)
+            pokes.append(sent / FLOOD_S)
             cpu.append(tree)
             cpu_daemon.append(daemon)
             medians.append(statistics.median(pickups) * 1000)
@@ -99,6 +130,9 @@ def measure(samples: int = 5, gap: float = 10.0, runs: int = 3) -> list[Figure]:
                note=f"{samples} samples per run, each after {gap:g} s with nothing submitted; no bar of "
                     "its own (warm pickup's bar is 1.5 ms median)"),
         Figure(f"  worst of {samples}", "ms", worst, higher_is_better=False),
+        Figure(f"daemon CPU under a poke flood ({FLOOD_S:g} s, nothing queued)", "% core", flood,
+               higher_is_better=False, note="the daemon process alone; pokes from one local process"),
+        Figure("  pokes sent", "per s", pokes),
     ]  # fmt: skip
 
 

@@ -302,10 +302,17 @@ def check_sqlite_path(path: Path) -> None:
 
 
 def log_dir_for(db_target: str) -> str:
-    """Where job logs go: beside a SQLite file (jobs.db -> jobs.logs/), else the XDG state dir."""
+    """Where job logs go: beside a SQLite file (jobs.db -> jobs.logs/); for a URL, a directory of
+    its own in the XDG state dir, named from a hash of the URL without its password (two
+    databases on one server must not share `ID.log` names, nor one's retention the other's)."""
     if "://" in db_target:
+        import hashlib
+
         from platformdirs import user_state_dir
 
-        return str(Path(user_state_dir(APP_NAME)) / "logs")
+        from jobrunner.secrets import without_password
+
+        digest = hashlib.sha256(without_password(db_target).encode()).hexdigest()[:16]
+        return str(Path(user_state_dir(APP_NAME)) / f"logs-{digest}")
     path = Path(db_target)
     return str(path.parent / f"{path.stem}.logs")

@@ -30,6 +30,21 @@ def redact_target(target: str) -> str:
     return _QUERY_PASSWORD.sub(lambda m: m[1] + MASK, target)
 
 
+def without_password(target: str) -> str:
+    """The database target with no password at all (its userinfo password and any `password=`
+    query parameter dropped): what jobs see as JOBRUNNER_DB, and what names a URL database's
+    log directory. A job that connects itself reads the password where libpq does (~/.pgpass)."""
+    if "://" not in target:
+        return target
+    match = _USERINFO.match(target)
+    if match and match["password"]:
+        target = match["head"][:-1] + match["tail"]
+    return _QUERY_PASSWORD_PARAM.sub(lambda m: "?" if m[1] == "?" else "", target).replace("?&", "?").rstrip("?")
+
+
+_QUERY_PASSWORD_PARAM = re.compile(r"([?&])password=[^&#]*", re.I)
+
+
 def redact_urls(text: str) -> str:
     """Every `scheme://user:password@` in free text (an error message) with the password `***`."""
     return _ANY_USERINFO.sub(lambda m: m[1] + MASK + "@", text)

@@ -80,8 +80,9 @@ def test_the_daemon_logs_its_database_without_the_password(daemon, postgres_url)
 
 
 # ---------------------------------------------------------------- systemd unit
-def test_unit_refuses_a_url_password(cli, home):
-    result = cli("--db", URL, "systemd", "install")
+def test_unit_refuses_a_url_password(cli, home, monkeypatch):
+    monkeypatch.setenv("JOBRUNNER_DB", URL)  # --db with a password is refused before this is checked
+    result = cli("systemd", "install")
     assert result.exit_code == 2
     assert result.stderr.startswith("jobrunner: error:") and len(result.stderr.splitlines()) == 1
     assert SECRET not in result.output + result.stderr
@@ -289,3 +290,37 @@ def test_show_and_the_tui_detail_mask_env_values(cli):
     shown = cli.ok("show", str(job))
     assert "API_TOKEN=***" in shown and "REGION=***" in shown and "tok-xyz" not in shown
     assert cli.job(job)["env"] == {"API_TOKEN": "tok-xyz", "REGION": "eu"}
+
+
+# ---------------------------------------------------------------- URL passwords off jobs and argv
+def test_jobs_see_the_database_url_without_its_password(daemon, postgres_url, tmp_path):
+    """JOBRUNNER_DB in a job names the database with no password; a job sees no URL secret."""
+    with_password = postgres_url.replace("postgres@", f"postgres:{SECRET}@")
+    env = {"JOBRUNNER_DB": with_password}
+    daemon.start("--workers", "1", *(["--allow-root"] if os.geteuid() == 0 else []), env=env)
+    out = tmp_path / "env-seen"
+    submitted = run_jobrunner("submit", "--", "sh", "-c", f"env > {out}", env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    wait_until(out.exists, timeout=20)
+    wait_until(lambda: "JOBRUNNER_DB=" in out.read_text(), timeout=5)
+    seen = out.read_text()
+    assert SECRET not in seen
+    assert f"JOBRUNNER_DB={postgres_url}\n" in seen
+
+
+def test_a_url_password_on_the_command_line_is_refused(home):
+    """`--db` with a password would show in `ps` to every local user: one line, exit 2."""
+    for args in (["list"], ["submit", "--", "true"], ["daemon"]):
+        result = run_jobrunner("--db", URL, *args)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.count("\n") == 1 and "~/.pgpass" in result.stderr and SECRET not in result.stderr
+
+
+def test_each_url_database_has_its_own_log_directory(home):
+    """Two databases on one server never share ID.log names; the password does not change the place."""
+    from jobrunner.config import log_dir_for
+
+    first, second = "postgresql://jr@db/one", "postgresql://jr@db/two"
+    assert log_dir_for(first) != log_dir_for(second)
+    assert log_dir_for("postgresql://jr:pw1@db/one") == log_dir_for(first) == log_dir_for("postgresql://jr:pw2@db/one")
+    assert "pw1" not in log_dir_for("postgresql://jr:pw1@db/one")

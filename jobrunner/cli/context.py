@@ -63,6 +63,14 @@ class AppState:
     def db_target(self) -> str:
         from jobrunner.config import resolve_db_target
 
+        if self.db_option and "://" in self.db_option:
+            from jobrunner.secrets import redact_target, target_password
+
+            if target_password(self.db_option):  # a command line is public: `ps` shows it to every user
+                raise UsageError(
+                    f"--db {redact_target(self.db_option)} carries a password, which every local user "
+                    "can read in `ps`: put the password in ~/.pgpass, or the URL in JOBRUNNER_DB"
+                )
         return resolve_db_target(self.db_option, self.config_for_database)
 
     @property

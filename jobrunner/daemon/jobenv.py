@@ -51,7 +51,16 @@ def progress_path(log_dir: str, pid: int) -> str:
 def prepare_environment(db_target: str) -> None:
     """What every job's processes see, set once in this worker's own environment."""
     os.environ["PATH"] = with_our_bin(os.environ.get("PATH"))
-    os.environ["JOBRUNNER_DB"] = db_target
+    os.environ["JOBRUNNER_DB"] = job_db_target(db_target)
+
+
+def job_db_target(db_target: str) -> str:
+    """JOBRUNNER_DB as jobs see it: a URL without its password (a job that talks to the
+    database itself finds the password where libpq looks, ~/.pgpass; third-party code a job
+    runs, and whatever it prints, never sees it)."""
+    from jobrunner.secrets import without_password
+
+    return without_password(db_target)
 
 
 def enter_job(job: dict[str, Any]) -> None:

@@ -29,6 +29,7 @@ from jobrunner.daemon.housekeeping import Housekeeping
 from jobrunner.daemon.lines import Lines
 from jobrunner.daemon.notify import Dispatcher, notifiers_from_config
 from jobrunner.daemon.periodic import PeriodicWork, fence_after
+from jobrunner.daemon.pokegate import PokeGate
 from jobrunner.daemon.pool import StartingPool, Worker
 from jobrunner.daemon.systemd import Notifier
 from jobrunner.domain.durations import format_duration
@@ -86,6 +87,8 @@ class Service(Handover, PeriodicWork):
         self.stopping = False
         self.drain_deadline = math.inf
         self.maybe_work = True
+        self.pokes = PokeGate()
+        self.claimed = 0  # jobs the last turn claimed
         self.next_due: float | None = None
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.ahead = ClaimAhead(options.workers)
@@ -110,7 +113,7 @@ class Service(Handover, PeriodicWork):
         sig_read.setblocking(False)
         sig_write.setblocking(False)
         previous = self._install_signals(sig_write)
-        listener = Listener(self.store.target)
+        listener = Listener(self.log_dir)
         registered = False
         try:
             if not listener.bound:
@@ -172,13 +175,13 @@ class Service(Handover, PeriodicWork):
                     # one turn, rather than wake (and maybe commit) for every job that ends.
                     time.sleep(NAP_S)
                 ready: dict[Worker, set[str]] = {}  # worker -> which of its handles woke us
+                if self.pokes.due(time.time()):
+                    self.selector.register(listener.sock, selectors.EVENT_READ, "wakeup")
+                    self.pokes.waiting = False
                 for key, _ in self.selector.select(self._sleep_time(time.time())):
                     if key.data == "wakeup":
                         if listener.drain():
-                            self.lines.warm(time.time())  # before the claim: it wakes meanwhile
-                            self.maybe_work = True
-                            self.timers["cancel"] = 0.0  # a cancel also pokes: look now
-                            self.timers["poll"] = 0.0
+                            self._poked(listener)
                     elif key.data == "signal":
                         self._drain_socket(sig_read)
                         self._handle_signals()
@@ -188,6 +191,7 @@ class Service(Handover, PeriodicWork):
                 self._collect(ready)
                 self.lines.assign([])  # freed workers take held jobs before anything is written
                 self._record_and_claim(time.time())  # before the timers: a poke means a job waits
+                self.pokes.claimed(time.time(), self.claimed)
                 try:
                     self._tick(time.time())
                 except StoreError as exc:  # a full disk, a lock held too long: the next turn tries again
@@ -196,6 +200,18 @@ class Service(Handover, PeriodicWork):
                     self._record_and_claim(time.time())
         finally:
             self.selector.close()
+
+    def _poked(self, listener: Listener) -> None:
+        """Work may be waiting: claim now, or, in a flood of pokes that find nothing, once the
+        quiet interval ends (the socket unwatched meanwhile, see pokegate)."""
+        now = time.time()
+        if not self.pokes.admit(now):
+            self.selector.unregister(listener.sock)
+            return
+        self.lines.warm(now)  # before the claim: it wakes meanwhile
+        self.maybe_work = True
+        self.timers["cancel"] = 0.0  # a cancel also pokes: look now
+        self.timers["poll"] = 0.0
 
     def _watch(self, worker: Worker) -> None:
         self.selector.register(worker.conn, selectors.EVENT_READ, (worker, "conn"))
@@ -216,6 +232,7 @@ class Service(Handover, PeriodicWork):
         lost: the outcomes stay pending and are written on a later turn of the loop, and the
         jobs this transaction claimed are taken back from the workers (_void).
         """
+        self.claimed = 0
         wants_claim = not self.stopping and self.maybe_work and self.lines.wants_claim()
         if not (self.pending or self.progress or wants_claim):
             return
@@ -240,6 +257,7 @@ class Service(Handover, PeriodicWork):
             time.sleep(min(0.05 * self.failed_writes, 1.0))
             return
         self.failed_writes = 0
+        self.claimed = len(claims)
         self._log_records(self.recorded)
         self.pending, self.recorded = self.pending[self.flushed :], []  # some may have failed meanwhile
         if self.pending:
@@ -262,6 +280,8 @@ class Service(Handover, PeriodicWork):
                 deadlines.append(worker.started + worker.job.timeout)
         if self.stopping:
             deadlines.append(self.drain_deadline)
+        if self.pokes.waiting:
+            deadlines.append(self.pokes.quiet_until)
         watchdog = self.systemd.next_watchdog_in()
         if watchdog is not None:
             deadlines.append(now + watchdog)

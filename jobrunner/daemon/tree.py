@@ -167,7 +167,9 @@ def job_processes(db_target: str, attempts: set[tuple[int, int]]) -> list[int]:
     if not attempts:
         return []
     wanted = {(str(job_id).encode(), str(attempt).encode()) for job_id, attempt in attempts}
-    database = db_target.encode()
+    from jobrunner.daemon.jobenv import job_db_target
+
+    database = job_db_target(db_target).encode()
     found = []
     for pid, environ in _processes("environ"):
         if b"JOBRUNNER_JOB_ID=" not in environ:

@@ -213,7 +213,7 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch:
     if job["env"]:
         env = {**os.environ, **job["env"]}
         env["PATH"] = with_our_bin(env.get("PATH"))
-        env.update(JOBRUNNER_JOB_ID=os.environ["JOBRUNNER_JOB_ID"], JOBRUNNER_DB=db_target,
+        env.update(JOBRUNNER_JOB_ID=os.environ["JOBRUNNER_JOB_ID"], JOBRUNNER_DB=os.environ["JOBRUNNER_DB"],
                    JOBRUNNER_ATTEMPT=os.environ["JOBRUNNER_ATTEMPT"])  # fmt: skip
     started: list[int] = []
     log_fd = logs.open(job["log_path"], job["attempt"])
