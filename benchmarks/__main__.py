@@ -13,6 +13,8 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
   memory   daemon and worker RSS, idle and running 5,000 jobs
   memory_long  each process's RSS growth over the last 200,000 of 300,000 no-op jobs
   scale    claims at 100,000 queued; list, submit and claim at 1,000,000 finished jobs
+  output   `jobrunner logs` of a 300 MB log (time, peak memory); the TUI following a fast
+           writer and a storm of progress reports, where their modules exist
 
 --quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
 huey runs only where huey is installed (pip install -e '.[bench]'); otherwise it is skipped with a note.
@@ -32,10 +34,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_long, scale, shell, tui
+from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_long, output, scale, shell, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale")
+NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale", "output")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -74,6 +76,8 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
             figures += scale.measure(finished=20_000, queued=5_000, claims=200, submits=200, runs=runs or 3)
         else:
             figures += scale.measure(runs=runs or 5)  # claim rates are noisy: a checkpoint, the VM
+    if "output" in only:
+        figures += output.measure(quick=quick, runs=runs)
     return figures
 
 

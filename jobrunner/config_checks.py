@@ -21,12 +21,22 @@ NOTIFY_KIND_KEYS = {
 NOTIFY_DEFAULT_TIMEOUT = {"webhook": 10.0, "email": 30.0, "command": 60.0}
 NOTIFY_DEFAULT_RETRIES = {"webhook": 3, "email": 2, "command": 0}
 EMAIL_SUBJECT = "jobrunner: job {id} {event}: {name}"
+RETENTION_EVERY = 60.0  # seconds between the daemon's retention passes, unless `every` says
+RETENTION_EVERY_MIN = 1.0
 
 
-def parse_retention(value: Any, where: str = "config") -> dict[Status, float]:
-    """Validate the `retention` table: {status: max age in seconds}; errors name the key."""
+class RetentionPolicy(dict["Status", float]):
+    """{finished status: max age in seconds}, and `every`: seconds between the daemon's passes."""
+
+    def __init__(self, ages: Any = (), every: float = RETENTION_EVERY) -> None:
+        super().__init__(ages)
+        self.every = every
+
+
+def parse_retention(value: Any, where: str = "config") -> RetentionPolicy:
+    """Validate the `retention` table: {status: max age} and `every` (the cadence); errors name the key."""
     if value is None:
-        return {}
+        return RetentionPolicy()
     from jobrunner.domain.durations import parse_duration
     from jobrunner.domain.states import FINISHED, Status
 
@@ -35,11 +45,14 @@ def parse_retention(value: Any, where: str = "config") -> dict[Status, float]:
         raise ConfigError(
             f'{where}: retention: must be a table like {{ succeeded = "7d", dead = "30d", cancelled = "7d" }}'
         )
-    policy: dict[Status, float] = {}
+    policy = RetentionPolicy()
     for key, age in value.items():
+        if key == "every":
+            policy.every = _retention_every(age, where)
+            continue
         if key not in statuses:
             raise ConfigError(f"{where}: retention.{key}: {key!r} is not a finished status: "
-                              f"use {', '.join(statuses)} (only finished jobs are purged)")  # fmt: skip
+                              f"use {', '.join(statuses)} (only finished jobs are purged), or every (how often)")  # fmt: skip
         try:
             seconds = parse_duration(age)
         except ValueError as exc:
@@ -48,6 +61,18 @@ def parse_retention(value: Any, where: str = "config") -> dict[Status, float]:
             raise ConfigError(f"{where}: retention.{key}: must be longer than 0s (leave the key out to keep them)")
         policy[Status(key)] = seconds
     return policy
+
+
+def _retention_every(value: Any, where: str) -> float:
+    from jobrunner.domain.durations import parse_duration
+
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: retention.every: {exc}") from None
+    if seconds < RETENTION_EVERY_MIN:
+        raise ConfigError(f"{where}: retention.every: must be at least 1s (how often the daemon purges)")
+    return seconds
 
 
 def check_notifiers(tables: Any, where: str = "config") -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from jobrunner.progress import check_fraction, clean_message
+
 _current: JobContext | None = None
 
 
@@ -17,8 +19,11 @@ class JobContext:
     _send: Callable[[float, str | None], None]
 
     def report(self, fraction: float, message: str | None = None) -> None:
-        """Record progress: a fraction from 0 to 1 (clamped) and an optional short message."""
-        self._send(min(max(float(fraction), 0.0), 1.0), message)
+        """Record progress: a fraction from 0 to 1 and an optional short message (cut to 1,000
+        characters). ValueError for NaN, an infinity or a value outside 0-1. Cheap, and never
+        waits for the daemon: the worker passes only the latest report on, a few times a second,
+        and the last one before the job ends always."""
+        self._send(check_fraction(fraction), clean_message(message))
 
 
 def current_job() -> JobContext | None:

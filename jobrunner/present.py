@@ -26,19 +26,69 @@ STATUS_STYLES = {
     "cancelled": "dim",
 }
 BAR_WIDTH = 10
+MESSAGE_SHOWN = 1000  # characters of a progress message shown: progress.MAX_MESSAGE, what is stored
 _PARTIAL_BLOCKS = " ▏▎▍▌▋▊▉"
 
 
-# C0 controls, DEL and C1 controls (U+009B is a CSI of its own to some terminals)
-_CONTROLS = {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {9: "\\t", 10: "\\n", 13: "\\r"}
+# C0 controls, DEL and C1 controls (U+009B is a CSI of its own to some terminals), and the
+# bidirectional embeddings, overrides and isolates (they reorder what a line shows), and the
+# Unicode line and paragraph separators (a line break to some terminals and widgets)
+_CONTROLS = (
+    {c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))}
+    | {c: f"\\u{c:04x}" for c in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))}
+    | {9: "\\t", 10: "\\n", 13: "\\r"}
+)
 _CONTROLS_KEEP_LINES = {c: text for c, text in _CONTROLS.items() if c not in (9, 10)}
+_SURROGATES = "[\ud800-\udfff]"
 
 
-def visible(text: str, lines: bool = True) -> str:
-    """`text` with every control character shown as `\\x1b` and the like, so a job's fields cannot
-    move the cursor, recolour or retitle a terminal, or forge a log line. With `lines`, newlines
-    and tabs stay (a traceback in `show`); without, they are escaped too (one log line)."""
-    return text.translate(_CONTROLS_KEEP_LINES if lines else _CONTROLS)
+def visible(text: str | bytes | None, lines: bool = True, width: int | None = None) -> str:
+    """Text a job provided (a name, an error, a progress message, a traceback, output) as a
+    person may see it: the one place that decides, for `list`, `show`, the TUI, notifier
+    texts and the daemon's log.
+
+    - Invalid UTF-8 (bytes, or lone surrogates in a str) shows as U+FFFD.
+    - With `lines`, newlines and tabs stay (a traceback in `show`), and a line rewritten with
+      carriage returns (a progress bar) shows as its last state. Without, they are escaped
+      too: one line that hides nothing (a log record).
+    - Every other control character shows as `\\x1b` and the like, so a job's text cannot
+      move the cursor, clear, recolour or retitle a terminal, or forge a log line.
+    - With `width`, it is cut to that many terminal cells with an ellipsis.
+    """
+    if text is None:
+        return ""
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", "replace")
+    elif not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate (surrogateescape'd bytes, a careless job)
+            import re
+
+            text = re.sub(_SURROGATES, "\ufffd", text)
+    if lines and "\r" in text:
+        text = "\n".join(_last_state(line) for line in text.split("\n"))
+    text = text.translate(_CONTROLS_KEEP_LINES if lines else _CONTROLS)
+    return text if width is None else fit(text, width)
+
+
+def _last_state(line: str) -> str:
+    """What a terminal last showed of a line rewritten with `\\r`: its last non-empty state."""
+    for state in reversed(line.split("\r")):
+        if state:
+            return state
+    return ""
+
+
+def fit(text: str, width: int) -> str:
+    """`text` (already visible) in at most `width` terminal cells: cut with an ellipsis."""
+    if text.isascii():  # a cell per character
+        return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+    from rich.cells import cell_len, set_cell_size
+
+    if cell_len(text) <= width:
+        return text
+    return set_cell_size(text, max(width - 1, 0)) + "…"
 
 
 def styled_status(status: str) -> str:
@@ -109,15 +159,16 @@ def schedule_state(view: dict[str, Any]) -> str:
 
 
 def one_line(text: str | None, width: int | None) -> str:
-    """The first line of a text, cut to width with an ellipsis: table cells never wrap. With
-    width None, the whole text on one line, its lines joined by ⏎ (piped output cuts nothing)."""
-    line = (text or "").strip().replace("\t", " ")
+    """The first line of a text as `visible` shows it, cut to width with an ellipsis: table
+    cells never wrap. With width None, the whole text on one line, its lines joined by ⏎
+    (piped output cuts nothing)."""
+    lines = visible(text).strip().replace("\t", " ").splitlines()
     if width is None:
-        return " ⏎ ".join(line.splitlines())
-    first = line.splitlines()[0] if line else ""
-    if len(line.splitlines()) > 1:
+        return " ⏎ ".join(lines)
+    first = lines[0] if lines else ""
+    if len(lines) > 1:
         first += " …"
-    return first if len(first) <= width else first[: max(width - 1, 0)] + "…"
+    return fit(first, width)
 
 
 def job_target(job: dict[str, Any], width: int | None = 60) -> str:
@@ -148,12 +199,23 @@ def shows_progress(job: dict[str, Any]) -> bool:
     return job["progress"] is not None and job["status"] in ("running", "succeeded")
 
 
+def progress_message(job: dict[str, Any], width: int | None = None) -> str:
+    """The progress message as a person sees it: one line, at most MESSAGE_SHOWN characters (a
+    row written before messages were cut may hold megabytes), `width` cells if given."""
+    message = job["progress_message"]
+    if not message:
+        return ""
+    if len(message) > MESSAGE_SHOWN:
+        message = message[: MESSAGE_SHOWN - 1] + "…"
+    return one_line(message, width)
+
+
 def progress_text(job: dict[str, Any]) -> str:
     """`40% step 2/5`, or '' when the job has no progress to show."""
     if not shows_progress(job):
         return ""
     text = f"{job['progress'] * 100:.0f}%"
-    return f"{text} {job['progress_message']}" if job["progress_message"] else text
+    return f"{text} {progress_message(job)}" if job["progress_message"] else text
 
 
 def job_duration(job: dict[str, Any], now: float) -> str:
@@ -235,7 +297,7 @@ def detail_fields(job: dict[str, Any], now: float,
     # right below the status: what a waiting job waits for, and what waits for this one
     rows[3:3] = [(key, links_text(links[key])) for key in ("after", "dependents") if links and links[key]]
     if shows_progress(job):
-        message = f" {_escape(job['progress_message'])}" if job["progress_message"] else ""
+        message = f" {_escape(progress_message(job))}" if job["progress_message"] else ""
         rows.append(("progress", f"{progress_bar(job['progress'])} {job['progress'] * 100:.0f}%{message}"))
     optional = [
         ("exit code", None if job["exit_code"] is None else str(job["exit_code"])),

@@ -76,7 +76,7 @@ REFUSED_SUBMITS = [
     ["submit", "--after", "x", "--", "true"],
     ["submit", "--priority", "bogus", "--", "true"],
     ["submit", "--in", "5x", "--", "true"],
-    ["submit", "--bogus", "--", "true"],
+    ["submit", "--xyzzy", "--", "true"],
     ["submit"],
 ]
 
@@ -147,11 +147,11 @@ def test_a_huge_id_on_the_fast_path_is_one_line(home, tmp_path):
 
 # ------------------------------------------------------------------ usage errors: one line, exit 2
 USAGE_ERRORS = [
-    (["submit", "--bogus", "--", "true"], "no such option: --bogus; see `jobrunner submit --help`"),
+    (["submit", "--xyzzy", "--", "true"], "no such option: --xyzzy; see `jobrunner submit --help`"),
     (["submit", "--nam", "x", "--", "true"], "no such option: --nam (did you mean --name"),
     (["list", "--stat", "queued"], "(did you mean --status"),
     (["sbumit", "--", "true"], "no such command 'sbumit' (did you mean 'submit'?)"),
-    (["--bogus", "list"], "no such option: --bogus; see `jobrunner --help`"),
+    (["--xyzzy", "list"], "no such option: --xyzzy; see `jobrunner --help`"),
     (["list", "--limit", "-3"], "--limit: -3 is out of range: give 0 or more; see `jobrunner list --help`"),
     (["list", "-n", "x"], "--limit: 'x' is not a valid"),
     (["daemon", "--workers", "0"], "--workers: 0 is out of range: give 1 to 512"),
@@ -337,3 +337,14 @@ def test_daemon_durations_take_units_like_every_other_duration(db_path):
     assert bad.returncode == 2 and bad.stderr.strip().startswith("jobrunner: error: --kill-grace: '5x' is not a duration")
     short = run_jobrunner("daemon", "--lease", "1m", "--heartbeat", "30s")
     assert short.returncode == 2 and "--heartbeat 30 is too long for --lease 60" in short.stderr
+
+
+def test_verbose_says_which_database_and_config_a_command_uses(home, tmp_path):
+    """`--verbose`: one stderr line naming the database and the config file actually read."""
+    config = tmp_path / "work" / "jobs.toml"
+    config.write_text('[tasks.hello]\ncommand = ["true"]\n')
+    db = tmp_path / "v.db"
+    for args in (["submit", "--", "true"], ["list"], ["show", "1"]):
+        result = run_jobrunner("--verbose", "--db", str(db), *args, env={"JOBRUNNER_DB": ""})
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == f"jobrunner: database {db}, config {config}\n"

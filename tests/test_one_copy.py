@@ -263,3 +263,33 @@ def test_a_restarted_daemon_ends_what_a_lost_attempt_left_before_recording_it(cl
     assert "process(es) of lost attempts still running" in daemon.output()
     wait_until(lambda: cli.job(job)["status"] in FINAL, timeout=30)
     leftovers.extend(int(p) for p in lines(marks))
+
+
+def test_a_job_held_ahead_is_not_charged_when_its_daemon_dies(cli, daemon, db_path, tmp_path):
+    """Issue 12 (hand-over): B, claimed ahead for the one busy worker, never started when the
+    daemon was killed with -9. Its successor gives B back uncounted (B has no retries: charged,
+    it would go dead without ever running); A, which had started, is lost as before."""
+    daemon.start("--workers", "1")
+    warm = [cli.submit("--", "true") for _ in range(16)]  # short jobs switch claim-ahead on
+    wait_until(lambda: all(cli.job(i)["status"] == "succeeded" for i in warm), timeout=30)
+    marker = tmp_path / "b-ran"
+    source = tmp_path / "jobs.jsonl"
+    lines_ = [{"command": ["sleep", "0.4"], "priority": "critical", "name": "A", "retries": 0},
+              {"command": ["sh", "-c", f"echo $JOBRUNNER_ATTEMPT >> {marker}"], "name": "B", "retries": 0}]  # fmt: skip
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines_))
+    a, b = (int(n) for n in cli.ok("submit", "--from-file", str(source)).split())
+    wait_until(lambda: cli.job(a)["status"] == "running" and cli.job(b)["status"] == "running",
+               timeout=10, interval=0.002)  # fmt: skip
+    daemon.kill(9)
+    held = cli.job(b)
+    if held["status"] != "running" or marker.exists():
+        pytest.skip("B was not held ahead at the moment of the kill (the daemon gave it back first)")
+    assert held["attempts"] == 1
+    successor = daemon.make().start("--workers", "1")
+    wait_until(lambda: cli.job(b)["status"] in FINAL and cli.job(a)["status"] in FINAL, timeout=30)
+    assert cli.job(b)["status"] == "succeeded", cli.job(b)["events"]
+    assert lines(marker) == ["1"]  # ran once, as attempt 1: the given-back attempt was never run
+    assert any("died before starting it" in (e["message"] or "") for e in cli.job(b)["events"])
+    assert cli.job(a)["status"] == "dead" and "lost" in cli.job(a)["error"]
+    assert "never started" in successor.output()
+    assert not list((db_path.parent / "jobs.logs").glob(f".started-{daemon.proc.pid}-*"))  # recovered, forgotten

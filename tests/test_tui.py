@@ -69,7 +69,9 @@ def test_workers_busy_follows_the_running_jobs_not_the_last_heartbeat(cli, store
     async def scenario(pilot: Pilot, notes: list[str]) -> None:
         header = lambda: text_of(pilot.app.screen.query_one("#header", Static))  # noqa: E731
         await until(pilot, lambda: "0/2 workers busy" in header())
-        store.execute("UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (time.time(), job))
+        store.execute(
+            "UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (time.time(), job)
+        )
         await until(pilot, lambda: "1/2 workers busy" in header())
 
     drive(store, scenario)
@@ -148,7 +150,7 @@ def test_detail_shows_history_and_follows_the_log(cli, store, tmp_path):
         assert "make all" in fields and "submitted" in fields and str(log_path) in fields
         with log_path.open("a") as handle:
             handle.write("line 6\nhalf a li")
-        await until(pilot, lambda: log.lines[-1:] == ["line 6"])
+        await until(pilot, lambda: log.lines[-2:] == ["line 6", "half a li"])  # the partial line, live
         with log_path.open("a") as handle:
             handle.write("ne\n")
         await until(pilot, lambda: log.lines[-1:] == ["half a line"])

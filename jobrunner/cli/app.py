@@ -140,11 +140,15 @@ def root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", "-v", help="Say on stderr which database and config file the command uses.")
+    ] = False,
 ) -> None:
     """Run jobs in the background, reliably, and watch them."""
     current = state(ctx)
     current.db_option = db
     current.config_option = config
+    current.verbose = verbose
 
 
 def _register() -> None:

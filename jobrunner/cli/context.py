@@ -29,6 +29,7 @@ class AppState:
     db_option: str | None = None
     config_option: str | None = None
     command: tuple[str, ...] = ()  # the command being run, e.g. ("schedule", "add")
+    verbose: bool = False  # say on stderr which database and config the command uses
     _config: Config | None = field(default=None, repr=False)
     _config_problem: ConfigError | None = field(default=None, repr=False)
     _store: Store | None = field(default=None, repr=False)
@@ -92,7 +93,18 @@ class AppState:
             if self.command not in CREATING_COMMANDS and self.database_missing:
                 raise no_database(self.db_target)
             self._store = open_store(self.db_target, durability=self.config_for_database.durability)
+            self.say_where()
         return self._store
+
+    def say_where(self) -> None:
+        """With --verbose: which database and config this command uses (one line, on stderr)."""
+        if not self.verbose:
+            return
+        from jobrunner.secrets import redact_target
+
+        config = self._config.path if self._config is not None and self._config.path else "none found"
+        sys.stderr.write(f"jobrunner: database {redact_target(self.db_target)}, config {config}\n")
+        self.verbose = False  # once per command
 
     def close(self) -> None:
         if self._store is not None:

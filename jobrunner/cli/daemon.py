@@ -19,6 +19,7 @@ def daemon_command(
     kill_grace: Annotated[str, typer.Option("--kill-grace", metavar="DURATION", help="How long a stopped job gets between SIGTERM and SIGKILL.")] = "5",
     lease: Annotated[str, typer.Option("--lease", metavar="DURATION", help="How long a claimed job's lease lasts; it is renewed every --heartbeat.")] = "30",
     heartbeat: Annotated[str, typer.Option("--heartbeat", metavar="DURATION", help="How long between lease renewals; at most a third of --lease.")] = "5",
+    poll: Annotated[str, typer.Option("--poll", metavar="DURATION", help="How often to look for work when nothing wakes the daemon (a submit wakes it at once).")] = "1",
     allow_root: Annotated[bool, typer.Option("--allow-root", help="Run as root on a database that another user owns.")] = False,
     log_level: Annotated[str, typer.Option("--log-level", metavar="LEVEL", help="The log level: debug, info, warning or error.")] = "info",
     log_format: Annotated[str, typer.Option("--log-format", metavar="FORMAT", help="The log format: text (journald-aware) or json.")] = "text",
@@ -30,7 +31,7 @@ def daemon_command(
     from jobrunner.cli.rundaemon import run_daemon
 
     code = run_daemon(state(ctx), workers=workers, queue=queue, grace=grace, kill_grace=kill_grace,
-                      lease=lease, heartbeat=heartbeat, allow_root=allow_root, log_level=log_level, log_format=log_format)  # fmt: skip
+                      lease=lease, heartbeat=heartbeat, poll=poll, allow_root=allow_root, log_level=log_level, log_format=log_format)  # fmt: skip
     raise typer.Exit(code)
 
 

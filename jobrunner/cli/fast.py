@@ -20,7 +20,7 @@ from typing import Any
 POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi")
 
 #: option -> (parameter, kind). Kinds: "str", "int", "float", "strs"/"ints" (repeatable), "flag".
-ROOT_OPTIONS = {"--db": ("db", "str"), "--config": ("config", "str")}
+ROOT_OPTIONS = {"--db": ("db", "str"), "--config": ("config", "str"), "--verbose": ("verbose", "flag"), "-v": ("verbose", "flag")}
 SUBMIT_OPTIONS = {
     "--call": ("call", "str"), "-c": ("call", "str"),
     "--arg": ("arg", "strs"), "-a": ("arg", "strs"),
@@ -56,6 +56,7 @@ DAEMON_OPTIONS = {
     "--kill-grace": ("kill_grace", "str"),
     "--lease": ("lease", "str"),
     "--heartbeat": ("heartbeat", "str"),
+    "--poll": ("poll", "str"),
     "--allow-root": ("allow_root", "flag"),
     "--log-level": ("log_level", "str"),
     "--log-format": ("log_format", "str"),
@@ -155,7 +156,8 @@ def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
     from jobrunner.cli.context import AppState
     from jobrunner.errors import JobrunnerError, error_line
 
-    app_state = AppState(db_option=root.get("db"), config_option=root.get("config"), command=(command,))
+    app_state = AppState(db_option=root.get("db"), config_option=root.get("config"), command=(command,),
+                         verbose=bool(root.get("verbose")))  # fmt: skip
     try:
         if command == "submit":
             from jobrunner.cli.submit import submit_job
@@ -212,8 +214,12 @@ def _streams_as_click_sees_them() -> bool:
 def _progress(args: list[str]) -> bool:
     """`jobrunner progress FRACTION [MESSAGE]` inside a shell job: one line to its worker's
     progress pipe, importing next to nothing (a loop of reports must not pay a CLI start each).
-    False: anything else, or no pipe to write to; the Typer command then does it (or says why)."""
-    if not args or args[0] != "progress" or not 2 <= len(args) <= 3 or any(a.startswith("-") for a in args[1:]):
+    The pipe's worker is this process's ancestor, so the job is the one it runs now (progress.send).
+    False: anything else (a bad fraction, no pipe, not inside that worker's job); the Typer
+    command then does it from the database, or says why not in one line (exit 2)."""
+    if not args or args[0] != "progress" or not 2 <= len(args) <= 3:
+        return False
+    if any(a.startswith("-") for a in args[1:]):
         return False
     import os
 

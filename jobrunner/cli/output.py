@@ -30,8 +30,14 @@ def console(stderr: bool = False) -> Any:
     return Console(stderr=stderr, highlight=False, soft_wrap=False)
 
 
+# JSON escapes C0 controls itself; DEL and the C1 controls (U+009B is a CSI to some terminals)
+# it leaves raw unless told: the same string, escaped, so `show --json` on a terminal is safe too
+_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in range(127, 160)}
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(data, indent=2, ensure_ascii=False, default=str)
+    sys.stdout.write(text.translate(_JSON_CONTROLS) + "\n")
 
 
 def note(message: str) -> None:
@@ -114,10 +120,11 @@ def jobs_table(jobs: list[dict[str, Any]], width: int | None = 200) -> Any:
 
     whole = width is None
     now = time.time()
-    rows = [tuple(map(visible, _job_cells(job, now))) for job in jobs]  # no raw escape sequences
+    # one line each, as present.visible shows job text: no raw escape sequence, no \r frames
+    rows = [tuple(one_line(cell, None) for cell in _job_cells(job, now)) for job in jobs]
     # the flexible columns: what runs, and why it failed (the dead-letter queue's reason)
-    flexible = {"COMMAND": [visible(job_target(job, width=None if whole else 200)) for job in jobs]}
-    errors = [visible(one_line(job["error"], None if whole else 500)) for job in jobs]
+    flexible = {"COMMAND": [job_target(job, width=None if whole else 200) for job in jobs]}
+    errors = [one_line(job["error"], None if whole else 500) for job in jobs]
     if any(errors):
         flexible["ERROR"] = errors
     widths = {  # column index -> width, for the columns shown

@@ -14,7 +14,7 @@ from jobrunner.errors import UsageError
 
 def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str] | None = None,
                grace: float | str = "30", kill_grace: float | str = "5", lease: float | str = "30",
-               heartbeat: float | str = "5", allow_root: bool = False,
+               heartbeat: float | str = "5", poll: float | str = "1", allow_root: bool = False,
                log_level: str = "info", log_format: str = "text") -> int:  # fmt: skip
     """Run the daemon in the foreground until a signal stops it; returns its exit code."""
     from pathlib import Path
@@ -31,8 +31,11 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
         check_sqlite_path(Path(app_state.db_target))  # before the workers make its log directory
         refuse_untrusted(app_state.db_target, log_dir_for(app_state.db_target))
     workers = workers or os.cpu_count() or 2
-    grace, kill_grace, lease, heartbeat = (_seconds(name, value) for name, value in (
-        ("--grace", grace), ("--kill-grace", kill_grace), ("--lease", lease), ("--heartbeat", heartbeat)))  # fmt: skip
+    grace, kill_grace, lease, heartbeat, poll = (_seconds(name, value) for name, value in (
+        ("--grace", grace), ("--kill-grace", kill_grace), ("--lease", lease), ("--heartbeat", heartbeat),
+        ("--poll", poll)))  # fmt: skip
+    if poll < 0.01:
+        raise UsageError("--poll must be at least 10 ms (0.01)")
     if lease < 1 or heartbeat < 0.1:
         raise UsageError("--lease must be at least 1 second and --heartbeat at least 0.1 s")
     if heartbeat * 3 > lease:
@@ -51,7 +54,7 @@ def run_daemon(app_state: AppState, workers: int | None = None, queue: list[str]
 
         store = app_state.store
         options = Options(workers=workers, queues=list(queue or []), grace=grace, kill_grace=kill_grace,
-                          lease=lease, heartbeat=heartbeat)
+                          lease=lease, heartbeat=heartbeat, poll=poll)
         service = Service(store, config, options, log_dir_for(store.target), starting)
     except BaseException:
         starting.close()

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import typer
 
 from jobrunner.cli.context import parse_job_ids, state
 from jobrunner.domain.states import FINISHED
 from jobrunner.errors import UsageError
+from jobrunner.present import visible
 
 EXIT_JOB_FAILED = 4
 EXIT_WAIT_TIMEOUT = 124  # as coreutils `timeout` does
@@ -21,44 +22,86 @@ DAEMON_CHECK_EVERY_S = 2.0  # how often `wait` looks whether a daemon is alive t
 def logs_command(
     ctx: typer.Context,
     job_ref: Annotated[str, typer.Argument(metavar="ID", help="The job's id.")],
-    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing output until the job finishes.")] = False,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing output until the job finishes.")
+    ] = False,
+    tail: Annotated[
+        int | None,
+        typer.Option(
+            "--tail",
+            metavar="N",
+            min=0,
+            help="Start with the last N lines (--tail 0 --follow: only new ones).",
+        ),
+    ] = None,
 ) -> None:
     """Print a job's output.
 
-    That is the stdout and stderr of every attempt, in the order they were written.
+    That is the stdout and stderr of every attempt, in the order they were written: byte for
+    byte when piped; on a terminal, control characters are shown (as \\x1b), not executed.
     """
+    from jobrunner.cli import logstream
     from jobrunner.store import queries
 
     (job_id,) = parse_job_ids([job_ref])
     store = state(ctx).store
     job = queries.get_job(store, job_id)
-    path = job["log_path"]
+    sink = logstream.Sink(sys.stdout)
+    handle = _open_log(job["log_path"], tail)
     if not follow:
-        if not path or not os.path.exists(path):
+        if handle is None:
             done = job["status"] in FINISHED and job["attempts"]
             typer.echo(f"job {job_id} wrote no output" if done else f"job {job_id} has no output yet ({job['status']})",
                        err=True)  # fmt: skip
             return
-        with open(path, "rb") as handle:
-            sys.stdout.buffer.write(handle.read())
+        with handle:
+            logstream.copy(handle, sink)
+        sink.close()
         return
-    position = 0
-    while True:
-        if path and os.path.exists(path):
-            with open(path, "rb") as handle:
-                handle.seek(position)
-                chunk = handle.read()
-            if chunk:
-                sys.stdout.buffer.write(chunk)
-                sys.stdout.flush()
-                position += len(chunk)
-        if job["status"] in FINISHED:
-            if path and os.path.exists(path) and os.path.getsize(path) > position:
-                continue  # drain what was written just before it finished
-            return
-        time.sleep(0.1)
-        job = queries.get_job(store, job_id)
-        path = job["log_path"]
+    try:
+        while True:
+            if handle is None:
+                handle = _open_log(job["log_path"], tail)
+            elif _replaced(handle, job["log_path"]):  # a file renamed over the path: follow it from its start
+                logstream.copy(handle, sink)
+                handle.close()
+                handle = _open_log(job["log_path"], None)
+            if handle is not None and logstream.copy(handle, sink):
+                sink.flush(partial=True)
+            if job["status"] in FINISHED:  # read after the status: all it wrote before it finished is out
+                sink.close()
+                return
+            time.sleep(0.1)
+            job = queries.get_job(store, job_id)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _open_log(path: str | None, tail: int | None) -> BinaryIO | None:
+    """The job's log file open for reading, at the start of its last `tail` lines; None if
+    there is none yet."""
+    if not path:
+        return None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    except FileNotFoundError:
+        return None
+    if tail is not None:
+        from jobrunner.cli.logstream import tail_start
+
+        handle.seek(tail_start(handle, tail))
+    return handle
+
+
+def _replaced(handle: BinaryIO, path: str | None) -> bool:
+    """Whether `path` now names another file than the one open."""
+    try:
+        current = os.stat(path) if path else None
+    except OSError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return current is not None and (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino)
 
 
 def wait_command(
@@ -101,7 +144,7 @@ def wait_command(
                 pending.remove(job_id)
                 if job["status"] != "succeeded":
                     failed = True
-                    typer.echo(f"job {job_id} {job['status']}: {job['error'] or ''}".rstrip(": "), err=True)
+                    typer.echo(f"job {job_id} {job['status']}: {visible(job['error'] or '', lines=False)}".rstrip(": "), err=True)
         if not pending:
             break
         if deadline is not None and time.monotonic() >= deadline:
@@ -128,23 +171,42 @@ def wait_command(
 
 def progress_command(
     ctx: typer.Context,
-    fraction: Annotated[str, typer.Argument(metavar="FRACTION", help="How far the job is: a fraction like 0.4, or a percentage like 40%.")],
-    message: Annotated[str | None, typer.Argument(metavar="MESSAGE", help="A short note, e.g. 'step 2/5'.")] = None,
+    fraction: Annotated[
+        str,
+        typer.Argument(
+            metavar="FRACTION", help="How far the job is: a fraction like 0.4, or a percentage like 40%."
+        ),
+    ],
+    message: Annotated[
+        str | None, typer.Argument(metavar="MESSAGE", help="A short note, e.g. 'step 2/5'.")
+    ] = None,
 ) -> None:
-    """Report progress from inside a running shell job."""
+    """Report progress from inside a running shell job.
+
+    The message is cut to 1,000 characters. Exit 2 if the job is unknown or not running.
+    """
     from jobrunner import progress
 
-    job_id, attempt = os.environ.get("JOBRUNNER_JOB_ID"), os.environ.get("JOBRUNNER_ATTEMPT")
-    if not job_id or not attempt:
+    job_ref, attempt_ref = os.environ.get("JOBRUNNER_JOB_ID"), os.environ.get("JOBRUNNER_ATTEMPT")
+    if not job_ref or not attempt_ref:
         raise UsageError("not inside a jobrunner job (JOBRUNNER_JOB_ID is not set)")
     value = progress.parse_fraction(fraction)
     if value is None:
-        raise UsageError(f"{fraction!r} is not a fraction from 0 to 1 like 0.4, or a percentage like 40%")
+        raise UsageError(progress.fraction_problem(fraction))
+    if not (job_ref.isascii() and job_ref.isdigit() and attempt_ref.isascii() and attempt_ref.isdigit()):
+        raise UsageError(f"JOBRUNNER_JOB_ID={job_ref!r} JOBRUNNER_ATTEMPT={attempt_ref!r}: not a job")
     if progress.send(value, message):  # the job's worker passes it on: no database write here
         return
-    from jobrunner.store import runs
+    from jobrunner.store import queries, runs
 
-    runs.save_progress(state(ctx).store, [(int(job_id), int(attempt), value, message)], time.time())
+    job_id, attempt = int(job_ref), int(attempt_ref)
+    store = state(ctx).store
+    queries.get_job(store, job_id)  # an unknown id: NotFoundError, exit 2
+    if not runs.report_progress(store, job_id, attempt, value, message, time.time()):
+        job = queries.get_job(store, job_id)
+        if job["status"] == "running" and job["attempts"] != attempt:
+            raise UsageError(f"job {job_id} attempt {attempt} is not running (attempt {job['attempts']} is)")
+        raise UsageError(f"job {job_id} is not running ({job['status']})")
 
 
 def register(app: typer.Typer) -> None:

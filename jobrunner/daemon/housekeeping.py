@@ -1,7 +1,10 @@
 """Retention and WAL checkpoints on a timer, for the daemon's loop: `tick(now)` on every turn.
 
-Each run purges at most a batch per status (see store/retention.py); while a run finds a
-full batch the next one comes soon, so a backlog drains in short steps between jobs.
+Retention runs every `retention.every` (a minute unless jobs.toml says). Each run purges at
+most a batch per status (see store/retention.py); while a run finds a full batch the next one
+comes soon, so a backlog drains in short steps between jobs. A log file some process still
+has open is kept, and deleted by a later run once nothing has it open; the first run after a
+start (and one an hour) also looks for such logs left by a previous daemon or `jobrunner purge`.
 Errors are logged, never raised: housekeeping must not stop the daemon.
 """
 
@@ -9,28 +12,38 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from pathlib import Path
 
+from jobrunner.config_checks import RETENTION_EVERY
 from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError
 from jobrunner.store.db import Store
-from jobrunner.store.retention import apply_retention, checkpoint
+from jobrunner.store.retention import apply_retention, checkpoint, delete_kept, orphan_logs
 
 log = logging.getLogger("jobrunner.daemon")
 
 
 class Housekeeping:
-    def __init__(self, store: Store, policy: Mapping[Status, float], *, every: float = 60.0,
-                 backlog_every: float = 1.0, checkpoint_every: float = 300.0, batch: int = 500) -> None:  # fmt: skip
+    def __init__(self, store: Store, policy: Mapping[Status, float], *, every: float | None = None,
+                 backlog_every: float = 1.0, checkpoint_every: float = 300.0, batch: int = 500,
+                 sweep_every: float = 3600.0) -> None:  # fmt: skip
+        """`every`: seconds between retention runs; by default the policy's own `every`
+        (config_checks.RetentionPolicy), else a minute."""
         self.store = store
         self.policy = dict(policy)
-        self.every, self.backlog_every, self.checkpoint_every = every, backlog_every, checkpoint_every
+        self.every = every if every is not None else getattr(policy, "every", RETENTION_EVERY)
+        self.backlog_every, self.checkpoint_every = backlog_every, checkpoint_every
         self.batch = batch
+        self.sweep_every = sweep_every
         self.next_purge = 0.0
         self.next_checkpoint = 0.0
+        self.next_sweep = 0.0
+        self.kept: list[Path] = []  # logs of purged jobs that a process still had open
 
     def replace(self, policy: Mapping[Status, float]) -> None:
-        """A new policy (SIGHUP); applied at the next run, which comes now."""
+        """A new policy (SIGHUP), with its `every`; applied at the next run, which comes now."""
         self.policy = dict(policy)
+        self.every = getattr(policy, "every", self.every)
         self.next_purge = 0.0
 
     def next_at(self) -> float:
@@ -41,10 +54,15 @@ class Housekeeping:
         """Purge and checkpoint if due; returns the ids purged."""
         removed: list[int] = []
         if self.policy and now >= self.next_purge:
+            self._retry_kept(now)
+            before = len(self.kept)
             try:
-                removed = apply_retention(self.store, self.policy, now, self.batch)
+                removed = apply_retention(self.store, self.policy, now, self.batch, self.kept)
             except JobrunnerError as exc:
                 log.warning("retention: %s", exc)
+            if len(self.kept) > before:
+                log.info("retention: kept %d log file(s) a process still has open (%s); deleting them later",
+                         len(self.kept) - before, ", ".join(p.name for p in self.kept[before:][:5]))  # fmt: skip
             if removed:
                 log.info("retention: purged %d old job(s) and their logs", len(removed))
             full = len(removed) >= self.batch
@@ -61,3 +79,22 @@ class Housekeeping:
                 if result and result[0]:
                     log.debug("WAL checkpoint: readers still busy; %d of %d pages done", result[2], result[1])
         return removed
+
+    def _retry_kept(self, now: float) -> None:
+        """Delete the kept logs nothing has open any more; now and then look for kept logs of
+        purged jobs this daemon does not know of (a restart, `jobrunner purge`)."""
+        if now >= self.next_sweep:
+            self.next_sweep = now + self.sweep_every
+            try:
+                found = orphan_logs(self.store)
+            except JobrunnerError as exc:
+                log.warning("retention: looking for logs of purged jobs: %s", exc)
+            else:
+                self.kept += [path for path in found if path not in self.kept]
+        if self.kept:
+            count = len(self.kept)
+            self.kept = delete_kept(self.kept)
+            if len(self.kept) < count:
+                log.info(
+                    "retention: deleted %d kept log file(s) nothing has open any more", count - len(self.kept)
+                )

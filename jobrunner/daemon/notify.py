@@ -84,9 +84,23 @@ class Notifier:
         return {**job, "env": masked_env(job["env"])}
 
 
-def job_json(job: Mapping[str, Any]) -> bytes:
-    """The job as `show --json` prints it (without events)."""
-    return json.dumps(job, default=str, ensure_ascii=False).encode("utf-8")
+# JSON escapes C0 controls itself, not DEL and the C1 controls: escaped, they mean the same
+_JSON_CONTROLS = {c: f"\\u{c:04x}" for c in range(127, 160)}
+SUBJECT_FIELD_WIDTH = 200  # a field in a mail's subject, in characters (an error may be long)
+
+
+def job_json(job: Mapping[str, Any], indent: int | None = None) -> bytes:
+    """The job as `show --json` prints it (without events): no raw control character, even
+    for whoever reads it on a terminal."""
+    text = json.dumps(job, default=str, ensure_ascii=False, indent=indent)
+    return text.translate(_JSON_CONTROLS).encode("utf-8")
+
+
+def _readable(value: Any, lines: bool = False, width: int | None = None) -> str:
+    """A job's field in a mail's text for people, as present.visible shows it everywhere."""
+    from jobrunner.present import visible
+
+    return visible("" if value is None else str(value), lines=lines, width=width)
 
 
 @dataclass
@@ -172,18 +186,20 @@ class EmailNotifier(Notifier):
 
         job = self.payload(job)
         msg = EmailMessage()
-        fields = {**{k: "" if v is None else v for k, v in job.items()}, "event": event}
+        # job-provided text shows its control characters: a name or error cannot break the header
+        fields = {**{k: _readable(v, width=SUBJECT_FIELD_WIDTH) if isinstance(v, str) else "" if v is None else v
+                     for k, v in job.items()}, "event": event}  # fmt: skip
         try:
             msg["Subject"] = self.subject.format_map(_Default(fields))
         except (ValueError, IndexError):
             msg["Subject"] = f"jobrunner: job {job.get('id')} {event}"
         msg["From"] = self.sender
         msg["To"] = ", ".join(self.to)
-        lines = [f"Job {job.get('id')} ({job.get('name')}) is {job.get('status')}."]
+        lines = [f"Job {job.get('id')} ({_readable(job.get('name'))}) is {job.get('status')}."]
         for key in ("queue", "attempts", "error", "exit_code", "finished_at", "log_path"):
             if job.get(key) not in (None, ""):
-                lines.append(f"{key}: {job[key]}")
-        body = "\n".join(lines) + "\n\n" + json.dumps(job, default=str, indent=2, ensure_ascii=False) + "\n"
+                lines.append(f"{key}: {_readable(job[key], lines=key == 'error')}")
+        body = "\n".join(lines) + "\n\n" + job_json(job, indent=2).decode("utf-8") + "\n"
         msg.set_content(body)
         return msg
 

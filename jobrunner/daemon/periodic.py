@@ -16,7 +16,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from jobrunner.daemon import tree
+from jobrunner.daemon import startlog, tree
 from jobrunner.daemon.ahead import HOLD_S
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind
@@ -125,15 +125,33 @@ class PeriodicWork:
         """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""
         for owner, pid in runs.stale_daemons(self.store, self.host, self.owner):
             if not pid_alive(pid):
-                self._end_stray_processes(runs.held_by(self.store, owner))
+                held = runs.held_by(self.store, owner)
+                self._end_stray_processes(held)
+                self._give_back_unstarted(owner, pid, held, now)
                 for record in runs.recover_owner(self.store, owner, f"lost: daemon pid {pid} died", now, self.rng):
                     self._log_recovered(record, f"recovered from dead daemon {owner}")
+                startlog.forget(self.log_dir, pid)
         expired = runs.expired_leases(self.store, now)
         if expired:
             self._end_stray_processes(set(expired))
             for record in runs.recover_expired(self.store, now, self.rng):
                 self._log_recovered(record, "recovered (lease expired)")
         self.maybe_work = True
+
+    def _give_back_unstarted(self: Service, owner: str, pid: int, held: set[tuple[int, int]], now: float) -> None:
+        """A dead daemon's attempts that none of its workers started (held ahead, sent but not
+        begun) go back to the queue uncounted: a job with no retries left must not go dead
+        without ever running. Its workers' start logs say which (startlog.py)."""
+        started = startlog.started_by(self.log_dir, pid)
+        if started is None:  # cannot tell: every attempt counts, as lost
+            return
+        unstarted = sorted(held - started)
+        if unstarted:
+            given = runs.release(self.store, owner, [runs.Attempt(*a) for a in unstarted], now,
+                                 f"given back: daemon pid {pid} died before starting it")  # fmt: skip
+            log.info("gave back %d job(s) the dead daemon %s never started: %s", given, owner,
+                     ", ".join(str(job_id) for job_id, _ in unstarted))  # fmt: skip
+            self.maybe_work = True
 
     def _end_stray_processes(self: Service, attempts: set[tuple[int, int]]) -> None:
         """Before a lost attempt is recorded (and may be retried): end whatever of it still runs on

@@ -272,6 +272,7 @@ class Pool:
         self.db_target = db_target
         self.python_path = tuple(python_path)  # [daemon] python_path: where job callables import from
         self.log_dir = log_dir
+        self.daemon_pid = os.getpid()  # named in each worker's start log (startlog.py)
         self.kill_grace = kill_grace
         if log_dir:  # before the workers: each keeps a spare log file there (Service.run reports failures)
             with contextlib.suppress(OSError):
@@ -290,7 +291,7 @@ class Pool:
         ctl_parent, ctl_child = context.Pipe(duplex=True)
         process = context.Process(
             target=worker_main,
-            args=(child, self.db_target, self.log_dir, ctl_child, self.kill_grace, self.python_path),
+            args=(child, self.db_target, self.log_dir, ctl_child, self.kill_grace, self.python_path, self.daemon_pid),
             name=f"jobrunner-worker-{index}", daemon=True,
         )  # fmt: skip
         with _main_script_hidden():

@@ -22,7 +22,7 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
-from jobrunner.daemon import tree
+from jobrunner.daemon import startlog, tree
 from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
 from jobrunner.daemon.handover import Handover
 from jobrunner.daemon.housekeeping import Housekeeping
@@ -39,6 +39,7 @@ from jobrunner.errors import JobrunnerError, StoreError
 from jobrunner.secrets import redact_target
 from jobrunner.store import queries, runs
 from jobrunner.store.db import Store
+from jobrunner.store.pgwake import PgListener
 from jobrunner.store.retention import retention_from_config
 from jobrunner.trust import ensure_log_dir
 from jobrunner.wakeup import Listener
@@ -47,6 +48,7 @@ log = logging.getLogger("jobrunner.daemon")
 FLUSH_S = 0.005  # while every worker has its next job, finished jobs are written this often
 FLUSH_MAX = 256  # ... or as soon as this many are waiting
 NAP_S = 0.002  # while every worker has its next job, how long the loop waits between turns
+PROGRESS_S = 0.2  # progress alone is written this often (the latest per job); sooner with any other write
 
 
 @dataclass
@@ -82,13 +84,18 @@ class Service(Handover, PeriodicWork):
         self.finished_at = 0.0
         self.failed_writes = 0
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
+        self.progress_at = 0.0  # when progress was last written
         self.started: dict[tuple[int, int], float] = {}  # for the duration in each log line
         self.signals: list[int] = []
         self.stopping = False
         self.drain_deadline = math.inf
         self.maybe_work = True
         self.pokes = PokeGate()
+        self.unwatched: socket.socket | None = None  # the local socket, during a quiet interval
+        self.pg: PgListener | None = None  # LISTEN on PostgreSQL (pgwake.py)
+        self.pg_fd: int | None = None
         self.claimed = 0  # jobs the last turn claimed
+        self.retry_write_at = 0.0  # after a failed write: when the next try is due
         self.next_due: float | None = None
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.ahead = ClaimAhead(options.workers)
@@ -116,7 +123,7 @@ class Service(Handover, PeriodicWork):
         listener = Listener(self.log_dir)
         registered = False
         try:
-            if not listener.bound:
+            if not listener.bound and self.store.is_sqlite:  # on PostgreSQL, LISTEN wakes it (pgwake.py)
                 log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
                 self.options.poll = min(self.options.poll, 0.1)
             now = time.time()
@@ -138,6 +145,7 @@ class Service(Handover, PeriodicWork):
         finally:
             self.systemd.stopping("stopping")
             self.pool.close()
+            startlog.forget(self.log_dir, os.getpid())  # those of workers that died on the way
             self.notify.close(timeout=5)
             if registered:  # a set-up that failed on the database must not fail here again
                 try:
@@ -145,6 +153,8 @@ class Service(Handover, PeriodicWork):
                 except StoreError as exc:  # its heartbeat goes silent instead: nothing else is lost
                     log.error("could not record this daemon's stop: %s", exc)
             listener.close()
+            if self.pg is not None:
+                self.pg.close()
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             signal.set_wakeup_fd(-1)
@@ -176,12 +186,18 @@ class Service(Handover, PeriodicWork):
                     time.sleep(NAP_S)
                 ready: dict[Worker, set[str]] = {}  # worker -> which of its handles woke us
                 if self.pokes.due(time.time()):
-                    self.selector.register(listener.sock, selectors.EVENT_READ, "wakeup")
-                    self.pokes.waiting = False
+                    if self.unwatched is not None:
+                        self.selector.register(self.unwatched, selectors.EVENT_READ, "wakeup")
+                        self.unwatched = None
+                    self._poked()  # answer the pokes that waited out the quiet interval
+                self._listen_across_hosts(time.time())
                 for key, _ in self.selector.select(self._sleep_time(time.time())):
                     if key.data == "wakeup":
                         if listener.drain():
-                            self._poked(listener)
+                            self._poked(listener.sock)
+                    elif key.data == "wakeup-pg":
+                        if self._pg_drain():
+                            self._poked()
                     elif key.data == "signal":
                         self._drain_socket(sig_read)
                         self._handle_signals()
@@ -201,17 +217,41 @@ class Service(Handover, PeriodicWork):
         finally:
             self.selector.close()
 
-    def _poked(self, listener: Listener) -> None:
+    def _poked(self, sock: socket.socket | None = None) -> None:
         """Work may be waiting: claim now, or, in a flood of pokes that find nothing, once the
-        quiet interval ends (the socket unwatched meanwhile, see pokegate)."""
+        quiet interval ends (the local socket unwatched meanwhile, see pokegate)."""
         now = time.time()
         if not self.pokes.admit(now):
-            self.selector.unregister(listener.sock)
+            if sock is not None and self.unwatched is None:
+                self.selector.unregister(sock)
+                self.unwatched = sock
             return
         self.lines.warm(now)  # before the claim: it wakes meanwhile
         self.maybe_work = True
         self.timers["cancel"] = 0.0  # a cancel also pokes: look now
         self.timers["poll"] = 0.0
+
+    def _listen_across_hosts(self, now: float) -> None:
+        """On PostgreSQL, keep a LISTEN connection in the selector (reconnecting with backoff)."""
+        if self.store.is_sqlite:
+            return
+        if self.pg is None:
+            self.pg = PgListener(self.store, self.owner)
+        if self.pg.conn is None and self.pg.reconnect(now) is False:
+            return
+        if self.pg_fd is None and self.pg.conn is not None:
+            self.pg_fd = self.pg.fileno()
+            self.selector.register(self.pg_fd, selectors.EVENT_READ, "wakeup-pg")
+            self.maybe_work = True  # a notification may have come while it was down
+
+    def _pg_drain(self) -> int:
+        assert self.pg is not None and self.pg_fd is not None
+        count = self.pg.drain()
+        if self.pg.conn is None:  # the connection broke: it reconnects with backoff
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self.selector.unregister(self.pg_fd)
+            self.pg_fd = None
+        return count
 
     def _watch(self, worker: Worker) -> None:
         self.selector.register(worker.conn, selectors.EVENT_READ, (worker, "conn"))
@@ -233,8 +273,11 @@ class Service(Handover, PeriodicWork):
         jobs this transaction claimed are taken back from the workers (_void).
         """
         self.claimed = 0
+        if self.failed_writes and now < self.retry_write_at:
+            return  # backing off a refused write (the sleep time wakes us for the retry)
         wants_claim = not self.stopping and self.maybe_work and self.lines.wants_claim()
-        if not (self.pending or self.progress or wants_claim):
+        progress_due = self.progress and now >= self.progress_at + PROGRESS_S
+        if not (self.pending or progress_due or wants_claim):
             return
         if (not wants_claim and not self.stopping and len(self.pending) < FLUSH_MAX
                 and now < self.pending_since + FLUSH_S and all(w.busy for w in self.pool.workers)):  # fmt: skip
@@ -254,7 +297,7 @@ class Service(Handover, PeriodicWork):
             log.error("database write failed, will retry: %s", exc)
             self._void(sent)
             self.failed_writes += 1
-            time.sleep(min(0.05 * self.failed_writes, 1.0))
+            self.retry_write_at = time.time() + min(0.05 * self.failed_writes, 1.0)  # see _sleep_time
             return
         self.failed_writes = 0
         self.claimed = len(claims)
@@ -282,6 +325,10 @@ class Service(Handover, PeriodicWork):
             deadlines.append(self.drain_deadline)
         if self.pokes.waiting:
             deadlines.append(self.pokes.quiet_until)
+        if self.failed_writes and (self.maybe_work or self.pending):
+            deadlines.append(self.retry_write_at)  # a refused write (lock, full disk, lost server) is retried soon
+        if self.pg is not None and self.pg.conn is None:
+            deadlines.append(self.pg.retry_at)
         watchdog = self.systemd.next_watchdog_in()
         if watchdog is not None:
             deadlines.append(now + watchdog)
@@ -290,6 +337,8 @@ class Service(Handover, PeriodicWork):
             deadlines.append(self.ahead.held[0][1] + HOLD_S)  # give a held job back in time
         if self.pending:
             deadlines.append(self.pending_since + FLUSH_S)
+        if self.progress:
+            deadlines.append(self.progress_at + PROGRESS_S)
         for worker in self.pool.workers:
             if len(worker.jobs) > 1:
                 deadlines.append(worker.started + HOLD_S)  # jobs sent ahead wait behind this one
@@ -361,6 +410,7 @@ class Service(Handover, PeriodicWork):
             updates = [(job_id, attempt, f, m) for (job_id, attempt), (f, m) in self.progress.items()]
             runs.save_progress(self.store, updates, now)
             self.progress.clear()
+            self.progress_at = now
         self.flushed = len(self.pending)
         if self.pending:
             self.recorded = runs.finish(self.store, self.owner, self.pending, now, self.rng)

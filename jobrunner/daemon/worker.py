@@ -30,6 +30,7 @@ from jobrunner.daemon.jobenv import (
     with_our_bin,
 )
 from jobrunner.daemon.joblogs import Logs
+from jobrunner.daemon.startlog import StartLog, note_start
 from jobrunner.daemon.streams import job_failed_here, output_to
 from jobrunner.daemon.watch import FENCED, Watch
 from jobrunner.domain.failures import FailureKind, describe_exit
@@ -121,13 +122,14 @@ def _child_dies_with_us(child: Callable[[], int | None]) -> Iterator[None]:
 
 
 def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any = None,
-                kill_grace: float = 5.0, python_path: tuple[str, ...] = ()) -> None:
+                kill_grace: float = 5.0, python_path: tuple[str, ...] = (), daemon_pid: int | None = None) -> None:
     """Entry point of a worker process: run jobs in the order they arrive until told to exit.
 
     `ctl` is the control pipe its watcher thread answers on (see watch.py). The worker is a
     child subreaper: what a job leaves behind comes back to it and is ended before the job's
     end is reported (see tree.py), so a job is recorded as finished only once its processes
     are gone. `python_path` ([daemon] python_path) goes first on sys.path for job callables.
+    Each attempt is noted in the worker's start log just before it starts (startlog.py).
     """
     os.setsid()  # our own process group: killpg stops a Python job and anything it started
     _let_the_forkserver_go()
@@ -139,6 +141,9 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
     sys.path[:0] = python_path  # before any job's import: the config's directories win
     progress_read = open_progress_pipe(log_dir)  # jobs report progress on it (progress.py)
     logs = Logs(log_dir)
+    starts: StartLog | None = None
+    with suppress(OSError):  # a full disk: tried again before each job (note_start)
+        starts = note_start(None, log_dir, daemon_pid, 0, 0)  # made before any job, with an empty slot
     watch = Watch(ctl, logs, progress_read)
     if ctl is not None:
         watch.start()
@@ -167,10 +172,18 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
                 conn.send(("done", job["id"], job["attempt"], None, _failure(FailureKind.LOST, FENCED), None))
                 continue
             try:
+                starts = note_start(starts, log_dir, daemon_pid, job["id"], job["attempt"])
+            except OSError as exc:  # unnoted, a start could be taken for none (see startlog.py)
+                watch.end()
+                message = f"cannot note the job's start in {log_dir}: {exc.strerror or exc}"
+                conn.send(("done", job["id"], job["attempt"], None,
+                           _failure(FailureKind.EXCEPTION, message, exception_names=["OSError"]), None))  # fmt: skip
+                continue
+            try:
                 if job["kind"] == "shell":
                     reply = run_shell(conn, job, db_target, logs, watch)
                 else:
-                    reply = run_python(conn, job, logs, quiet_log=ahead)
+                    reply = run_python(conn, job, logs, ahead, watch if ctl is not None else None)
             except OSError as exc:  # its log could not be opened (a full disk): worth another try
                 message = f"cannot open the job's log {job['log_path']}: {exc.strerror or exc}"
                 failure = _failure(FailureKind.EXCEPTION, message, exception_names=["OSError"])
@@ -183,6 +196,8 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
             conn.send(reply)
     finally:
         logs.close()
+        if starts is not None:
+            starts.close()
         if progress_read is not None and log_dir:
             with suppress(OSError):
                 os.unlink(progress_path(log_dir, os.getpid()))
@@ -268,7 +283,8 @@ def _resolve(path: str) -> tuple[Callable[..., Any], bool]:
     return found
 
 
-def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = False) -> tuple:
+def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = False,
+               watch: Watch | None = None) -> tuple:  # fmt: skip
     """Import and call the job's function here, with its output in the job's log.
 
     `quiet_log` (a job from a run of short ones): the output goes to the worker's spare file
@@ -281,7 +297,9 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     def send_progress(fraction: float, message: str | None) -> None:
         conn.send(("progress", job_id, attempt, fraction, message))
 
-    context = JobContext(id=job_id, attempt=attempt, _send=send_progress)
+    # with a watcher, a report only replaces the latest, which the watcher passes on (watch.py)
+    report = send_progress if watch is None else watch.reporter(job)
+    context = JobContext(id=job_id, attempt=attempt, _send=report)
     header = _header(job)
     log_fd = logs.borrow(job["log_path"], attempt) if quiet_log else None
     if log_fd is None:

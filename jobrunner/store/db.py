@@ -61,12 +61,32 @@ class Store:
         so a read-then-write never fails with 'database is locked' under contention.
         After it commits, a daemon listening on this database is poked awake. Driver errors
         come out as StoreError (a daemon carries on after one: a full disk, a long lock)."""
-        with translate_errors(self.target), (self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()):
-            yield
+        try:
+            with translate_errors(self.target), (self.db.atomic("IMMEDIATE") if self.is_sqlite else self.db.atomic()):
+                yield
+                if self.poke_on_commit and not self.is_sqlite and self.db.transaction_depth() == 1:
+                    from jobrunner.store.pgwake import notify
+
+                    notify(self)  # daemons on every host, delivered with the commit (pgwake.py)
+        except StoreError:
+            self.drop_if_broken()
+            raise
         if self.poke_on_commit and self.db.transaction_depth() == 0:
             from jobrunner.wakeup import poke
 
             poke(self.target)
+
+    def drop_if_broken(self) -> None:
+        """Close a PostgreSQL connection the server dropped (a restart, a terminated backend),
+        so the next statement opens a new one (peewee connects on use): a daemon rides out a
+        server restart by retrying its turn. Reads peewee's private per-thread state: its
+        public is_closed() still says open for a connection the server has closed."""
+        if self.is_sqlite or self.db.transaction_depth():
+            return
+        conn = getattr(getattr(self.db, "_state", None), "conn", None)
+        if conn is not None and getattr(conn, "closed", 0):
+            with contextlib.suppress(Exception):
+                self.db.close()
 
     def joined(self) -> Any:
         """The caller's open transaction, or a new write transaction if there is none.
@@ -247,6 +267,7 @@ def guarded(func: Callable[..., T]) -> Callable[..., T]:
         try:
             return func(store, *args, **kwargs)
         except _driver_errors() as exc:
+            store.drop_if_broken()
             raise StoreError(describe_db_error(store.target, exc)) from exc
 
     return wrapper

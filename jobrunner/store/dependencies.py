@@ -130,6 +130,10 @@ def on_succeeded(store: Store, job_id: int, now: float) -> list[int]:
             new = Status.SCHEDULED if run_at > now else Status.QUEUED
             _move(store, dependent, attempts, Status.WAITING, new, "dependencies succeeded", now)
             released.append(dependent)
+    if released:
+        from jobrunner.store.pgwake import notify
+
+        notify(store)  # on PostgreSQL: an idle daemon on another host may take them
     return released
 
 

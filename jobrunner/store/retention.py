@@ -1,49 +1,64 @@
 """Retention: forget finished jobs (and their log files) after a while, a small batch at a time.
 
-    retention = { succeeded = "7d", dead = "30d", cancelled = "7d" }
+    retention = { succeeded = "7d", dead = "30d", cancelled = "7d", every = "1m" }
 
-The daemon calls `apply_retention` now and then: each call removes at most about `batch`
-jobs per status, each batch in its own short transaction (via repo.purge), so a backlog of
-a million old jobs never holds the write lock for long; it calls again soon while a call
-returns a full batch. `checkpoint` keeps SQLite's WAL file from growing without bound.
+The daemon calls `apply_retention` every `every` (a minute by default): each call removes at
+most about `batch` jobs per status, each batch in its own short transaction (via repo.purge),
+so a backlog of a million old jobs never holds the write lock for long; it calls again soon
+while a call returns a full batch. `checkpoint` keeps SQLite's WAL file from growing without bound.
+
+A log file that some process still has open (a finished job's detached child writing on) is
+not deleted with its job: it is renamed ID.log.purged (its writer writes on, unaware) and
+kept, and the daemon tries again on later passes (`delete_kept`); `orphan_logs` finds such
+files again after a restart. The suffix is what marks them: an ID.log missing from the
+database may belong to another database sharing the directory (jobs.db and jobs.sqlite both
+log to jobs.logs/), and is never touched.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from jobrunner.config_checks import RETENTION_EVERY, RetentionPolicy
 from jobrunner.config_checks import parse_retention as parse_retention  # checked with the whole config
 from jobrunner.domain.states import FINISHED, Status
+from jobrunner.openfiles import held_open
 from jobrunner.store import repo
 from jobrunner.store.db import Store, guarded
 
 RETENTION_STATUSES = tuple(sorted(s.value for s in FINISHED))  # cancelled, dead, succeeded
+PURGED_SUFFIX = ".purged"  # a purged job's log that a process still had open
+PURGED_LOG_NAME = re.compile(r"[1-9][0-9]*\.log\.purged")
 
 
-def retention_from_config(config: Any) -> dict[Status, float]:
-    """The retention policy of a loaded Config ({} when it has none: keep everything); loading
-    the config checked it (config_checks.parse_retention), as every command does."""
-    return dict(config.retention)
+def retention_from_config(config: Any) -> RetentionPolicy:
+    """The retention policy of a loaded Config ({} when it has none: keep everything), with its
+    `every`; loading the config checked it (config_checks.parse_retention), as every command does."""
+    return RetentionPolicy(config.retention, getattr(config.retention, "every", RETENTION_EVERY))
 
 
 def apply_retention(store: Store, policy: Mapping[Status | str, float], now: float,
-                    batch: int = 500) -> list[int]:  # fmt: skip
+                    batch: int = 500, kept: list[Path] | None = None) -> list[int]:  # fmt: skip
     """Purge jobs of each status older than the policy says, oldest first, at most about `batch`
     per status, and delete their log files. Returns the ids removed.
 
     Only jobs the purge really removed lose their log file: a job retried meanwhile keeps it.
+    A log some process still has open is not deleted: it is added to `kept` (see delete_logs).
     """
     removed: list[int] = []
     for status, age in policy.items():
-        removed += _purge_status(store, Status(status), now - age, now, batch)
+        removed += _purge_status(store, Status(status), now - age, now, batch, kept)
     return removed
 
 
 @guarded
-def _candidates(store: Store, status: Status, cutoff: float, limit: int) -> list[tuple[int, str | None, float]]:
+def _candidates(
+    store: Store, status: Status, cutoff: float, limit: int
+) -> list[tuple[int, str | None, float]]:
     p = store.backend.param
     sql = (
         f"SELECT id, log_path, finished_at FROM job WHERE status={p} AND finished_at < {p} "
@@ -52,7 +67,8 @@ def _candidates(store: Store, status: Status, cutoff: float, limit: int) -> list
     return [tuple(row) for row in store.execute(sql, (status.value, cutoff)).fetchall()]
 
 
-def _purge_status(store: Store, status: Status, cutoff: float, now: float, batch: int) -> list[int]:
+def _purge_status(store: Store, status: Status, cutoff: float, now: float, batch: int,
+                  kept: list[Path] | None) -> list[int]:  # fmt: skip
     rows = _candidates(store, status, cutoff, batch + 1)
     if not rows:
         return []
@@ -62,11 +78,13 @@ def _purge_status(store: Store, status: Status, cutoff: float, now: float, batch
         cutoff = next_at if next_at > rows[0][2] else next_at + 1e-6
     logs = {job_id: log_path for job_id, log_path, _ in rows}
     removed = repo.purge(store, now - cutoff, [status], now)
-    delete_logs(((job_id, logs.get(job_id)) for job_id in removed), _log_dir(store))
+    delete_logs(((job_id, logs.get(job_id)) for job_id in removed), _log_dir(store), kept)
     return removed
 
 
-def purge_with_logs(store: Store, older_than: float, statuses: Iterable[Status | str], now: float) -> list[int]:
+def purge_with_logs(
+    store: Store, older_than: float, statuses: Iterable[Status | str], now: float
+) -> list[int]:
     """repo.purge, then delete the log files of the jobs it removed (for `jobrunner purge`)."""
     wanted = [Status(s) for s in statuses]
     logs: dict[int, str | None] = {}
@@ -84,24 +102,57 @@ def _log_dir(store: Store) -> str:
     return log_dir_for(store.target)
 
 
-def delete_logs(jobs: Iterable[tuple[int, str | None]], log_dir: str | None = None) -> int:
+def delete_logs(jobs: Iterable[tuple[int, str | None]], log_dir: str | None = None,
+                kept: list[Path] | None = None) -> int:  # fmt: skip
     """Delete the log files of purged jobs; `log_dir` names the file for jobs whose path is unknown.
 
-    Only a file named ID.log is deleted, whatever the row said. Returns how many were deleted.
+    Only a file named ID.log is deleted, whatever the row said. A file some process still has
+    open (a job's detached child may be writing on) is left, and added to `kept` for a later
+    try (delete_kept). Returns how many were deleted.
     """
-    deleted = 0
+    paths = []
     for job_id, log_path in jobs:
         path = Path(log_path) if log_path else Path(log_dir) / f"{job_id}.log" if log_dir else None
-        if path is None or path.name != f"{job_id}.log":
-            continue
+        if path is not None and path.name == f"{job_id}.log":
+            paths.append(path)
+    held = held_open(paths)
+    for path in held:
+        marked = path.with_name(path.name + PURGED_SUFFIX)
         try:
-            os.unlink(path)
-            deleted += 1
-        except FileNotFoundError:
-            pass
-        except OSError:  # a log we cannot delete must not stop the purge
-            pass
-    return deleted
+            os.rename(path, marked)
+        except OSError:
+            continue
+        if kept is not None and marked not in kept:
+            kept.append(marked)
+    return sum(_unlink(path) for path in paths if path not in held)
+
+
+def delete_kept(kept: Iterable[Path]) -> list[Path]:
+    """Delete the kept logs no process has open any more; returns those still open (or that
+    could not be deleted for now)."""
+    paths = list(kept)
+    held = held_open(paths)
+    return [path for path in paths if path in held or (not _unlink(path) and path.exists())]
+
+
+def orphan_logs(store: Store, log_dir: str | None = None) -> list[Path]:
+    """The ID.log.purged files in the log directory: logs of purged jobs kept because a process
+    had them open, by a daemon since restarted or by `jobrunner purge`."""
+    directory = log_dir or _log_dir(store)
+    try:
+        with os.scandir(directory) as entries:
+            return sorted(Path(entry.path) for entry in entries
+                          if PURGED_LOG_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))  # fmt: skip
+    except OSError:  # no log directory (yet)
+        return []
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except OSError:  # gone already; or a log we cannot delete, which must not stop the purge
+        return False
+    return True
 
 
 @guarded

@@ -10,11 +10,12 @@ import json
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from jobrunner.domain.failures import Failure, FailureKind, RetryPolicy, after_failure
 from jobrunner.domain.retry import Backoff
 from jobrunner.domain.states import Status
+from jobrunner.progress import check_fraction, clean_message
 from jobrunner.store import dependencies
 from jobrunner.store.db import Store, guarded
 from jobrunner.store.migrations import NOT_QUEUED  # with status='running': lets SQLite use its index
@@ -23,6 +24,13 @@ CLAIM_COLUMNS = (
     "id", "attempts", "priority", "name", "kind", "command", "callable", "args", "kwargs",
     "cwd", "env", "timeout", "queue", "log_path",
 )  # fmt: skip
+
+
+class Attempt(NamedTuple):
+    """One attempt of a job, as release() needs it."""
+
+    id: int
+    attempt: int
 
 
 @dataclass
@@ -415,16 +423,36 @@ def cancel_requests(store: Store, owner: str) -> list[tuple[int, int]]:
 
 @guarded
 def save_progress(store: Store, updates: Sequence[tuple[int, int, float, str | None]], now: float) -> None:
-    """Latest progress per running attempt, in one transaction: (id, attempt, fraction, message)."""
-    if not updates:
+    """Latest progress per running attempt, in one transaction: (id, attempt, fraction, message).
+    Checked once more here, the one way in: a bad value from anywhere is dropped, a message cut."""
+    rows = [
+        (fraction, clean_message(message), now, job_id, attempt)
+        for job_id, attempt, fraction, message in updates
+        if isinstance(fraction, int | float) and 0.0 <= fraction <= 1.0  # NaN fails both comparisons
+    ]
+    if not rows:
         return
     p = store.backend.param
     with store.joined():
         store.cursor().executemany(
             f"UPDATE job SET progress={p}, progress_message={p}, updated_at={p} "
             f"WHERE id={p} AND attempts={p} AND status='running'",
-            [(fraction, message, now, job_id, attempt) for job_id, attempt, fraction, message in updates],
+            rows,
         )
+
+
+@guarded
+def report_progress(store: Store, job_id: int, attempt: int, fraction: float, message: str | None,
+                    now: float) -> bool:  # fmt: skip
+    """`jobrunner progress` without a worker to pass it on: False if that attempt is not running."""
+    p = store.backend.param
+    with store.write():
+        cursor = store.execute(
+            f"UPDATE job SET progress={p}, progress_message={p}, updated_at={p} "
+            f"WHERE id={p} AND attempts={p} AND status='running'",
+            (check_fraction(fraction), clean_message(message), now, job_id, attempt),
+        )
+        return cursor.rowcount == 1
 
 
 @guarded
@@ -437,10 +465,11 @@ def mark_stopped(store: Store, owner: str, now: float) -> None:
 
 
 @guarded
-def release(store: Store, owner: str, claims: Sequence[Claim], now: float) -> int:
-    """Give back claimed jobs that never started (held, or confirmed not started by their
-    worker): queued again, the attempt not counted; one whose cancel was asked meanwhile ends
-    cancelled instead (a cancel is durable).
+def release(store: Store, owner: str, claims: Sequence[Claim | Attempt], now: float,
+            message: str = "given back: not started") -> int:  # fmt: skip
+    """Give back claimed jobs that never started (held, confirmed not started by their worker,
+    or absent from a dead daemon's start logs): queued again, the attempt not counted; one
+    whose cancel was asked meanwhile ends cancelled instead (a cancel is durable).
 
     Reusing the attempt number is safe here: no process ever ran it.
     """
@@ -459,12 +488,16 @@ def release(store: Store, owner: str, claims: Sequence[Claim], now: float) -> in
             ).fetchone()
             if row is None:
                 continue
-            message = "cancelled by user (never started)" if row[0] == "cancelled" else "given back: not started"
+            said = "cancelled by user (never started)" if row[0] == "cancelled" else message
             store.execute(
                 store.backend.insert_event,
-                (claim.id, now, claim.attempt - 1, "running", row[0], message, None),
+                (claim.id, now, claim.attempt - 1, "running", row[0], said, None),
             )
             if row[0] == "cancelled":
                 dependencies.on_failed(store, claim.id, now)
             released += 1
+        if released:
+            from jobrunner.store.pgwake import notify
+
+            notify(store, owner)  # on PostgreSQL: daemons on other hosts may take them
     return released

@@ -2,7 +2,8 @@
 
 Pure functions of a job dict (the JSON contract) and `now`, so they run in worker
 threads and a test can freeze the clock. What `show` shares with the detail view lives
-in jobrunner.present.
+in jobrunner.present, and so does how job-provided text is shown (present.visible: every
+name, error and message in a cell goes through one_line, which uses it).
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from jobrunner.present import (
     one_line,
     parse_iso,
     progress_bar,
+    progress_message,
     shows_progress,
     tries_text,
+    visible,
 )
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "short_age",
     "status_text",
     "tries",
+    "visible",
 ]
 
 
@@ -47,7 +51,7 @@ def progress_cell(job: dict[str, Any], width: int) -> Text:
     text = Text(progress_bar(job["progress"]), style=style)
     text.append(f" {job['progress'] * 100:3.0f}%")
     if job["progress_message"]:
-        text.append(" " + one_line(job["progress_message"], width - BAR_WIDTH - 6), style="dim")
+        text.append(" " + progress_message(job, width - BAR_WIDTH - 6), style="dim")
     return text
 
 

@@ -20,7 +20,7 @@ ERROR_WIDTH = 56
 
 DEAD_COLUMNS: list[Column] = [
     Column("id", "ID", 7, lambda job, now: str(job["id"]), right=True, sort="id"),
-    Column("name", "NAME", 22, lambda job, now: job["name"], sort="name"),
+    Column("name", "NAME", 22, lambda job, now: format.one_line(job["name"], 22), sort="name"),
     Column("queue", "QUEUE", 10, lambda job, now: job["queue"], sort="queue"),
     Column("tries", "TRIES", 6, lambda job, now: format.tries(job), right=True, sort="attempts",
            descending_first=True),

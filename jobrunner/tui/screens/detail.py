@@ -11,20 +11,19 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Label, Log, Static
+from textual.widgets import Footer, Label, Static
 from textual.worker import Worker, WorkerState
 
 from jobrunner import present
 from jobrunner.domain.states import CANCELLABLE, FINISHED, Status
 from jobrunner.tui import data, format
 from jobrunner.tui.logtail import LogChunk, LogTail
+from jobrunner.tui.logview import LogView
 from jobrunner.tui.screens.dialogs import ConfirmDialog
 from jobrunner.tui.screens.paged import REFRESH_S, error_text
 
 if TYPE_CHECKING:
     from jobrunner.tui.app import JobrunnerApp
-
-LOG_MAX_LINES = 10_000
 
 
 class DetailScreen(Screen):
@@ -51,7 +50,7 @@ class DetailScreen(Screen):
         with VerticalScroll(id="info"):
             yield Static(id="fields")
         yield Label("log", id="log-title")
-        yield Log(max_lines=LOG_MAX_LINES, auto_scroll=False, id="log")
+        yield LogView(f"… earlier lines not kept here: jobrunner logs {self.job_id} shows all", id="log")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -67,7 +66,7 @@ class DetailScreen(Screen):
         job, events, links = data.fetch_job(self.app.store, self.job_id)
         path = job["log_path"]
         if path and (self._tail is None or self._tail.path != path):
-            self._tail = LogTail(path)
+            self._tail = LogTail(path, self.job_id)
             chunk = self._tail.read()
             chunk.reset = True
         else:
@@ -97,7 +96,7 @@ class DetailScreen(Screen):
         self.job = job
         now = self.app.clock()
         title = Text.assemble(
-            (f"job {job['id']}  ", "bold"), (job["name"], "bold"), "  ", format.status_text(job["status"])
+            (f"job {job['id']}  ", "bold"), (format.visible(job["name"], lines=False), "bold"), "  ", format.status_text(job["status"])
         )
         if present.shows_progress(job):
             title.append("  ")
@@ -110,17 +109,17 @@ class DetailScreen(Screen):
         self._show_log(job, chunk)
 
     def _show_log(self, job: dict[str, Any], chunk: LogChunk | None) -> None:
-        log = self.query_one(Log)
+        log = self.query_one(LogView)
         title = self.query_one("#log-title", Label)
         if chunk is None:
             title.update(Text("log  (none yet: the daemon writes one when the job runs)", style="dim"))
             return
-        following = log.max_scroll_y == 0 or log.scroll_y >= log.max_scroll_y
+        following = log.following
         if chunk.reset:
             log.clear()
             following = True
-        if chunk.lines:
-            log.write_lines(chunk.lines, scroll_end=following)
+        if not chunk.missing:
+            log.add(chunk, follow=following)
         state = (
             "file not there (yet)" if chunk.missing else ("following" if following else "paused: f follows")
         )
@@ -138,7 +137,7 @@ class DetailScreen(Screen):
         self.dismiss()
 
     def action_follow(self) -> None:
-        self.query_one(Log).scroll_end(animate=False)
+        self.query_one(LogView).scroll_end(animate=False)
 
     def _act(self, action: Any, *args: Any, confirm: str | None = None, yes: str = "Yes") -> None:
         def go(ok: bool | None = True) -> None:

@@ -21,7 +21,7 @@ PROGRESS_WIDTH = 28
 
 JOB_COLUMNS: list[Column] = [
     Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True, sort="id"),
-    Column("name", "NAME", 20, lambda job, now: job["name"], sort="name"),
+    Column("name", "NAME", 20, lambda job, now: format.one_line(job["name"], 20), sort="name"),
     Column("queue", "QUEUE", 9, lambda job, now: job["queue"], sort="queue"),
     Column("priority", "PRI", 8, lambda job, now: priority_label(job["priority"]), sort="priority",
            descending_first=True),
@@ -102,7 +102,7 @@ class JobsScreen(PagedScreen):
         what = "It never starts." if status in CANCELLABLE else "The daemon stops it."
         self.run_action(
             data.cancel_jobs, [job["id"]],
-            confirm=f"Cancel job {job['id']} ({job['name']}, {status.value})? {what}",
+            confirm=f"Cancel job {job['id']} ({format.one_line(job['name'], 60)}, {status.value})? {what}",
             yes="Cancel job",
         )  # fmt: skip
 
