@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 APP_NAME = "jobrunner"
 TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify")
-QUEUE_KEYS = ("concurrency", "description")
+QUEUE_KEYS = ("concurrency", "scope", "description")
+QUEUE_SCOPES = ("daemon", "global")
 SCHEDULE_KEYS = (
     "cron", "every", "at", "task", "command", "callable", "args", "kwargs", "timezone",
     "misfire", "misfire_grace", "max_running", "enabled", "queue", "priority", "tags",
@@ -36,10 +37,12 @@ DAEMON_KEYS = ("python_path",)
 
 @dataclass(frozen=True)
 class QueueConfig:
-    """Per-queue settings; `concurrency` caps how many of its jobs run at once (None: no cap)."""
+    """Per-queue settings; `concurrency` caps how many of its jobs run at once (None: no cap),
+    in each daemon (`scope` "daemon") or across every daemon on the database ("global")."""
 
     name: str
     concurrency: int | None = None
+    scope: str = "daemon"
 
 
 @dataclass
@@ -174,7 +177,12 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1
         ):
             raise fail(f"queues.{name}.concurrency", f"{concurrency!r} must be a whole number >= 1")
-        config.queues[name] = QueueConfig(name=name, concurrency=concurrency)
+        scope = table.get("scope", "daemon")
+        if scope not in QUEUE_SCOPES:
+            raise fail(f"queues.{name}.scope", f"{scope!r} must be \"daemon\" (each daemon) or \"global\" (all daemons)")
+        if scope == "global" and concurrency is None:
+            raise fail(f"queues.{name}.scope", "a global scope needs a concurrency to apply to")
+        config.queues[name] = QueueConfig(name=name, concurrency=concurrency, scope=scope)
 
     for name, table in _tables(data, "schedules", fail).items():
         for key in table:

@@ -162,10 +162,11 @@ def _register() -> None:
 
     health.register(app)
     systemd.register(app)
-    from jobrunner.cli import priority, tui
+    from jobrunner.cli import dbcmd, priority, tui
 
     priority.register(app)
     tui.register(app)
+    dbcmd.register(app)
 
 
 _register()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # typer stays out of the fast path (jobrunner.cli.fast), whic
 
 #: The commands that add something, and so may create a missing database; any other command
 #: on a missing SQLite file says so rather than leave an empty database behind (a typo'd --db).
-CREATING_COMMANDS = frozenset({("submit",), ("daemon",), ("schedule", "add")})
+CREATING_COMMANDS = frozenset({("submit",), ("daemon",), ("schedule", "add"), ("db", "migrate")})
 
 
 @dataclass

@@ -470,8 +470,13 @@ class Service(Handover, PeriodicWork):
         claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
                             only_queues=only, exclude_queues=list(limits), on_claimed=claimed)  # fmt: skip
         for queue, cap in limits.items():
-            free = min(cap - running.get(queue, 0), idle - len(claims))
-            if free > 0 and (not only or queue in only):
+            if only and queue not in only:
+                continue
+            if self.config.queues[queue].scope == "global":  # every daemon's running jobs count
+                free = min(cap - runs.running_in_queue(self.store, queue), idle - len(claims))
+            else:
+                free = min(cap - running.get(queue, 0), idle - len(claims))
+            if free > 0:
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
                                      only_queues=[queue], on_claimed=claimed)  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now

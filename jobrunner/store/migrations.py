@@ -118,6 +118,7 @@ MIGRATIONS: list[Callable[[Store], None]] = [
     _v7_queued_jobs_in_one_index, _v8_ids_never_reused,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL
 
 
 def current_version(store: Store) -> int:
@@ -148,6 +149,8 @@ def migrate(store: Store) -> int:
     if current_version(store) == SCHEMA_VERSION:
         return SCHEMA_VERSION
     with _foreign_keys_off(store), store.write():
+        if not store.is_sqlite:  # daemons on many hosts starting at once: one migrates, the others wait
+            store.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not store.db.table_exists("meta"):
             store.db.create_tables([Meta], safe=True)
         version = current_version(store)

@@ -297,6 +297,20 @@ def recover_expired(store: Store, now: float, rng: random.Random | None = None) 
 
 
 @guarded
+def running_in_queue(store: Store, queue: str) -> int:
+    """Jobs of `queue` running now on any daemon, for a global concurrency limit. Called inside
+    the claim's transaction: on SQLite that holds the write lock already; on PostgreSQL an
+    advisory lock per queue makes daemons claiming from it take turns, so two never both see
+    room for the last slot."""
+    p = store.backend.param
+    if not store.is_sqlite:
+        store.execute(f"SELECT pg_advisory_xact_lock(hashtext({p}))", ("jobrunner.queue." + queue,))
+    return store.execute(
+        f"SELECT COUNT(*) FROM job WHERE status='running' AND {NOT_QUEUED} AND queue={p}", (queue,)
+    ).fetchone()[0]
+
+
+@guarded
 def held_by(store: Store, owner: str) -> set[tuple[int, int]]:
     """(id, attempt) of the running jobs a daemon holds."""
     p = store.backend.param
