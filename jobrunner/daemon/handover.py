@@ -15,10 +15,9 @@ import contextlib
 import logging
 import os
 import signal
-import time
 from typing import TYPE_CHECKING
 
-from jobrunner.daemon import tree
+from jobrunner.daemon import clock, tree
 from jobrunner.daemon.notify import running_commands
 from jobrunner.daemon.pool import Stop, Worker
 from jobrunner.daemon.watch import FENCED
@@ -62,7 +61,7 @@ class Handover:
     def _on_control(self: Service, worker: Worker, message: tuple) -> None:
         """The watcher's messages (watch.py): a job given back or not, a shell job's progress,
         a job it fenced."""
-        now = time.time()
+        now = clock.now()
         if message[0] == "skipped":
             claim, why = worker.on_skipped(message[1], message[2], now)
             if claim is None:
@@ -148,7 +147,7 @@ class Handover:
         self._end_job_processes(worker)
 
     def _finished(self: Service, worker: Worker, outcome: runs.Outcome) -> None:
-        now = time.time()
+        now = clock.now()
         self.ahead.record_duration(now - worker.started)
         worker.release(now)
         self._pend(outcome)
@@ -171,7 +170,7 @@ class Handover:
         if not claims:
             return
         try:
-            runs.release(self.store, self.owner, claims, time.time())
+            runs.release(self.store, self.owner, claims, clock.now())
         except StoreError as exc:  # they stay claimed by us: recovered like any lost attempt
             log.error("could not give back %d job(s) not started: %s", len(claims), exc)
         self.maybe_work = True

@@ -8,9 +8,9 @@ them. ahead.py keeps what the policy rests on: the held jobs and recent duration
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
+from jobrunner.daemon import clock
 from jobrunner.daemon.ahead import SHORT_JOB_S, ClaimAhead
 from jobrunner.daemon.pool import Pool, Unsendable, Worker
 from jobrunner.store.runs import Claim
@@ -44,7 +44,7 @@ class Lines:
     def capacity(self) -> int:
         """Jobs to claim now: room in the workers' pipes not covered by held jobs, plus what
         claim-ahead wants to hold."""
-        now = time.time()
+        now = clock.now()
         room = sum(max(self.depth(w, now) - len(w.jobs), 0) for w in self.pool.workers)
         longest = max((now - w.started for w in self.pool.busy()), default=0.0)
         return max(room - len(self.ahead), 0) + self.ahead.wanted(longest)
@@ -59,10 +59,10 @@ class Lines:
     def assign(self, claims: list[Claim]) -> None:
         """Held jobs first (they were claimed first), then the new ones: to idle workers, then
         (short jobs) ahead into busy workers' pipes; the rest are held."""
-        self.ahead.hold(claims, time.time())
+        self.ahead.hold(claims, clock.now())
         if not len(self.ahead):
             return
-        now = time.time()
+        now = clock.now()
         sends: dict[Worker, list[Claim]] = {}
         while len(self.ahead):
             room = [w for w in self.pool.workers if len(w.jobs) + len(sends.get(w, ())) < self.depth(w, now)]

@@ -16,7 +16,7 @@ import signal
 import time
 from typing import TYPE_CHECKING
 
-from jobrunner.daemon import startlog, tree
+from jobrunner.daemon import clock, startlog, tree
 from jobrunner.daemon.ahead import HOLD_S
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind
@@ -106,6 +106,8 @@ class PeriodicWork:
         so they do not fence their jobs themselves (watch.py)."""
         opts = self.options
         started = time.monotonic()
+        clock.sync(self.store)  # PostgreSQL: the server's clock, which leases are judged by
+        now = clock.now()
         state = "stopping" if self.stopping else "running"
         renewed = runs.heartbeat(self.store, self.owner, now, opts.lease, len(self.pool.busy()), state)
         held = {(c.id, c.attempt) for w in self.pool.workers for c in w.jobs}

@@ -9,10 +9,10 @@ replaced or the config is reloaded; the daemon and the other schedules carry on.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
 from jobrunner.config import Config
+from jobrunner.daemon import clock
 from jobrunner.domain.durations import parse_duration
 from jobrunner.errors import JobrunnerError, StoreError
 from jobrunner.store import schedules
@@ -162,7 +162,7 @@ class Scheduler:
                 run, missed = plan(row.misfire, row.misfire_grace, times, now)
                 result = schedules.fire(
                     self.store, row.name, row.next_fire_at, run, missed, following,
-                    lambda r: job_spec_for(r, self.config), time.time(),
+                    lambda r: job_spec_for(r, self.config), clock.now(),
                 )  # fmt: skip
             except StoreError as exc:
                 self._hold(row.name, exc, now)

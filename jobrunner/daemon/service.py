@@ -22,7 +22,7 @@ from typing import Any
 
 from jobrunner import __version__
 from jobrunner.config import Config
-from jobrunner.daemon import startlog, tree
+from jobrunner.daemon import clock, startlog, tree
 from jobrunner.daemon.ahead import HOLD_S, ClaimAhead
 from jobrunner.daemon.handover import Handover
 from jobrunner.daemon.housekeeping import Housekeeping
@@ -126,7 +126,8 @@ class Service(Handover, PeriodicWork):
             if not listener.bound and self.store.is_sqlite:  # on PostgreSQL, LISTEN wakes it (pgwake.py)
                 log.warning("another daemon on this host listens for wake-ups on this database; polling instead")
                 self.options.poll = min(self.options.poll, 0.1)
-            now = time.time()
+            clock.sync(self.store)  # before the first time is read or written (PostgreSQL: the server's)
+            now = clock.now()
             self._recover(now)
             from jobrunner.daemon.scheduler import Scheduler
 
@@ -149,7 +150,7 @@ class Service(Handover, PeriodicWork):
             self.notify.close(timeout=5)
             if registered:  # a set-up that failed on the database must not fail here again
                 try:
-                    runs.mark_stopped(self.store, self.owner, time.time())
+                    runs.mark_stopped(self.store, self.owner, clock.now())
                 except StoreError as exc:  # its heartbeat goes silent instead: nothing else is lost
                     log.error("could not record this daemon's stop: %s", exc)
             listener.close()
@@ -185,13 +186,13 @@ class Service(Handover, PeriodicWork):
                     # one turn, rather than wake (and maybe commit) for every job that ends.
                     time.sleep(NAP_S)
                 ready: dict[Worker, set[str]] = {}  # worker -> which of its handles woke us
-                if self.pokes.due(time.time()):
+                if self.pokes.due(clock.now()):
                     if self.unwatched is not None:
                         self.selector.register(self.unwatched, selectors.EVENT_READ, "wakeup")
                         self.unwatched = None
                     self._poked()  # answer the pokes that waited out the quiet interval
-                self._listen_across_hosts(time.time())
-                for key, _ in self.selector.select(self._sleep_time(time.time())):
+                self._listen_across_hosts(clock.now())
+                for key, _ in self.selector.select(self._sleep_time(clock.now())):
                     if key.data == "wakeup":
                         if listener.drain():
                             self._poked(listener.sock)
@@ -206,21 +207,21 @@ class Service(Handover, PeriodicWork):
                         ready.setdefault(worker, set()).add(handle)
                 self._collect(ready)
                 self.lines.assign([])  # freed workers take held jobs before anything is written
-                self._record_and_claim(time.time())  # before the timers: a poke means a job waits
-                self.pokes.claimed(time.time(), self.claimed)
+                self._record_and_claim(clock.now())  # before the timers: a poke means a job waits
+                self.pokes.claimed(clock.now(), self.claimed)
                 try:
-                    self._tick(time.time())
+                    self._tick(clock.now())
                 except StoreError as exc:  # a full disk, a lock held too long: the next turn tries again
                     log.error("database error in the periodic work (heartbeat, timers), will retry: %s", exc)
                 if self.maybe_work:  # the timers found work (due jobs, a schedule, a give-back)
-                    self._record_and_claim(time.time())
+                    self._record_and_claim(clock.now())
         finally:
             self.selector.close()
 
     def _poked(self, sock: socket.socket | None = None) -> None:
         """Work may be waiting: claim now, or, in a flood of pokes that find nothing, once the
         quiet interval ends (the local socket unwatched meanwhile, see pokegate)."""
-        now = time.time()
+        now = clock.now()
         if not self.pokes.admit(now):
             if sock is not None and self.unwatched is None:
                 self.selector.unregister(sock)
@@ -297,7 +298,7 @@ class Service(Handover, PeriodicWork):
             log.error("database write failed, will retry: %s", exc)
             self._void(sent)
             self.failed_writes += 1
-            self.retry_write_at = time.time() + min(0.05 * self.failed_writes, 1.0)  # see _sleep_time
+            self.retry_write_at = clock.now() + min(0.05 * self.failed_writes, 1.0)  # see _sleep_time
             return
         self.failed_writes = 0
         self.claimed = len(claims)
@@ -355,7 +356,7 @@ class Service(Handover, PeriodicWork):
     def _handle_signals(self) -> None:
         while self.signals:
             signum = self.signals.pop(0)
-            now = time.time()
+            now = clock.now()
             if signum == signal.SIGHUP:
                 self._reload()
             elif not self.stopping:
@@ -393,14 +394,14 @@ class Service(Handover, PeriodicWork):
         self.notify.replace(notifiers)
         self.housekeeping.replace(policy)
         try:
-            self.scheduler.load(config, time.time())
+            self.scheduler.load(config, clock.now())
         except StoreError as exc:  # the schedules are read again on the next reload
             log.error("SIGHUP: schedules not reloaded: %s", exc)
         log.info("SIGHUP: config reloaded from %s", config.path or "(no file)")
 
     def _pend(self, outcome: runs.Outcome) -> None:
         if not self.pending:
-            self.pending_since = time.time()
+            self.pending_since = clock.now()
         self.pending.append(outcome)
 
     # ------------------------------------------------------------------ store
