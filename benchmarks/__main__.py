@@ -4,6 +4,7 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
 
   bulk     submit --from-file of 10,000 jobs, against bare inserts of the same rows
   enqueue  Python API submit one at a time, against plain sqlite3
+  threads  8 threads of one process submitting (a new database, then an existing one) against one thread
   cli      whole-process `jobrunner submit` and `jobrunner list` over 100,000 jobs
   tui      TUI open and refresh over 100,000 jobs
   huey     against huey 3's SqliteHuey: enqueue, end to end (submitted first / while
@@ -37,7 +38,7 @@ from typing import Any
 from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_long, output, scale, shell, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale", "output")
+NAMES = ("bulk", "enqueue", "threads", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale", "output")
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -71,6 +72,10 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
             figures += memory_long.measure(jobs=3_000, first=1_000, chunk=500)
         else:
             figures += memory_long.measure()
+    if "threads" in only:
+        from benchmarks import threads
+
+        figures += threads.measure(jobs=20 if quick else 500, runs=runs or 3)
     if "scale" in only:
         if quick:
             figures += scale.measure(finished=20_000, queued=5_000, claims=200, submits=200, runs=runs or 3)

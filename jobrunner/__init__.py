@@ -9,10 +9,27 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what __getattr__ hands out, for type checkers and editors
     from jobrunner.api import Task, connect, submit, task
+    from jobrunner.control import (
+        JobFailed,
+        cancel,
+        get,
+        list_jobs,
+        retry,
+        stats,
+        submit_async,
+        submit_many,
+        wait,
+        wait_async,
+    )
     from jobrunner.jobcontext import JobContext, current_job
 
 __version__ = "0.1.0"
-__all__ = ["JobContext", "Task", "__version__", "connect", "current_job", "submit", "task"]
+_CONTROL = ("JobFailed", "cancel", "get", "list_jobs", "retry", "stats", "submit_async", "submit_many", "wait",
+            "wait_async")  # fmt: skip
+__all__ = [
+    "JobContext", "JobFailed", "Task", "__version__", "cancel", "connect", "current_job", "get", "list_jobs",
+    "retry", "stats", "submit", "submit_async", "submit_many", "task", "wait", "wait_async",
+]  # fmt: skip
 
 
 def __getattr__(name: str) -> Any:
@@ -20,6 +37,10 @@ def __getattr__(name: str) -> Any:
         from jobrunner import api
 
         return getattr(api, name)
+    if name in _CONTROL:
+        from jobrunner import control
+
+        return getattr(control, name)
     if name in ("current_job", "JobContext"):  # a job module imports it: keep that cheap
         from jobrunner import jobcontext
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import stat
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
@@ -62,10 +63,33 @@ def connect(db: str | None = None, config: str | None = None) -> Store:
     store_key = (os.getpid(), target)  # a forked child opens its own connection
     store = _stores.get(store_key)
     if store is None:
-        from jobrunner.store import open_store
+        with _opening:  # threads of a new process: one opens (and migrates), the others use it
+            store = _stores.get(store_key)
+            if store is None:
+                from jobrunner.store import open_store
 
-        store = _stores[store_key] = open_store(target, durability=durability)
+                store = _stores[store_key] = open_store(target, durability=durability)
     return store
+
+
+_opening = threading.Lock()
+
+
+def _fresh_lock_in_child() -> None:
+    """In a forked child (gunicorn --preload, multiprocessing): a fresh lock (a fork while
+    another thread opened a store must not leave it held), and the parent's stores set aside,
+    never used and never closed here: closing them in the child would finalise SQLite
+    connections the parent still uses. The child opens its own on first use."""
+    global _opening
+    _opening = threading.Lock()
+    _inherited.extend(_stores.values())
+    _stores.clear()
+
+
+_inherited: list[Store] = []  # a forked child's copies of the parent's stores: kept, untouched
+
+
+os.register_at_fork(after_in_child=_fresh_lock_in_child)
 
 
 def _db_place(db: str | None, config: str | None) -> tuple[str, str]:

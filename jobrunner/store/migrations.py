@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -124,8 +125,8 @@ MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on Post
 def current_version(store: Store) -> int:
     if not store.db.table_exists("meta"):
         return 0
-    row = Meta.get_or_none(Meta.key == "schema_version")
-    return int(row.value) if row else 0
+    row = store.execute(f"SELECT value FROM meta WHERE key = {store.backend.param}", ("schema_version",)).fetchone()
+    return int(row[0]) if row else 0
 
 
 @contextmanager
@@ -148,7 +149,10 @@ def migrate(store: Store) -> int:
     """Bring the schema to SCHEMA_VERSION; safe when several processes open a new file at once."""
     if current_version(store) == SCHEMA_VERSION:
         return SCHEMA_VERSION
-    with _foreign_keys_off(store), store.write():
+    # The models are bound to this store's database only while it migrates (peewee binds a model
+    # class to one database): stores of two databases, or of two threads, never re-point each
+    # other, and a process-wide lock lets one store at a time hold the binding.
+    with _binding, store.db.bind_ctx(MODELS), _foreign_keys_off(store), store.write():
         if not store.is_sqlite:  # daemons on many hosts starting at once: one migrates, the others wait
             store.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
         if not store.db.table_exists("meta"):
@@ -161,6 +165,10 @@ def migrate(store: Store) -> int:
             )
         for step in MIGRATIONS[version:]:
             step(store)
-        Meta.delete().where(Meta.key == "schema_version").execute()
-        Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).execute()
+        p = store.backend.param
+        store.execute(f"DELETE FROM meta WHERE key = {p}", ("schema_version",))
+        store.execute(f"INSERT INTO meta (key, value) VALUES ({p}, {p})", ("schema_version", str(SCHEMA_VERSION)))
     return SCHEMA_VERSION
+
+
+_binding = threading.Lock()

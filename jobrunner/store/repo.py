@@ -91,7 +91,8 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
     if backend is SQLITE:
         conn = store.db.connection()
         if not conn.in_transaction:  # inside a caller's transaction peewee nests with a savepoint
-            job_id = _submit_sqlite(conn, row, now)
+            with store.write_lock:  # this process's threads take turns (see Store.__init__)
+                job_id = _submit_sqlite(conn, row, now)
             if store.poke_on_commit:  # wake an idle daemon, as store.write() does
                 from jobrunner.wakeup import poke
 
