@@ -109,8 +109,14 @@ class Store:
         return self.db.cursor()
 
     def execute(self, sql: str, params: tuple | list = ()) -> Any:
-        cursor = self.db.cursor()
-        cursor.execute(sql, params)
+        """Run one statement; a driver error comes out as StoreError (a daemon's status line, a
+        lookup outside a guarded function: a dropped server connection must not end the daemon)."""
+        try:
+            cursor = self.db.cursor()
+            cursor.execute(sql, params)
+        except _driver_errors() as exc:
+            self.drop_if_broken()
+            raise StoreError(describe_db_error(self.target, exc)) from exc
         return cursor
 
     def close(self) -> None:
