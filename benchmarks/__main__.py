@@ -16,9 +16,13 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
   scale    claims at 100,000 queued; list, submit and claim at 1,000,000 finished jobs
   output   `jobrunner logs` of a 300 MB log (time, peak memory); the TUI following a fast
            writer and a storm of progress reports, where their modules exist
+  postgres on the local PostgreSQL server, beside procrastinate as shipped, with the same
+           figures on SQLite: enqueue, end to end, pickup latency, scaling over 1 and 3 daemons
 
 --quick uses tiny sizes (a smoke run that checks the harness works, not a measurement).
 huey runs only where huey is installed (pip install -e '.[bench]'); otherwise it is skipped with a note.
+postgres needs psycopg2 and the server ($JOBRUNNER_BENCH_PG, default postgresql://postgres@127.0.0.1:5432/test);
+without procrastinate it says "skipped: procrastinate not installed" and measures jobrunner alone.
 The end-to-end benchmarks start `jobrunner daemon --workers 2` on a temporary database.
 """
 
@@ -38,7 +42,8 @@ from typing import Any
 from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_long, output, scale, shell, tui
 from benchmarks.common import Figure, table
 
-NAMES = ("bulk", "enqueue", "threads", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale", "output")
+NAMES = ("bulk", "enqueue", "threads", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale",
+         "output", "postgres")  # fmt: skip
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -83,13 +88,20 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
             figures += scale.measure(runs=runs or 5)  # claim rates are noisy: a checkpoint, the VM
     if "output" in only:
         figures += output.measure(quick=quick, runs=runs)
+    if "postgres" in only:
+        from benchmarks import postgres
+
+        figures += postgres.measure(
+            jobs=50 if quick else 5_000, e2e_jobs=50 if quick else 5_000, latency_jobs=5 if quick else 200,
+            scale_jobs=24 if quick else 600, runs=runs or 3,
+        )  # fmt: skip
     return figures
 
 
 def versions() -> dict[str, Any]:
     found: dict[str, Any] = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version,
                              "machine": f"{platform.system()} {platform.machine()}"}  # fmt: skip
-    for package in ("jobrunner", "peewee", "typer", "rich", "huey"):
+    for package in ("jobrunner", "peewee", "typer", "rich", "huey", "procrastinate", "psycopg2-binary"):
         try:
             found[package] = metadata.version(package)
         except metadata.PackageNotFoundError:

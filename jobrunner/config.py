@@ -13,18 +13,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobrunner import trust
-from jobrunner.config_checks import check_notifiers, parse_retention
+from jobrunner.config_checks import check_notifiers, check_serve, parse_retention
 from jobrunner.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from jobrunner.domain.jobspec import JobSpec, SpecError
+    from jobrunner.domain.rates import Rate
     from jobrunner.domain.states import Status
 
 APP_NAME = "jobrunner"
-TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify")
-QUEUE_KEYS = ("concurrency", "scope", "description")
+TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify", "serve")
+QUEUE_KEYS = ("concurrency", "scope", "rate", "description")
 QUEUE_SCOPES = ("daemon", "global")
 SCHEDULE_KEYS = (
     "cron", "every", "at", "task", "command", "callable", "args", "kwargs", "timezone",
@@ -38,11 +39,13 @@ DAEMON_KEYS = ("python_path",)
 @dataclass(frozen=True)
 class QueueConfig:
     """Per-queue settings; `concurrency` caps how many of its jobs run at once (None: no cap),
-    in each daemon (`scope` "daemon") or across every daemon on the database ("global")."""
+    in each daemon (`scope` "daemon") or across every daemon on the database ("global");
+    `rate` how many may start per second, minute or hour, across every daemon (None: no cap)."""
 
     name: str
     concurrency: int | None = None
     scope: str = "daemon"
+    rate: Rate | None = None
 
 
 @dataclass
@@ -182,7 +185,15 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
             raise fail(f"queues.{name}.scope", f"{scope!r} must be \"daemon\" (each daemon) or \"global\" (all daemons)")
         if scope == "global" and concurrency is None:
             raise fail(f"queues.{name}.scope", "a global scope needs a concurrency to apply to")
-        config.queues[name] = QueueConfig(name=name, concurrency=concurrency, scope=scope)
+        rate = None
+        if "rate" in table:
+            from jobrunner.domain.rates import parse_rate
+
+            try:
+                rate = parse_rate(table["rate"])
+            except ValueError as exc:
+                raise fail(f"queues.{name}.rate", str(exc)) from None
+        config.queues[name] = QueueConfig(name=name, concurrency=concurrency, scope=scope, rate=rate)
 
     for name, table in _tables(data, "schedules", fail).items():
         for key in table:
@@ -197,7 +208,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         _check_schedule(table, f"schedules.{name}", fail)
         config.schedules[name] = dict(table)
 
-    for section in ("daemon", "retention", "notify"):
+    for section in ("daemon", "retention", "notify", "serve"):
         if section in data:
             if not isinstance(data[section], dict):
                 raise fail(section, "must be a table")
@@ -205,6 +216,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     config.python_path = _python_path(config.sections.get("daemon", {}), path, fail)
     config.retention = parse_retention(config.sections.get("retention"), where)
     config.notifiers = check_notifiers(config.sections.get("notify"), where)
+    check_serve(config.sections.get("serve"), where)  # `jobrunner serve`'s table, read by jobrunner.serve
     return config
 
 

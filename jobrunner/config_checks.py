@@ -213,3 +213,30 @@ def _notify_count(value: Any, key: str, fail: Callable[..., ConfigError]) -> int
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100:
         raise fail(key, f"{value!r} must be a whole number from 0 to 100")
     return value
+
+
+SERVE_KEYS = ("host", "port", "token_env", "read_only_token_env")
+SERVE_DEFAULTS = {"host": "127.0.0.1", "port": 8765, "token_env": None, "read_only_token_env": None}
+
+
+def check_serve(table: Any, where: str = "config") -> dict[str, Any]:
+    """Validate the `[serve]` table (`jobrunner serve`'s defaults) into its settings."""
+    from jobrunner.domain.jobspec import unknown_key_message
+
+    if table is None:
+        return dict(SERVE_DEFAULTS)
+    for key in table:
+        if key not in SERVE_KEYS:
+            raise ConfigError(f"{where}: serve: {unknown_key_message(key, SERVE_KEYS)}")
+    settings = {**SERVE_DEFAULTS, **table}
+    host, port = settings["host"], settings["port"]
+    if not isinstance(host, str) or not host.strip() or any(ord(c) < 33 for c in host):
+        raise ConfigError(f"{where}: serve.host: {host!r} is not a host name or address")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port < 65536:
+        raise ConfigError(f"{where}: serve.port: {port!r} is not a port number (0 to 65535)")
+    for key in ("token_env", "read_only_token_env"):
+        name = settings[key]
+        if name is not None and (not isinstance(name, str) or not name.strip() or "=" in name or "\0" in name):
+            raise ConfigError(f"{where}: serve.{key}: must name an environment variable, like \"JOBRUNNER_API_TOKEN\""
+                              " (the token itself never sits in the config file)")  # fmt: skip
+    return settings

@@ -19,6 +19,16 @@ class NotFoundError(UsageError):
     """An id or name the user gave does not exist."""
 
 
+class KeyHeldError(UsageError):
+    """A submit refused because an unfinished job holds its unique key (`on_conflict` reject,
+    or replace of a job that runs already); `job_id` names that job."""
+
+    def __init__(self, message: str, job_id: int, status: str) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.status = status
+
+
 class ConfigError(UsageError):
     """The config file is unreadable or holds a bad value; the message names file and key."""
 

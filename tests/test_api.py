@@ -7,6 +7,7 @@ import pytest
 import jobrunner
 from jobrunner import submit, task
 from jobrunner.errors import UsageError
+from tests.conftest import database_exists, sql
 
 
 @task(retries=3, timeout="5m", queue="emails", priority="high")
@@ -45,26 +46,23 @@ def test_submit_rejects_unimportable_and_unserialisable(cli, db_path):
         submit("a:b", args=[object()])
     with pytest.raises(UsageError, match="priority"):
         submit(["true"], priority="urgent")
-    assert not db_path.exists()  # refused before the database is opened
+    assert not database_exists(db_path)  # refused before the database is opened
 
 
 def test_version_is_exported():
     assert jobrunner.__version__
 
 
-def test_submit_follows_the_environment_between_calls(home, tmp_path, monkeypatch):
+def test_submit_follows_the_environment_between_calls(home, another_db, monkeypatch):
     """The API caches which database to use; a changed $JOBRUNNER_DB or $HOME is seen at once."""
-    import sqlite3
-
-    first, second = tmp_path / "first.db", tmp_path / "second.db"
-    monkeypatch.setenv("JOBRUNNER_DB", str(first))
+    first, second = another_db("first"), another_db("second")
+    monkeypatch.setenv("JOBRUNNER_DB", first)
     submit(["true"])
-    monkeypatch.setenv("JOBRUNNER_DB", str(second))
+    monkeypatch.setenv("JOBRUNNER_DB", second)
     submit(["true"])
     submit(["true"])
     monkeypatch.delenv("JOBRUNNER_DB")
-    submit(["true"])
+    submit(["true"])  # the default: a SQLite file in the state dir, whatever the backend
     default = home / ".local" / "state" / "jobrunner" / "jobs.db"
-    for path, count in ((first, 1), (second, 2), (default, 1)):
-        with sqlite3.connect(path) as conn:
-            assert conn.execute("SELECT COUNT(*) FROM job").fetchone()[0] == count, path
+    for target, count in ((first, 1), (second, 2), (default, 1)):
+        assert sql(target, "SELECT COUNT(*) FROM job") == [(count,)], target

@@ -54,6 +54,39 @@ def test_scale_builds_a_database_with_the_real_indexes(tmp_path):
 
 
 def test_every_benchmark_is_registered():
-    assert {"huey", "shell", "idle", "memory", "scale"} <= set(NAMES)
+    assert {"huey", "shell", "idle", "memory", "scale", "postgres"} <= set(NAMES)
     with pytest.raises(SystemExit):
         main(["--only", "nonsense"])
+
+
+def test_postgres_without_procrastinate_says_so_and_keeps_jobrunners_figures(monkeypatch, capsys):
+    """procrastinate is a bench extra, not a test dependency: without it the PostgreSQL benchmark
+    says it skipped it and still reports jobrunner's own figures (measurements stubbed here: the
+    real ones start daemons for a minute even at --quick sizes)."""
+    from contextlib import contextmanager
+
+    from benchmarks import postgres
+
+    @contextmanager
+    def place(self, tag, backend):
+        yield ("postgresql://nowhere/x" if backend == "pg" else "x.db"), None
+
+    monkeypatch.setattr(postgres, "server_problem", lambda: None)
+    monkeypatch.setattr(postgres, "procrastinate_installed", lambda: False)
+    monkeypatch.setattr(postgres.Runs, "place", place)
+    monkeypatch.setattr(postgres, "jobrunner_enqueue", lambda jobs, target, work: 1000.0)
+    monkeypatch.setattr(postgres, "jobrunner_e2e", lambda jobs, target, work: 500.0)
+    monkeypatch.setattr(
+        postgres, "jobrunner_pickup", lambda count, target, work, seed, notify_only=False: [0.002] * 5
+    )
+    monkeypatch.setattr(
+        postgres, "jobrunner_scaling", lambda jobs, daemons, workers, target, work: 70.0 * daemons
+    )
+    figures = postgres.measure(jobs=5, e2e_jobs=5, latency_jobs=5, scale_jobs=5, runs=3)
+    assert "skipped: procrastinate not installed" in capsys.readouterr().err
+    names = [f.name for f in figures]
+    assert not [name for name in names if "procrastinate" in name]
+    assert any("PostgreSQL" in name for name in names) and any("SQLite" in name for name in names)
+    verdicts = {f.name.strip(): f.verdict for f in figures if f.bar is not None}
+    assert verdicts == {"pickup (5 jobs, idle gaps): jobrunner PostgreSQL median": "ok",
+                        "jobrunner PostgreSQL p99": "ok", "ratio 3 daemons / 1, PostgreSQL": "ok"}  # fmt: skip

@@ -18,9 +18,9 @@ The faults, each chosen and paced by random.Random(seed): SIGKILL a worker (busy
 preferred; see chaoshelpers.worker_pids for how workers are told from the daemon's other
 processes and from job processes); SIGSTOP daemon A past its lease while a second daemon B
 runs (mostly B starts once A's leases have lapsed, so it takes A's jobs over), then SIGCONT;
-hold SQLite's write lock for 0.5-2 s (BEGIN IMMEDIATE); cancel a running, queued or retrying
-job, sometimes while its daemon is dead or stopped; retry a dead or cancelled job; kill -9
-daemon A and start it again. Jobs are submitted in three waves so there is work throughout.
+hold SQLite's write lock for 0.5-2 s (BEGIN IMMEDIATE; on PostgreSQL, the job table locked
+against writes); cancel a running, queued or retrying job, sometimes while its daemon is dead
+or stopped; retry a dead or cancelled job; kill -9 daemon A and start it again. Jobs are submitted in three waves so there is work throughout.
 
 How the evidence is gathered: every job process writes `start`/`end` (and a grandchild
 `child`) lines to a ledger (see chaoshelpers.job_script). A SIGKILLed process writes no end
@@ -73,7 +73,7 @@ from tests.chaoshelpers import (
     kill_leftovers,
     worker_pids,
 )
-from tests.conftest import wait_until
+from tests.conftest import is_url, wait_until
 
 SEED = int(os.environ.get("JOBRUNNER_CHAOS_SEED") or 12012)
 JOBS = int(os.environ.get("JOBRUNNER_CHAOS_JOBS") or 250)
@@ -256,6 +256,9 @@ class Chaos:
 
     def hold_lock(self) -> None:
         hold = self.rng.uniform(0.5, 2.0)
+        if is_url(self.db_path):
+            self.hold_table_lock(hold)
+            return
         with contextlib.closing(sqlite3.connect(self.db_path, timeout=20, isolation_level=None)) as conn:
             asked = time.time()
             try:
@@ -270,6 +273,26 @@ class Chaos:
         self.note(
             f"held the SQLite write lock {got:.3f}-{time.time():.3f} ({hold:.2f}s, waited {got - asked:.2f}s for it)"
         )
+
+    def hold_table_lock(self, hold: float) -> None:
+        """PostgreSQL's nearest thing to SQLite's write lock: the job table locked against every
+        write (readers go on), as a long migration or a bulk import by hand would."""
+        import psycopg2
+
+        with contextlib.closing(psycopg2.connect(str(self.db_path), connect_timeout=5)) as conn:
+            cursor = conn.cursor()
+            asked = time.time()
+            try:
+                cursor.execute("SET lock_timeout = '20s'")
+                cursor.execute("LOCK TABLE job IN SHARE ROW EXCLUSIVE MODE")
+            except psycopg2.Error as exc:  # a daemon held it 20 s: the final checks will tell
+                self.note(f"could not lock the job table in {time.time() - asked:.1f}s: {exc}".strip())
+                return
+            got = time.time()
+            time.sleep(hold)
+            conn.rollback()
+        self.counts["hold_lock"] += 1
+        self.note(f"held the job table locked {got:.3f}-{time.time():.3f} ({hold:.2f}s, waited {got - asked:.2f}s for it)")
 
     def start(self, process: Any, args: tuple[str, ...], label: str) -> None:
         """Start a daemon and wait for its own "started:" line (a restarted one appends to its log)."""

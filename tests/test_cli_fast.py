@@ -1,31 +1,31 @@
 """The console script's fast path (jobrunner.cli.fast) against the Typer app, as real processes.
 
-Both paths run the same arguments in the same directory, each on a database of its own;
-stdout, stderr, exit codes and the stored rows must be the same.
+Both paths run the same arguments in the same directory, each on a database of its own (two
+SQLite files, or two PostgreSQL databases); stdout, stderr, exit codes and the stored rows must
+be the same.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import sqlite3
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from jobrunner.cli import fast
-from tests.conftest import run_on_pty
+from tests.conftest import database_exists, run_on_pty, sql
 
 TYPER = "from jobrunner.cli.app import main; main()"  # the Typer app alone, as before the fast path
 TIME_COLUMNS = ("run_at", "updated_at", "started_at", "finished_at", "lease_until")
 
 
-def run(path: str, args: list[str], db: Path, env: dict[str, str] | None = None,
+def run(path: str, args: list[str], db: Path | str, env: dict[str, str] | None = None,
         input: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
     argv = [sys.executable, "-m", "jobrunner"] if path == "fast" else [sys.executable, "-c", TYPER]
     return subprocess.run(
@@ -35,18 +35,27 @@ def run(path: str, args: list[str], db: Path, env: dict[str, str] | None = None,
     )  # fmt: skip
 
 
-def rows(db: Path) -> dict[str, list[dict]]:
+def _dicts(db: str, table: str, order: str) -> list[dict]:
+    columns = _columns(db, table)
+    return [dict(zip(columns, row, strict=True)) for row in sql(db, f"SELECT * FROM {table} ORDER BY {order}")]
+
+
+def _columns(db: str, table: str) -> list[str]:
+    if "://" in db:
+        found = sql(db, "SELECT column_name FROM information_schema.columns WHERE table_name=? "
+                        "ORDER BY ordinal_position", (table,))  # fmt: skip
+    else:
+        found = [(row[1],) for row in sql(db, f"PRAGMA table_info({table})")]
+    return [name for (name,) in found]
+
+
+def rows(db: Path | str) -> dict[str, list[dict]]:
     """Jobs and events, times made relative to each job's creation (runs differ by milliseconds)."""
-    if not db.exists():
+    if not database_exists(db):
         return {}
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    try:
-        jobs = [dict(r) for r in conn.execute("SELECT * FROM job ORDER BY id")]
-        events = [dict(r) for r in conn.execute("SELECT * FROM event ORDER BY id")]
-        links = [dict(r) for r in conn.execute("SELECT * FROM job_dependency ORDER BY job_id, depends_on")]
-    finally:
-        conn.close()
+    jobs = _dicts(str(db), "job", "id")
+    events = _dicts(str(db), "event", "id")
+    links = _dicts(str(db), "job_dependency", "job_id, depends_on")
     created = {job["id"]: job["created_at"] for job in jobs}
     for job in jobs:
         for column in TIME_COLUMNS:
@@ -67,15 +76,15 @@ class Near(float):
     __hash__ = float.__hash__
 
 
-def assert_same(args: list[str], work: Path, env: dict[str, str] | None = None,
+def assert_same(args: list[str], dbs: dict[str, str], env: dict[str, str] | None = None,
                 input: str | None = None) -> subprocess.CompletedProcess:  # fmt: skip
-    """Run args through both paths (typer on typer.db, fast on fast.db) and compare everything."""
+    """Run args through both paths (each on its own database of `dbs`) and compare everything."""
     with ThreadPoolExecutor(2) as pool:  # each on its own database: run side by side
-        typer_run = pool.submit(run, "typer", args, work / "typer.db", env, input)
-        quick = run("fast", args, work / "fast.db", env, input)
+        typer_run = pool.submit(run, "typer", args, dbs["typer"], env, input)
+        quick = run("fast", args, dbs["fast"], env, input)
         typer = typer_run.result()
     assert (quick.returncode, quick.stdout, quick.stderr) == (typer.returncode, typer.stdout, typer.stderr)
-    assert rows(work / "fast.db") == rows(work / "typer.db")
+    assert rows(dbs["fast"]) == rows(dbs["typer"])
     return quick
 
 
@@ -175,65 +184,69 @@ def work(home: Path) -> Path:
     return work
 
 
-def check_submits(cases: list[list[str]], work: Path) -> None:
+@pytest.fixture
+def dbs(work: Path, another_db: Any) -> dict[str, str]:
+    """A database for each path, not made yet: typer.db and fast.db, or two PostgreSQL databases."""
+    return {"typer": another_db("typer"), "fast": another_db("fast")}
+
+
+def check_submits(cases: list[list[str]], dbs: dict[str, str]) -> None:
     for args in cases:
         assert handled(args), args
-        result = assert_same(args, work, input='{"command": ["true"], "name": "from-stdin"}\n')
+        result = assert_same(args, dbs, input='{"command": ["true"], "name": "from-stdin"}\n')
         if result.returncode == 2:  # a mistake: one line, nothing more
             assert result.stdout == "" and result.stderr.count("\n") == 1, (args, result.stderr)
 
 
-def test_submit_agrees_with_typer(work: Path):
+def test_submit_agrees_with_typer(dbs: dict[str, str]):
     """The forms the fast path takes store and print exactly what the Typer app does."""
-    check_submits(SUBMITS, work)
-    stored = rows(work / "fast.db")
+    check_submits(SUBMITS, dbs)
+    stored = rows(dbs["fast"])
     assert len(stored["job"]) == 6 and len(stored["job_dependency"]) == 2
 
 
 @pytest.mark.slow
-def test_every_submit_form_agrees_with_typer(work: Path):
-    check_submits(SUBMITS[:2] + MORE_SUBMITS, work)
-    assert len(rows(work / "fast.db")["job"]) == 2 + 13
+def test_every_submit_form_agrees_with_typer(dbs: dict[str, str]):
+    check_submits(SUBMITS[:2] + MORE_SUBMITS, dbs)
+    assert len(rows(dbs["fast"])["job"]) == 2 + 13
 
 
-def test_fallbacks_are_left_to_typer(work: Path):
+def test_fallbacks_are_left_to_typer(dbs: dict[str, str]):
     """What the fast path does not take, Typer answers: the same whichever entry point ran."""
     for args in FALLBACKS:
         assert not handled(args), args
     for args in (["submit", "--retries", "x", "--", "true"], ["list", "extra"], ["submit"]):
-        assert_same(args, work)
+        assert_same(args, dbs)
 
 
-def test_shell_completion_goes_to_typer(work: Path):
+def test_shell_completion_goes_to_typer(dbs: dict[str, str]):
     env = {"_JOBRUNNER_COMPLETE": "complete_bash", "COMP_WORDS": "jobrunner sub", "COMP_CWORD": "1"}
-    result = assert_same(["submit", "--", "true"], work, env)
-    assert "submit" in result.stdout and not (work / "fast.db").exists()
+    result = assert_same(["submit", "--", "true"], dbs, env)
+    assert "submit" in result.stdout and not database_exists(dbs["fast"])
 
 
-def fill(db: Path) -> None:
+def fill(db: str, name: str, long_ago: float) -> None:
     """Jobs whose every shown time is days old, so the two runs print the same ages."""
     jobs = [
         {"command": ["echo", str(i)], "name": f"job{i}", "queue": "q" if i % 3 else "default",
          "tags": ["a"] if i % 2 else [], "priority": i % 10}
         for i in range(60)
     ] + [{"callable": "json:dumps", "kwargs": {"x": 1}, "name": "a-rather-long-job-name-that-goes-on"}]  # fmt: skip
-    source = db.parent / f"{db.stem}.jsonl"
+    source = Path.cwd() / f"{name}.jsonl"
     source.write_text("".join(json.dumps(job) + "\n" for job in jobs))
     assert run("typer", ["submit", "--from-file", str(source)], db).returncode == 0
+    sql(db, "UPDATE job SET created_at=?, run_at=?, updated_at=?", (long_ago,) * 3)
+    sql(db, "UPDATE job SET status='succeeded', started_at=?, finished_at=? WHERE id % 5 = 0",
+        (long_ago, long_ago + 75))  # fmt: skip
+    sql(db, "UPDATE job SET status='running', progress=0.4, progress_message='step 2/5', "
+            "started_at=? WHERE id % 7 = 0", (long_ago,))  # fmt: skip
+
+
+def fill_both(dbs: dict[str, str]) -> None:
+    """The same jobs, with the same times, in both databases."""
     long_ago = time.time() - 5 * 86400 - 1800
-    conn = sqlite3.connect(db)
-    with conn:
-        conn.execute("UPDATE job SET created_at=?, run_at=?, updated_at=?", (long_ago,) * 3)
-        conn.execute("UPDATE job SET status='succeeded', started_at=?, finished_at=? WHERE id % 5 = 0",
-                     (long_ago, long_ago + 75))  # fmt: skip
-        conn.execute("UPDATE job SET status='running', progress=0.4, progress_message='step 2/5', "
-                     "started_at=? WHERE id % 7 = 0", (long_ago,))  # fmt: skip
-    conn.close()
-
-
-def fill_both(work: Path) -> None:
-    fill(work / "typer.db")
-    shutil.copyfile(work / "typer.db", work / "fast.db")  # closed cleanly: no -wal file to copy
+    for name, db in dbs.items():
+        fill(db, name, long_ago)
 
 
 LISTS = [
@@ -246,15 +259,15 @@ LISTS = [
 
 
 @pytest.mark.parametrize("columns", ["200", pytest.param("60", marks=pytest.mark.slow)])
-def test_list_agrees_with_typer(work: Path, columns: str):
-    fill_both(work)
+def test_list_agrees_with_typer(work: Path, dbs: dict[str, str], columns: str):
+    fill_both(dbs)
     for args in LISTS:
         assert handled(args), args
-        assert_same(args, work, {"COLUMNS": columns})
+        assert_same(args, dbs, {"COLUMNS": columns})
     assert not (work / "other.db").exists() or rows(work / "other.db")["job"] == []
 
 
-def run_on_terminal(path: str, args: list[str], db: Path) -> bytes:
+def run_on_terminal(path: str, args: list[str], db: Path | str) -> bytes:
     """What the user sees on a terminal (colours and all): stdout and stderr through one pty."""
     argv = [sys.executable, "-m", "jobrunner"] if path == "fast" else [sys.executable, "-c", TYPER]
     env = {**os.environ, "JOBRUNNER_DB": str(db), "COLUMNS": "100", "TERM": "xterm-256color"}
@@ -264,10 +277,10 @@ def run_on_terminal(path: str, args: list[str], db: Path) -> bytes:
     return out
 
 
-def test_terminal_output_agrees_with_typer(work: Path):
-    fill_both(work)
+def test_terminal_output_agrees_with_typer(dbs: dict[str, str]):
+    fill_both(dbs)
     for args in (["list", "-n", "12"], ["list", "--status", "bogus"], ["submit", "--in", "5x", "--", "x"]):
-        seen = {name: run_on_terminal(name, args, work / f"{name}.db") for name in ("typer", "fast")}
+        seen = {name: run_on_terminal(name, args, db) for name, db in dbs.items()}
         assert seen["fast"] == seen["typer"], args
 
 
@@ -289,6 +302,7 @@ def loaded_modules(args: list[str], db: Path) -> set[str]:
 HEAVY = ("typer", "click", "textual", "apscheduler", "psycopg2", "rich")
 
 
+@pytest.mark.sqlite_only(reason="a SQLite file needs no driver; a postgresql:// URL must import psycopg2")
 def test_submit_and_list_leave_heavy_modules_alone(work: Path):
     db = work / "jobs.db"
     modules = loaded_modules(["submit", "--name", "x", "--tag", "t", "--in", "1h", "--", "true"], db)

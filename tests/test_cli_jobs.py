@@ -7,6 +7,7 @@ import time
 import pytest
 
 from jobrunner.domain.states import Status
+from tests.conftest import sql
 
 CONTRACT_KEYS = {
     "id", "name", "kind", "command", "callable", "args", "kwargs", "queue", "priority", "status",
@@ -18,7 +19,7 @@ CONTRACT_KEYS = {
 def set_status(store, job_id: int, status: Status, finished_ago: float | None = None) -> None:
     """Stand in for the daemon: move a job to a state the CLI acts on."""
     finished = time.time() - finished_ago if finished_ago is not None else None
-    store.execute("UPDATE job SET status=?, finished_at=? WHERE id=?", (status.value, finished, job_id))
+    sql(store, "UPDATE job SET status=?, finished_at=? WHERE id=?", (status.value, finished, job_id))
 
 
 def test_list_json_has_the_contract(cli):
@@ -127,7 +128,7 @@ def test_cancel_running_requests_the_daemon_to_stop_it(cli, store):
 
 def test_retry_dead_and_cancelled(cli, store):
     dead = cli.submit("--retries", "2", "--", "false")
-    store.execute(
+    sql(store,
         "UPDATE job SET status='dead', attempts=3, error='boom', finished_at=? WHERE id=?",
         (time.time(), dead),
     )
@@ -158,11 +159,11 @@ def test_purge_older_than(cli, store):
     set_status(store, old_ok, Status.SUCCEEDED, 8 * 86400)
     set_status(store, old_dead, Status.DEAD, 8 * 86400)
     set_status(store, new_ok, Status.SUCCEEDED, 3600)
-    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == "would purge 2 jobs"
+    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == f"would purge 2 jobs: {old_ok}, {old_dead}"
     assert cli.ok("purge", "--older-than", "7d", "--status", "succeeded").strip() == "purged 1 jobs"
     remaining = {j["id"] for j in cli.json("list")}
     assert remaining == {old_dead, new_ok, still_queued}
-    assert store.execute("SELECT COUNT(*) FROM event WHERE job_id=?", (old_ok,)).fetchone()[0] == 0
+    assert sql(store, "SELECT COUNT(*) FROM event WHERE job_id=?", (old_ok,))[0][0] == 0
     assert cli.json("purge", "--older-than", "1d")["ids"] == [old_dead]
 
 

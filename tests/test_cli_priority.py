@@ -8,6 +8,7 @@ import pytest
 
 from jobrunner.errors import NotFoundError, UsageError
 from jobrunner.store import repo
+from tests.conftest import sql
 
 
 def priority_events(cli, job_id: int) -> list[str]:
@@ -59,8 +60,8 @@ def test_running_or_finished_jobs_are_refused_all_or_nothing(cli, store):
     waiting = cli.submit("--", "true")
     running = cli.submit("--", "true")
     done = cli.submit("--", "true")
-    store.execute("UPDATE job SET status='running', attempts=1 WHERE id=?", (running,))
-    store.execute("UPDATE job SET status='succeeded', attempts=1 WHERE id=?", (done,))
+    sql(store, "UPDATE job SET status='running', attempts=1 WHERE id=?", (running,))
+    sql(store, "UPDATE job SET status='succeeded', attempts=1 WHERE id=?", (done,))
     result = cli("priority", str(waiting), str(running), str(done), "high")
     assert result.exit_code == 2
     assert f"job {running} is running; job {done} is succeeded" in result.stderr

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import database_exists, sql
+
 
 def test_shell_submit_prints_only_the_id(cli, home):
     result = cli("submit", "--", "tar", "czf", "/tmp/a.tgz", "docs")
@@ -148,7 +150,7 @@ def test_bad_input_is_one_line_exit_2_nothing_written(cli, db_path, args, messag
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert result.stdout == ""
-    assert not db_path.exists()  # nothing written: not even an empty database
+    assert not database_exists(db_path)  # nothing written: not even an empty database (no schema)
 
 
 def test_unknown_task_hint_mentions_dashdash(cli):
@@ -204,7 +206,7 @@ def test_bulk_bad_line_names_file_and_line_and_writes_nothing(cli, db_path, home
     result = cli("submit", "--from-file", "jobs.jsonl")
     assert result.exit_code == 2
     assert message in result.stderr, result.stderr
-    assert not db_path.exists()  # nothing written: not even an empty database
+    assert not database_exists(db_path)  # nothing written: not even an empty database (no schema)
 
 
 def test_bulk_missing_file(cli):
@@ -217,5 +219,5 @@ def test_bulk_ten_thousand_in_one_transaction(cli, home, store):
     Path("big.jsonl").write_text("".join(json.dumps({"command": ["true"]}) + "\n" for _ in range(10_000)))
     assert len(cli.ok("submit", "-f", "big.jsonl").split()) == 10_000
     assert cli.count("queued") == 10_000
-    events = store.execute("SELECT COUNT(*) FROM event").fetchone()[0]
+    events = sql(store, "SELECT COUNT(*) FROM event")[0][0]
     assert events == 10_000

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_jobrunner, wait_until
+from tests.conftest import run_jobrunner, sql, wait_until
 
 TASK = '[tasks.t]\ncommand = ["true"]\n'
 BROKEN = [  # what `submit` used to accept and the daemon refused
@@ -30,10 +30,7 @@ def one_line(stderr: str, prefix: str) -> str:
 
 
 def job_count(db_path: Path) -> int:
-    import sqlite3
-
-    with sqlite3.connect(db_path) as conn:
-        return conn.execute("SELECT COUNT(*) FROM job").fetchone()[0]
+    return sql(db_path, "SELECT COUNT(*) FROM job")[0][0]
 
 
 # ---------------------------------------------------------------- one check for every command
@@ -155,7 +152,7 @@ def test_pausing_a_queue_nothing_uses_is_refused_unless_created(cli, store):
     assert "no queue named 'nosuchqueue'" in line and "known queues: default, q, reports, sq, tq" in line
     assert "--create" in line
     assert queries.paused_queues(store) == []
-    assert store.execute("SELECT COUNT(*) FROM queue_state").fetchone()[0] == 0  # no phantom row
+    assert sql(store, "SELECT COUNT(*) FROM queue_state")[0][0] == 0  # no phantom row
     resumed = cli("resume", "nosuchqueue")
     assert resumed.exit_code == 2 and "no queue named 'nosuchqueue'" in one_line(resumed.stderr, "jobrunner: error: ")
     for queue in ("default", "q", "reports", "sq", "tq"):

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from jobrunner.triggers import due_times, make_trigger, next_fire
+from tests.conftest import sql
 
 
 def local(text: str, tz: str) -> float:
@@ -285,7 +286,7 @@ def test_the_daemons_scheduler_enqueues_each_named_time_once_through_the_night(c
            "--max-running", "10", "--", "true")  # fmt: skip
     evening = local("2024-11-02T23:00", tz)
     with store.write():
-        store.execute(
+        sql(store,
             "UPDATE schedule SET next_fire_at=? WHERE name='night'", (local("2024-11-03T01:00", tz),)
         )
     scheduler = Scheduler(store, Config())

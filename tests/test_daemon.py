@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_jobrunner, wait_until
+from tests.conftest import logs_of, run_jobrunner, sql, wait_until
 
 
 def status_of(cli, job_id: int) -> str:
@@ -227,9 +226,8 @@ def test_two_daemons_never_run_one_attempt_twice(cli, daemon, tmp_path, db_path)
     wait_until(lambda: cli.count("succeeded") == 300, timeout=60)
     labels = out.read_text().split()
     assert sorted(labels, key=int) == [str(n) for n in range(300)]  # each ran exactly once
-    with sqlite3.connect(db_path) as conn:
-        owners = {row[0] for row in conn.execute("SELECT message FROM event WHERE to_status='running'")}
-        assert conn.execute("SELECT MAX(attempts) FROM job").fetchone()[0] == 1
+    owners = {row[0] for row in sql(db_path, "SELECT message FROM event WHERE to_status='running'")}
+    assert sql(db_path, "SELECT MAX(attempts) FROM job") == [(1,)]
     assert len({m.rsplit(" ", 1)[1] for m in owners}) == 2  # both daemons did work
 
 
@@ -325,17 +323,17 @@ def test_a_burst_of_tiny_jobs_is_recorded_in_full(cli, daemon, tmp_path, db_path
     source.write_text("\n".join(lines) + "\n")
     cli.ok("submit", "--from-file", str(source))
     daemon.start("--workers", "2")
-    conn = sqlite3.connect(db_path)
-    wait_until(lambda: conn.execute("SELECT COUNT(*) FROM job WHERE status='succeeded'").fetchone()[0] == 400,
-               timeout=60)  # fmt: skip
-    rows = conn.execute("SELECT id, attempts, result, kwargs FROM job ORDER BY id").fetchall()
+    wait_until(lambda: sql(db_path, "SELECT COUNT(*) FROM job WHERE status='succeeded'") == [(400,)], timeout=60)
+    rows = sql(db_path, "SELECT id, attempts, result, kwargs FROM job ORDER BY id")
     assert all(attempts == 1 for _, attempts, _, _ in rows)
     assert all(json.loads(result) == json.loads(kwargs).get("a", -1) + 1 or "count" in kwargs
                for _, _, result, kwargs in rows)  # fmt: skip
-    events = conn.execute("SELECT job_id, group_concat(to_status) FROM event GROUP BY job_id").fetchall()
-    assert {changes for _, changes in events} == {"queued,running,succeeded"} and len(events) == 400
+    events: dict[int, list[str]] = {}
+    for job_id, status in sql(db_path, "SELECT job_id, to_status FROM event ORDER BY id"):
+        events.setdefault(job_id, []).append(status)
+    assert {",".join(changes) for changes in events.values()} == {"queued,running,succeeded"} and len(events) == 400
     # every job that printed has its own log with exactly its lines; a silent one may have none
-    logs = Path(db_path).with_suffix(".logs")
+    logs = logs_of(db_path)
     for job_id, _, _, kwargs in rows:
         log = logs / f"{job_id}.log"
         if "count" in kwargs:
@@ -356,7 +354,7 @@ def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):
     cli.submit("--", "sh", "-c", f"echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 60")
     daemon.start("--workers", "2")  # the idle one keeps a spare log file
     wait_until(pid_file.exists, timeout=10)
-    logs = Path(daemon.db_path).with_suffix(".logs")
+    logs = logs_of(daemon.db_path)
     wait_until(lambda: list(logs.glob(".spare-*.log")), timeout=10)
     pid = int(pid_file.read_text())
     daemon.kill(signal.SIGKILL)
@@ -379,7 +377,7 @@ def test_a_shell_job_dies_with_a_killed_daemon(cli, daemon, tmp_path):
 def test_idle_workers_keep_a_spare_log_and_clear_it_on_the_way_out(cli, daemon, db_path):
     """The spare log file an idle worker keeps becomes the next job's log, and goes when the daemon stops."""
     daemon.start("--workers", "1")
-    logs = Path(db_path).with_suffix(".logs")
+    logs = logs_of(db_path)
     wait_until(lambda: list(logs.glob(".spare-*.log")), timeout=10)
     first = cli.submit("--call", "tests.jobfuncs:print_lines", "--arg", "count=2")
     wait_until(lambda: finished(cli, first), timeout=20)

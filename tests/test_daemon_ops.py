@@ -6,6 +6,8 @@ import signal
 import socket
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import wait_until
 from tests.test_notify import Hook
 
@@ -62,6 +64,7 @@ def test_bad_notify_table_stops_the_daemon_before_it_starts(cli, db_path, tmp_pa
     assert "password" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.sqlite_only(reason="who owns the SQLite file; a URL needs --allow-root (test_trust)")
 def test_root_refuses_another_users_database(cli, db_path):
     import os
 

@@ -17,9 +17,10 @@ from jobrunner.domain.jobspec import build_spec
 from jobrunner.domain.states import Status
 from jobrunner.store import open_store, repo
 from jobrunner.store.migrations import SCHEMA_VERSION, current_version
-from tests.conftest import run_jobrunner
+from tests.conftest import run_jobrunner, sql
 
 
+@pytest.mark.sqlite_only(reason="the default database is a SQLite file in the XDG state dir")
 def test_default_is_xdg_state_dir(cli, home, monkeypatch):
     monkeypatch.delenv("JOBRUNNER_DB")
     cli.submit("--", "true")
@@ -28,6 +29,7 @@ def test_default_is_xdg_state_dir(cli, home, monkeypatch):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
+@pytest.mark.sqlite_only(reason="the choice is seen by which SQLite file appears")
 def test_db_option_beats_env_beats_config(cli, home, tmp_path, monkeypatch):
     Path("jobs.toml").write_text('db = "from-config.db"\n')
     monkeypatch.delenv("JOBRUNNER_DB")
@@ -40,6 +42,7 @@ def test_db_option_beats_env_beats_config(cli, home, tmp_path, monkeypatch):
     assert (tmp_path / "from-option.db").is_file()
 
 
+@pytest.mark.sqlite_only(reason="WAL is SQLite's journal mode")
 def test_wal_mode(cli, db_path):
     cli.submit("--", "true")
     with sqlite3.connect(db_path) as conn:
@@ -47,6 +50,7 @@ def test_wal_mode(cli, db_path):
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == str(SCHEMA_VERSION)
 
 
+@pytest.mark.sqlite_only(reason="a file that is not a SQLite database")
 def test_not_a_database(cli, db_path):
     db_path.write_text("this is not sqlite" * 100)
     result = cli("list")
@@ -55,12 +59,14 @@ def test_not_a_database(cli, db_path):
     assert "Traceback" not in result.output
 
 
+@pytest.mark.sqlite_only(reason="the SQLite file's directory is missing")
 def test_missing_directory(cli, tmp_path):
     result = cli("--db", str(tmp_path / "nope" / "jobs.db"), "list")
     assert result.exit_code == 2
     assert "does not exist" in result.stderr
 
 
+@pytest.mark.sqlite_only(reason="the SQLite file's directory is missing")
 def test_daemon_refuses_a_missing_directory_before_making_anything(tmp_path):
     """The daemon's workers make a log directory beside the database: a typo in --db must not
     leave a new directory tree (and a running daemon on a new, empty database) behind."""
@@ -71,6 +77,7 @@ def test_daemon_refuses_a_missing_directory_before_making_anything(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.sqlite_only(reason="a SQLite file's permissions")
 def test_unreadable_database_is_one_line(cli, db_path):
     cli.submit("--", "true")
     if os.geteuid() == 0:
@@ -85,12 +92,12 @@ def test_unreadable_database_is_one_line(cli, db_path):
 
 def test_newer_schema_is_refused(cli, db_path):
     cli.submit("--", "true")
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    sql(db_path, "UPDATE meta SET value='99' WHERE key='schema_version'")
     result = cli("list")
     assert result.exit_code == 1 and "newer than this jobrunner" in result.stderr
 
 
+@pytest.mark.sqlite_only(reason="SQLite's one write lock (BEGIN IMMEDIATE); PostgreSQL locks rows")
 def test_locked_database_waits_for_the_lock(cli, db_path):
     """A writer holding the lock briefly delays a submit; it does not lose it."""
     cli.submit("--", "true")
@@ -123,9 +130,8 @@ def test_concurrent_submits_from_processes_lose_nothing(db_path):
     outputs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert outputs == ["50"] * 8
-    with sqlite3.connect(db_path) as conn:
-        assert conn.execute("SELECT COUNT(*), COUNT(DISTINCT command) FROM job").fetchone() == (400, 400)
-        assert conn.execute("SELECT COUNT(*) FROM event").fetchone()[0] == 400
+    assert sql(db_path, "SELECT COUNT(*), COUNT(DISTINCT command) FROM job") == [(400, 400)]
+    assert sql(db_path, "SELECT COUNT(*) FROM event") == [(400,)]
 
 
 def test_concurrent_cli_processes(db_path):
@@ -150,6 +156,7 @@ def _open_and_submit(path: str, barrier: Any, results: Any) -> None:
         results.put(f"{type(exc).__name__}: {exc}")
 
 
+@pytest.mark.sqlite_only(reason="switching a new SQLite file to WAL mode")
 def test_processes_opening_a_new_file_at_the_same_moment_all_get_in(tmp_path):
     """Switching a new file to WAL mode is refused at once, without the busy timeout, while
     another process holds it: the open waits that out instead of failing the submit."""
@@ -181,8 +188,7 @@ def test_subprocess_error_has_no_traceback(db_path):
 
 # ---------------------------------------------------------------- ids are never reused (issue 12)
 def _finish_all_long_ago(target: str) -> None:
-    with sqlite3.connect(target) as conn:
-        conn.execute("UPDATE job SET status='succeeded', finished_at=1.0")
+    sql(target, "UPDATE job SET status='succeeded', finished_at=1.0")
 
 
 def test_ids_are_never_reused_after_a_purge(cli, db_path):
@@ -198,6 +204,7 @@ def test_ids_are_never_reused_after_a_purge(cli, db_path):
     assert [len(cli.job(i)["events"]) for i in (4, 5, 6)] == [1, 1, 1]
 
 
+@pytest.mark.sqlite_only(reason="SQLite's AUTOINCREMENT; on PostgreSQL a sequence (test below)")
 def test_a_fresh_database_gets_never_reused_ids(store):
     """A new database keeps the floor a purge raises, and its job table no sqlite_sequence row:
     AUTOINCREMENT would rewrite that row on every submit."""
@@ -258,6 +265,7 @@ def _snapshot(path: Path) -> dict[str, Any]:
         }
 
 
+@pytest.mark.sqlite_only(reason="a SQLite file as jobrunner v7 left it")
 def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
     path = tmp_path / "v7.db"
     _v7_database(path, jobs=4)
@@ -269,7 +277,11 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
     store = open_store(str(path))
     try:
         assert current_version(store) == SCHEMA_VERSION
-        assert _snapshot(path) == before  # every row, id and index as it was
+        after = _snapshot(path)  # every row, id and index as it was; v9 adds unique_key (NULL) and two indexes
+        added = [index for index in after["indexes"] if index not in before["indexes"]]
+        assert [name for name, _ in added] == ["job_unique_key", "sqlite_autoindex_queue_rate_1"]
+        assert after == {**before, "jobs": [(*row, None) for row in before["jobs"]],
+                         "indexes": sorted(before["indexes"] + added)}  # fmt: skip
         assert store.execute("SELECT value FROM meta WHERE key='job_id_floor'").fetchone() == ("3",)
         assert store.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert store.execute("PRAGMA foreign_key_check").fetchall() == []
@@ -286,6 +298,7 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
         store.close()
 
 
+@pytest.mark.sqlite_only(reason="a SQLite file as jobrunner v7 left it")
 def test_migration_keeps_ids_it_can_still_see_were_used(tmp_path):
     """A purged job a schedule fired is still named in schedule_fire: its id is not handed out."""
     path = tmp_path / "v7.db"

@@ -9,12 +9,12 @@ from pathlib import Path
 from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.domain.states import Status
 from jobrunner.store import runs
-from tests.conftest import wait_until
+from tests.conftest import sql, wait_until
 
 
 def run_to_end(store, job_id: int, ok: bool, failure: Failure | None = None) -> list[runs.Recorded]:
     """Stand in for a daemon: claim this job and record how it ended."""
-    store.execute("UPDATE job SET priority=9 WHERE id=?", (job_id,))
+    sql(store, "UPDATE job SET priority=9 WHERE id=?", (job_id,))
     claims = runs.claim(store, "test-owner", time.time(), 1, 30, "/tmp")
     assert [c.id for c in claims] == [job_id]
     if not ok:

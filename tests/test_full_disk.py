@@ -15,6 +15,8 @@ import pytest
 
 from tests.conftest import DaemonProcess, run_jobrunner, wait_until
 
+pytestmark = pytest.mark.sqlite_only(reason="the SQLite file's disk fills up; the server's disk is the server's")
+
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:

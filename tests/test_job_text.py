@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from jobrunner.present import fit, one_line, visible
-from tests.conftest import run_on_pty, wait_until
+from tests.conftest import run_on_pty, sql, wait_until
 
 TITLE, CLEAR = "\x1b]0;T\x07", "\x1b[2J"
 EVIL = f"evil{TITLE}{CLEAR}name"
@@ -137,11 +137,11 @@ def test_tui_tables_and_detail_fields_show_job_text_escaped(cli, store):
     running = cli.submit("--name", EVIL, "--", "true")
     dead = cli.submit("--name", EVIL, "--", "false")
     with store.write():
-        store.execute(
+        sql(store,
             "UPDATE job SET status='running', attempts=1, started_at=?, progress=0.5, progress_message=? WHERE id=?",
             (time.time(), f"10%\r50% {EVIL}", running),
         )
-        store.execute(
+        sql(store,
             "UPDATE job SET status='dead', attempts=1, finished_at=?, error=? WHERE id=?",
             (time.time(), f"RuntimeError: {EVIL}", dead),
         )

@@ -3,6 +3,7 @@ a terminal, `--tail N` and `--follow` from the end without reading the whole fil
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import random
@@ -10,13 +11,15 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
 from jobrunner.cli.logstream import PARTIAL_MAX, Sink, copy, tail_start
 from jobrunner.config import log_dir_for
 from jobrunner.present import visible
-from tests.conftest import run_on_pty, wait_until
+from jobrunner.trust import ensure_log_dir
+from tests.conftest import run_on_pty, sql, wait_until
 
 BIG = 48 * 1024 * 1024  # a log many times what `logs` may hold
 JOBRUNNER = [sys.executable, "-m", "jobrunner"]
@@ -34,7 +37,7 @@ def plant_log(cli, store, db_path: Path, content: bytes | None = None, status: s
     """A job whose log file holds `content`, or `size` bytes of varied lines (every byte value)."""
     job_id = cli.submit("--", "true")
     log_dir = Path(log_dir_for(str(db_path)))
-    log_dir.mkdir(mode=0o700, exist_ok=True)
+    ensure_log_dir(log_dir)  # as the daemon makes it: 0700, and its parents (a URL's is in the state dir)
     path = log_dir / f"{job_id}.log"
     with open(path, "wb") as handle:
         if content is not None:
@@ -46,7 +49,7 @@ def plant_log(cli, store, db_path: Path, content: bytes | None = None, status: s
                 written += handle.write(block)
             handle.write(b"the last line, without a newline")
     with store.write():
-        store.execute("UPDATE job SET status=?, attempts=1, finished_at=?, log_path=? WHERE id=?",
+        sql(store, "UPDATE job SET status=?, attempts=1, finished_at=?, log_path=? WHERE id=?",
                       (status, 1.0 if status == "succeeded" else None, str(path), job_id))  # fmt: skip
     return job_id, path
 
@@ -212,7 +215,7 @@ def test_follow_starts_at_the_end_and_shows_what_is_appended(cli, store, db_path
         with open(path, "ab") as handle:
             handle.write(b"written just before the end\n")
         with store.write():
-            store.execute("UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
+            sql(store, "UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
         assert follow.wait(timeout=30) == 0
         reader.join(timeout=30)
     finally:
@@ -227,24 +230,39 @@ def test_follow_waits_for_a_log_that_does_not_exist_yet(cli, store, db_path):
     job_id = cli.submit("--", "true")
     path = Path(log_dir_for(str(db_path))) / f"{job_id}.log"
     with store.write():
-        store.execute(
+        sql(store,
             "UPDATE job SET status='running', attempts=1, log_path=? WHERE id=?", (str(path), job_id)
         )
     follow = subprocess.Popen([*JOBRUNNER, "logs", "-f", str(job_id)], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE)  # fmt: skip
     try:
         # once it has the database open, it is looking for the log file in its loop
-        wait_until(lambda: str(db_path) in open_files(follow.pid), timeout=30)
-        path.parent.mkdir(mode=0o700, exist_ok=True)
+        wait_until(lambda: has_database_open(follow.pid, db_path), timeout=30)
+        ensure_log_dir(path.parent)
         path.write_bytes(b"late output\n")
         with store.write():
-            store.execute("UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
+            sql(store, "UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
         out, err = follow.communicate(timeout=30)
     finally:
         follow.kill()
         follow.wait()
     assert follow.returncode == 0 and err == b""
     assert out == b"late output\n"
+
+
+def has_database_open(pid: int, target: Path | str) -> bool:
+    """The process has the SQLite file open, or a connection to the PostgreSQL server's port."""
+    if "://" not in str(target):
+        return str(target) in open_files(pid)
+    port = f":{urlparse(str(target)).port or 5432:04X}"
+    sockets = {name[len("socket:["):-1] for name in open_files(pid) if name.startswith("socket:[")}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[2].endswith(port) and fields[9] in sockets:  # remote address, inode
+                    return True
+    return False
 
 
 def open_files(pid: int) -> set[str]:
@@ -280,7 +298,7 @@ def test_follow_moves_to_a_file_renamed_over_the_log(cli, store, db_path, tmp_pa
         spare.write_bytes(b"new file\n")
         os.rename(spare, path)
         with store.write():
-            store.execute("UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
+            sql(store, "UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (2.0, job_id))
         assert follow.wait(timeout=30) == 0
         reader.join(timeout=30)
     finally:

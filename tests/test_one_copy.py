@@ -7,13 +7,12 @@ import contextlib
 import json
 import os
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_jobrunner, wait_until
+from tests.conftest import logs_of, run_jobrunner, sql, wait_until, write_lock_held
 
 FINAL = ("succeeded", "dead", "cancelled")
 
@@ -77,13 +76,11 @@ def test_job_sent_ahead_runs_once_while_the_write_lock_is_held(cli, daemon, db_p
     )
     a, x, b = (int(n) for n in cli.ok("submit", "--from-file", str(source)).split())
     wait_until(lambda: all(cli.job(i)["status"] != "queued" for i in (a, x, b)), timeout=10, interval=0.005)
-    with contextlib.closing(sqlite3.connect(db_path, timeout=30, isolation_level=None)) as conn:
-        conn.execute("BEGIN IMMEDIATE")  # as a large purge or bulk submit does
+    with write_lock_held(db_path):  # as a large purge or bulk submit does
         # held until B has started and the daemon has passed the point where it takes jobs sent
         # ahead back from a worker whose job runs long (0.5 s): 1.5 s, as in the reproduction
         held_until = time.monotonic() + 1.5
         wait_until(lambda: lines(ledger) and time.monotonic() >= held_until, timeout=10, interval=0.01)
-        conn.execute("ROLLBACK")
     wait_until(lambda: cli.job(b)["status"] in FINAL, timeout=30)
     starts = [line for line in lines(ledger) if line.startswith("start")]
     assert len(starts) == 1, (starts, cli.job(b)["events"])
@@ -188,8 +185,7 @@ def test_a_job_that_cannot_be_handed_over_fails_alone(cli, daemon, db_path):
     bad = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=1")
     good = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1", "--arg", "b=2")
     deep = '{"a": ' + "[" * 700 + "]" * 700 + ', "b": 1}'
-    with contextlib.closing(sqlite3.connect(db_path)) as conn, conn:
-        conn.execute("UPDATE job SET kwargs=? WHERE id=?", (deep, bad))
+    sql(db_path, "UPDATE job SET kwargs=? WHERE id=?", (deep, bad))
     daemon.start("--workers", "1")
     wait_until(lambda: cli.job(good)["status"] in FINAL and cli.job(bad)["status"] in FINAL, timeout=20)
     assert cli.job(good)["status"] == "succeeded"
@@ -292,4 +288,4 @@ def test_a_job_held_ahead_is_not_charged_when_its_daemon_dies(cli, daemon, db_pa
     assert any("died before starting it" in (e["message"] or "") for e in cli.job(b)["events"])
     assert cli.job(a)["status"] == "dead" and "lost" in cli.job(a)["error"]
     assert "never started" in successor.output()
-    assert not list((db_path.parent / "jobs.logs").glob(f".started-{daemon.proc.pid}-*"))  # recovered, forgotten
+    assert not list(logs_of(db_path).glob(f".started-{daemon.proc.pid}-*"))  # recovered, forgotten

@@ -53,3 +53,18 @@ def test_a_job_goes_from_submit_to_succeeded_on_postgresql(pg, tmp_path):
     assert len(runs.heartbeat(pg, "owner", now + 3, 30.0, busy=1)) == 1
     assert runs.cancel_requests(pg, "owner") == []
     assert queries.finished_since(pg, now) == 3
+
+
+@pytest.mark.parametrize(("durability", "setting"), [("normal", "off"), ("full", "on")])
+def test_durability_sets_synchronous_commit_on_postgresql(postgres_url, durability, setting):
+    """durability "normal" (the default) commits without waiting for the WAL flush, as
+    synchronous=NORMAL does on SQLite; "full" waits for it. A reopened connection keeps it."""
+    store = open_store(postgres_url, durability=durability)
+    try:
+        assert store.execute("SHOW synchronous_commit").fetchone()[0] == setting
+        store.close()  # the next statement connects again, with the same setting
+        assert store.execute("SHOW synchronous_commit").fetchone()[0] == setting
+    finally:
+        store.close()
+    with open_store(postgres_url, migrate=False) as default:
+        assert default.execute("SHOW synchronous_commit").fetchone()[0] == "off"

@@ -10,14 +10,12 @@ times: only the latest report counts, and the last one the job made is the one s
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_jobrunner, wait_until
+from tests.conftest import run_jobrunner, sql, wait_until
 
 LIMIT = 1000
 BIG = "x" * 5_000_000
@@ -183,10 +181,8 @@ def test_progress_for_an_unknown_or_finished_job_fails_in_one_line(cli, db_path)
     assert "no job with id 999" in line
     line = one_line_error(run_jobrunner("progress", "0.5", "note", env=in_job(queued)))
     assert line.endswith(f"job {queued} is not running (queued)")
-    with closing(sqlite3.connect(db_path)) as db, db:  # as a daemon would have claimed it, twice
-        db.execute(
-            "UPDATE job SET status='running', attempts=2, started_at=? WHERE id=?", (time.time(), queued)
-        )
+    # as a daemon would have claimed it, twice
+    sql(db_path, "UPDATE job SET status='running', attempts=2, started_at=? WHERE id=?", (time.time(), queued))
     line = one_line_error(run_jobrunner("progress", "40%", "note", env=in_job(queued, attempt=1)))
     assert line.endswith(f"job {queued} attempt 1 is not running (attempt 2 is)")
     assert cli.job(queued)["progress"] is None  # nothing stored by any of them

@@ -11,6 +11,7 @@ from jobrunner.domain.states import Status
 from jobrunner.errors import UsageError
 from jobrunner.store import queries, repo
 from jobrunner.store.queries import JobFilter
+from tests.conftest import sql
 
 
 @pytest.fixture
@@ -46,13 +47,14 @@ def test_unknown_sort_columns_never_reach_sql(filled):
 
 
 def test_finished_since_counts_final_statuses_only(filled):
-    filled.execute("UPDATE job SET status='succeeded', finished_at=1100 WHERE id IN (1, 2)")
-    filled.execute("UPDATE job SET status='dead', finished_at=1050 WHERE id=3")
-    filled.execute("UPDATE job SET status='cancelled', finished_at=900 WHERE id=4")
-    filled.execute("UPDATE job SET status='retrying', finished_at=1100 WHERE id=5")
+    sql(filled, "UPDATE job SET status='succeeded', finished_at=1100 WHERE id IN (1, 2)")
+    sql(filled, "UPDATE job SET status='dead', finished_at=1050 WHERE id=3")
+    sql(filled, "UPDATE job SET status='cancelled', finished_at=900 WHERE id=4")
+    sql(filled, "UPDATE job SET status='retrying', finished_at=1100 WHERE id=5")
     assert queries.finished_since(filled, 1000) == 3
 
 
+@pytest.mark.sqlite_only(reason="SQLite's EXPLAIN QUERY PLAN and INDEXED BY")
 @pytest.mark.parametrize(
     ("statuses", "index"),
     [([Status.QUEUED], "job_claim_queued"), ([Status.SUCCEEDED, Status.DEAD], "job_status_not_queued")],
@@ -61,11 +63,12 @@ def test_a_status_page_reads_an_index_alone(filled, statuses, index):
     """A status filter chooses its page from an index, never from whole rows: queued jobs are in
     the claim index, every other status in (status, queue)."""
     clause, params = JobFilter(statuses=statuses).where("?")
-    sql = f"SELECT id, COUNT(*) OVER () FROM job{clause}{queries.order_clause(None)} LIMIT 5"
-    details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {sql}", params).fetchall())
+    statement = f"SELECT id, COUNT(*) OVER () FROM job{clause}{queries.order_clause(None)} LIMIT 5"
+    details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {statement}", params).fetchall())
     assert f"COVERING INDEX {index}" in details, details
 
 
+@pytest.mark.sqlite_only(reason="SQLite's EXPLAIN QUERY PLAN and INDEXED BY")
 def test_the_daemons_lookups_of_running_jobs_use_an_index(filled):
     """Heartbeats, cancel checks and recovery look up running jobs; a scan would read every job."""
     import jobrunner.store.runs as runs_module
@@ -73,23 +76,24 @@ def test_the_daemons_lookups_of_running_jobs_use_an_index(filled):
     source = Path(runs_module.__file__).read_text()
     # heartbeat, cancels, 2 recoveries, a global queue's running count
     assert source.count("status='running' AND {NOT_QUEUED}") == 5
-    for sql in ("SELECT id FROM job WHERE status='running' AND status <> 'queued' AND lease_owner='x'",
-                "SELECT COUNT(*) FROM job WHERE status='running' AND status <> 'queued' AND queue='x'"):  # fmt: skip
-        details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {sql}").fetchall())
+    for statement in ("SELECT id FROM job WHERE status='running' AND status <> 'queued' AND lease_owner='x'",
+                      "SELECT COUNT(*) FROM job WHERE status='running' AND status <> 'queued' AND queue='x'"):  # fmt: skip
+        details = " | ".join(row[3] for row in filled.execute(f"EXPLAIN QUERY PLAN {statement}").fetchall())
         assert "job_status_not_queued" in details, details
 
 
 def test_stats_add_up_across_both_indexes(filled):
     """Queued jobs are counted from one index and the rest from the other: together, every job."""
-    filled.execute("UPDATE job SET status='succeeded', finished_at=1 WHERE id % 3 = 0")
-    filled.execute("UPDATE job SET status='dead', finished_at=1 WHERE id % 7 = 0")
+    sql(filled, "UPDATE job SET status='succeeded', finished_at=1 WHERE id % 3 = 0")
+    sql(filled, "UPDATE job SET status='dead', finished_at=1 WHERE id % 7 = 0")
     got = queries.stats(filled)
-    plain = filled.execute("SELECT queue, status, COUNT(*) FROM job GROUP BY 1, 2").fetchall()
+    plain = sql(filled, "SELECT queue, status, COUNT(*) FROM job GROUP BY 1, 2")
     assert got["total"] == sum(count for *_, count in plain)
     for queue, status, count in plain:
         assert got["queues"][queue]["by_status"][status] == count
 
 
+@pytest.mark.sqlite_only(reason="SQLite's EXPLAIN QUERY PLAN and INDEXED BY")
 def test_the_daemon_finds_work_without_sorting(filled):
     """Claims walk the partial index of queued jobs in priority order; due jobs theirs by time."""
     from jobrunner.store.runs import _claim_statement

@@ -23,7 +23,7 @@ from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.store import queries, runs, schedules
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.schedules import SchedulesScreen
-from tests.conftest import run_jobrunner, run_on_pty
+from tests.conftest import logs_of, run_jobrunner, run_on_pty, sql
 from tests.tuihelpers import cell, drive, shown, text_of, until
 
 OWNER = "test-host:1:readings"
@@ -38,7 +38,7 @@ def run_attempt(store: Any, job_id: int, start: float, end: float, failure: Fail
     The job must be the first a claim of its queue picks."""
     queue = queries.get_job(store, job_id)["queue"]
     [claim] = runs.claim(
-        store, OWNER, start, 1, 60.0, f"{Path(store.path).parent}/logs/", only_queues=[queue]
+        store, OWNER, start, 1, 60.0, f"{logs_of(store.target)}/", only_queues=[queue]
     )
     assert claim.id == job_id
     if progress is not None:
@@ -161,7 +161,7 @@ def test_progress_is_cleared_when_an_attempt_ends_other_than_succeeded(cli, stor
 def test_stale_progress_in_an_old_row_is_not_shown(cli, store):
     """A row written before the store cleared progress still reads right."""
     job_id = cli.submit("--", "x")
-    store.execute(
+    sql(store,
         "UPDATE job SET status='dead', progress=0.4, progress_message='step 2/5' WHERE id=?", (job_id,)
     )
     assert "step 2/5" not in cli.ok("list") and "PROGRESS" not in cli.ok("list")

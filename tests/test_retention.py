@@ -19,6 +19,8 @@ from jobrunner.store.retention import (
     retention_from_config,
     wal_size,
 )
+from jobrunner.trust import ensure_log_dir
+from tests.conftest import sql
 
 DAY = 86400.0
 POLICY = {Status.SUCCEEDED: 7 * DAY, Status.DEAD: 30 * DAY, Status.CANCELLED: 7 * DAY}
@@ -33,11 +35,11 @@ def finish(store, job_id: int, status: Status, finished_at: float, log_dir: Path
     """Stand in for the daemon: a finished job with a log file."""
     log = None
     if log_dir is not None:
-        log_dir.mkdir(exist_ok=True)
+        ensure_log_dir(log_dir)
         log = log_dir / f"{job_id}.log"
         log.write_text(f"output of {job_id}\n")
     with store.write():
-        store.execute(
+        sql(store,
             "UPDATE job SET status=?, finished_at=?, log_path=? WHERE id=?",
             (status.value, finished_at, str(log) if log else None, job_id),
         )
@@ -63,12 +65,12 @@ def test_retention_purges_exactly_the_old_finished_jobs_and_their_logs(store, tm
     removed = apply_retention(store, POLICY, now)
 
     assert sorted(removed) == sorted(i for i, (_, _, keep) in cases.items() if not keep)
-    left = {row[0] for row in store.execute("SELECT id FROM job").fetchall()}
+    left = {row[0] for row in sql(store, "SELECT id FROM job")}
     assert left == {i for i, (_, _, keep) in cases.items() if keep} | {ids[6], ids[7]}
     for job_id, (_, _, keep) in cases.items():
         assert files[job_id].exists() == keep, job_id
     assert queued_log.exists()
-    assert store.execute("SELECT COUNT(*) FROM event WHERE job_id IN (?, ?)", (ids[0], ids[3])).fetchone()[0] == 0
+    assert sql(store, "SELECT COUNT(*) FROM event WHERE job_id IN (?, ?)", (ids[0], ids[3]))[0][0] == 0
     assert apply_retention(store, POLICY, now) == []
 
 
@@ -99,7 +101,7 @@ def test_a_job_without_a_recorded_log_path_loses_its_log_in_the_log_dir(store, d
     [job_id] = make_jobs(store, 1, now)
     finish(store, job_id, Status.SUCCEEDED, now - 8 * DAY)
     log_dir = Path(log_dir_for(str(db_path)))
-    log_dir.mkdir()
+    ensure_log_dir(log_dir)
     (log_dir / f"{job_id}.log").write_text("x")
     (log_dir / "notes.txt").write_text("not a job's log")
     assert apply_retention(store, POLICY, now) == [job_id]
@@ -111,12 +113,13 @@ def test_jobrunner_purge_deletes_log_files_too(cli, store, tmp_path):
     old, young = cli.submit("--", "true"), cli.submit("--", "true")
     old_log = finish(store, old, Status.SUCCEEDED, now - 8 * DAY, tmp_path / "logs")
     young_log = finish(store, young, Status.SUCCEEDED, now - 3600, tmp_path / "logs")
-    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == "would purge 1 jobs"
+    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == f"would purge 1 jobs: {old}"
     assert old_log.exists()
     assert cli.json("purge", "--older-than", "7d")["ids"] == [old]
     assert not old_log.exists() and young_log.exists()
 
 
+@pytest.mark.sqlite_only(reason="SQLite's WAL checkpoint")
 def test_checkpoint_truncates_the_wal(store, db_path):
     make_jobs(store, 200, time.time())
     assert wal_size(store) > 0

@@ -19,7 +19,8 @@ from jobrunner.errors import ConfigError
 from jobrunner.openfiles import held_open
 from jobrunner.store import repo
 from jobrunner.store.retention import apply_retention, delete_kept, orphan_logs, retention_from_config
-from tests.conftest import run_jobrunner, wait_until
+from jobrunner.trust import ensure_log_dir
+from tests.conftest import run_jobrunner, sql, wait_until
 
 DAY = 86400.0
 
@@ -27,17 +28,17 @@ DAY = 86400.0
 def old_finished_job(store, log_dir: Path, now: float) -> tuple[int, Path]:
     """A job that succeeded 8 days ago, with a log file in `log_dir`."""
     [job_id] = repo.submit_many(store, [build_spec({"command": ["true"]})], now)
-    log_dir.mkdir(mode=0o700, exist_ok=True)
+    ensure_log_dir(log_dir)
     log = log_dir / f"{job_id}.log"
     log.write_text(f"output of {job_id}\n")
     with store.write():
-        store.execute("UPDATE job SET status='succeeded', finished_at=?, log_path=? WHERE id=?",
+        sql(store, "UPDATE job SET status='succeeded', finished_at=?, log_path=? WHERE id=?",
                       (now - 8 * DAY, str(log), job_id))  # fmt: skip
     return job_id, log
 
 
 def job_exists(store, job_id: int) -> bool:
-    return store.execute("SELECT COUNT(*) FROM job WHERE id=?", (job_id,)).fetchone()[0] == 1
+    return sql(store, "SELECT COUNT(*) FROM job WHERE id=?", (job_id,))[0][0] == 1
 
 
 def hold_open(path: Path) -> subprocess.Popen:
@@ -152,7 +153,7 @@ def test_housekeeping_finds_logs_of_purged_jobs_and_deletes_them_once_closed(sto
     log_dir = Path(log_dir_for(str(db_path)))
     live_id, live_log = old_finished_job(store, log_dir, now)
     with store.write():  # a young job: retention keeps it, and its log
-        store.execute("UPDATE job SET finished_at=? WHERE id=?", (now, live_id))
+        sql(store, "UPDATE job SET finished_at=? WHERE id=?", (now, live_id))
     gone_log, open_log = log_dir / "991.log.purged", log_dir / "992.log.purged"  # kept by an earlier purge
     for path in (gone_log, open_log):
         path.write_text("left behind\n")

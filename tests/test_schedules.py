@@ -13,7 +13,7 @@ import pytest
 from jobrunner.daemon.scheduler import plan
 from jobrunner.domain.cron import CronError, parse_cron
 from jobrunner.triggers import make_trigger, next_fire
-from tests.conftest import wait_until
+from tests.conftest import sql, wait_until
 
 
 def fires(expression: str, start: str, count: int, tz: str = "UTC") -> list[str]:
@@ -271,10 +271,10 @@ def test_two_real_daemons_fire_each_time_once(cli, daemon, store):
     daemon.start("--workers", "1")
     daemon.make().start("--workers", "1")
     wait_until(lambda: cli.count("succeeded") >= 4, timeout=20)
-    fires, times, fired_jobs, jobs = store.execute(  # one statement: one consistent snapshot
+    fires, times, fired_jobs, jobs = sql(store,  # one statement: one consistent snapshot
         "SELECT COUNT(*), COUNT(DISTINCT fire_at), COUNT(DISTINCT job_id), "
         "(SELECT COUNT(*) FROM job WHERE schedule='tick') FROM schedule_fire WHERE schedule='tick'"
-    ).fetchone()
+    )[0]
     assert fires == times == fired_jobs == jobs  # one job per fire time, none shared or doubled
 
 
@@ -420,7 +420,7 @@ def test_a_row_that_no_longer_validates_is_marked_broken_not_fatal(cli, db_path,
     cli.ok("schedule", "add", "old", "--cron", "0 3 * * *", "--", "true")
     cli.ok("schedule", "add", "tick", "--every", "10m", "--", "true")
     with store.write():
-        store.execute(f"UPDATE schedule SET {column}=?, next_fire_at=? WHERE name='old'", (value, time.time() - 5))
+        sql(store, f"UPDATE schedule SET {column}=?, next_fire_at=? WHERE name='old'", (value, time.time() - 5))
     scheduler = _scheduler(db_path)
     scheduler.load(scheduler.config, time.time())
     assert scheduler.run_due(time.time()) == 0

@@ -229,8 +229,8 @@ def test_env_key_without_value_comes_from_the_submitters_environment(cli, monkey
     assert len(result.stderr.splitlines()) == 1 and cli.count() == 1  # nothing written
 
 
-def test_env_key_on_the_fast_path(home, tmp_path):
-    db = tmp_path / "fast.db"
+def test_env_key_on_the_fast_path(db_path):
+    db = db_path
     result = run_jobrunner("--db", str(db), "submit", "--env", "TEST_SECRETS_TOKEN", "--", "true",
                            env={"TEST_SECRETS_TOKEN": "from-env"})  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -20,6 +20,7 @@ import pytest
 from jobrunner.errors import UsageError
 from tests.conftest import ROOT, run_jobrunner
 
+pytestmark = pytest.mark.sqlite_only(reason="trust in files another user could write: the SQLite file, its WAL, its directories")
 OTHER = "jrtest2"
 
 

@@ -20,6 +20,7 @@ from jobrunner.store import queries
 from jobrunner.tui.screens.dead import DeadLetterScreen
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.dialogs import ConfirmDialog
+from tests.conftest import sql
 from tests.tuihelpers import cell, drive, shown, table, text_of, until
 
 
@@ -28,7 +29,7 @@ def status_of(store: Any, job_id: int) -> str:
 
 
 def make_dead(store: Any, job_id: int, error: str) -> None:
-    store.execute(
+    sql(store,
         "UPDATE job SET status='dead', attempts=1, finished_at=?, error=? WHERE id=?",
         (time.time() - 5, error, job_id),
     )
@@ -40,7 +41,7 @@ def test_rows_appear_and_follow_store_writes_in_place(cli, store):
     async def scenario(pilot: Pilot, notes: list[str]) -> None:
         await until(pilot, lambda: shown(pilot) == ids[::-1])
         table(pilot).move_cursor(row=1)  # the middle job
-        store.execute(
+        sql(store,
             "UPDATE job SET status='running', attempts=1, started_at=?, progress=0.5, "
             "progress_message='halfway' WHERE id=?",
             (time.time(), ids[1]),
@@ -69,7 +70,7 @@ def test_workers_busy_follows_the_running_jobs_not_the_last_heartbeat(cli, store
     async def scenario(pilot: Pilot, notes: list[str]) -> None:
         header = lambda: text_of(pilot.app.screen.query_one("#header", Static))  # noqa: E731
         await until(pilot, lambda: "0/2 workers busy" in header())
-        store.execute(
+        sql(store,
             "UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (time.time(), job)
         )
         await until(pilot, lambda: "1/2 workers busy" in header())
@@ -135,7 +136,7 @@ def test_detail_shows_history_and_follows_the_log(cli, store, tmp_path):
     job_id = cli.submit("--name", "builder", "--", "make", "all")
     log_path = tmp_path / "job.log"
     log_path.write_text("".join(f"line {n}\n" for n in range(1, 6)))
-    store.execute(
+    sql(store,
         "UPDATE job SET status='running', attempts=1, started_at=?, log_path=? WHERE id=?",
         (time.time(), str(log_path), job_id),
     )
@@ -253,6 +254,7 @@ def test_pause_resume_and_errors_are_shown_not_raised(cli, store, monkeypatch):
     drive(store, scenario)
 
 
+@pytest.mark.sqlite_only(reason="a missing or garbage SQLite file")
 @pytest.mark.parametrize(
     ("setup", "code", "words"),
     [

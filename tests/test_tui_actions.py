@@ -15,6 +15,7 @@ from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.dialogs import ConfirmDialog
 from jobrunner.tui.screens.schedules import SchedulesScreen
 from jobrunner.tui.screens.submit import SubmitDialog
+from tests.conftest import sql
 from tests.tuihelpers import cell, drive, shown, table, text_of, until
 
 
@@ -53,9 +54,9 @@ def test_sort_by_key_and_by_clicking_a_header(cli, store):
 def test_header_counts_running_queued_and_finished_per_minute(cli, store):
     now = 1_800_000_000.0
     ids = [cli.submit("--", "true") for _ in range(5)]
-    store.execute("UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (now - 5, ids[0]))
+    sql(store, "UPDATE job SET status='running', attempts=1, started_at=? WHERE id=?", (now - 5, ids[0]))
     for job_id, ago in ((ids[1], 10), (ids[2], 59), (ids[3], 61)):  # the last one is too old to count
-        store.execute(
+        sql(store,
             "UPDATE job SET status='succeeded', attempts=1, started_at=?, finished_at=? WHERE id=?",
             (now - ago - 1, now - ago, job_id),
         )
@@ -69,7 +70,7 @@ def test_header_counts_running_queued_and_finished_per_minute(cli, store):
 def test_priority_up_and_down_on_the_selected_job(cli, store):
     job_id = cli.submit("--", "true")
     running = cli.submit("--", "true")
-    store.execute("UPDATE job SET status='running', attempts=1 WHERE id=?", (running,))
+    sql(store, "UPDATE job SET status='running', attempts=1 WHERE id=?", (running,))
 
     async def scenario(pilot: Pilot, notes: list[str]) -> None:
         await until(pilot, lambda: shown(pilot) == [running, job_id])

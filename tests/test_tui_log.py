@@ -24,13 +24,14 @@ from jobrunner.tui.app import JobrunnerApp
 from jobrunner.tui.logtail import LINE_BYTES, LINES_KEPT, TAIL_BYTES, LogTail, size_text
 from jobrunner.tui.logview import CHARS_KEPT, LogView
 from jobrunner.tui.screens.detail import DetailScreen
+from tests.conftest import sql
 from tests.tuihelpers import drive, shown, text_of, until
 
 
 def job_with_log(cli: Any, store: Any, log: Path, content: bytes = b"", status: str = "running") -> int:
     log.write_bytes(content)
     job_id = cli.submit("--name", "printer", "--", "sh", "-c", "./print-things")
-    store.execute(
+    sql(store,
         "UPDATE job SET status=?, attempts=1, started_at=?, log_path=? WHERE id=?",
         (status, time.time(), str(log), job_id),
     )
@@ -216,7 +217,7 @@ def test_a_last_line_without_newline_shows_live_then_whole(cli, store, tmp_path)
         await until(pilot, lambda: list(view.lines) == ["one", "tw"])
         append(log, b"o\nthr")
         await until(pilot, lambda: list(view.lines) == ["one", "two", "thr"])
-        store.execute("UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (time.time(), job_id))
+        sql(store, "UPDATE job SET status='succeeded', finished_at=? WHERE id=?", (time.time(), job_id))
         append(log, b"ee")  # the job's last words, with no newline
         await until(pilot, lambda: list(view.lines) == ["one", "two", "three"])
         await until(pilot, lambda: "job not running" in log_title(pilot))
@@ -361,7 +362,7 @@ def messy_job(store: Any) -> Any:
         b"downloading   7%\rdownloading  42%"
     )
     job_id = repo.submit(store, build_spec({"command": ["./messy.sh"], "name": "messy"}), FROZEN - 600)
-    store.execute(
+    sql(store,
         "UPDATE job SET status='running', attempts=1, started_at=?, log_path='job.log' WHERE id=?",
         (FROZEN - 570, job_id),
     )

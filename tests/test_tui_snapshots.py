@@ -23,6 +23,7 @@ from jobrunner.tui.screens.dead import DeadLetterScreen
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.schedules import SchedulesScreen
 from jobrunner.tui.widgets.paged_table import PagedTable
+from tests.conftest import sql
 
 FROZEN = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 SIZE = (120, 35)
@@ -70,17 +71,17 @@ def fill(store: Any) -> None:
         finished = created + 150 if status in ("succeeded", "dead", "cancelled") else None
         values = {"status": status, "attempts": 0 if started is None else 1, "started_at": started,
                   "finished_at": finished, "run_at": created + (3600 if status == "scheduled" else 0), **extra}  # fmt: skip
-        store.execute(
+        sql(store,
             f"UPDATE job SET {', '.join(f'{k}=?' for k in values)} WHERE id=?", [*values.values(), job_id]
         )
         if status == "dead":
-            store.execute(
+            sql(store,
                 "INSERT INTO event (job_id, at, attempt, from_status, to_status, message, details) "
                 "VALUES (?, ?, 1, 'running', 'dead', ?, ?)",
                 (job_id, finished, extra["error"], json.dumps({"traceback": TRACEBACK})),
             )
         elif status in ("retrying", "cancelled"):  # where their attempt ended: TOOK reads it
-            store.execute(
+            sql(store,
                 "INSERT INTO event (job_id, at, attempt, from_status, to_status, message) "
                 "VALUES (?, ?, 1, 'running', ?, ?)",
                 (job_id, created + 150, status, extra["error"]),

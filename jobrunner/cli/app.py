@@ -155,6 +155,10 @@ def _register() -> None:
     from jobrunner.cli import daemon, jobs, schedule, watch
 
     jobs.register(app)
+    from jobrunner.cli import bulk, editing
+
+    editing.register(app)  # edit
+    bulk.register(app)  # dlq export
     schedule.register(app)
     watch.register(app)
     daemon.register(app)
@@ -167,6 +171,9 @@ def _register() -> None:
     priority.register(app)
     tui.register(app)
     dbcmd.register(app)
+    from jobrunner.cli import serve  # the HTTP API: FastAPI loads only when `serve` runs
+
+    serve.register(app)
 
 
 _register()

@@ -39,6 +39,8 @@ SUBMIT_OPTIONS = {
     "--in": ("delay", "str"),
     "--after": ("after", "strs"),  # ids: submit_job checks them, in its own words
     "--from-file": ("from_file", "str"), "-f": ("from_file", "str"),
+    "--unique-key": ("unique_key", "str"),
+    "--on-conflict": ("on_conflict", "str"),
 }  # fmt: skip
 LIST_OPTIONS = {
     "--status": ("status", "strs"), "-s": ("status", "strs"),

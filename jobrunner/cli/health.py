@@ -25,6 +25,10 @@ from jobrunner.secrets import redact_target, redact_text
 NOT_RUNNING = 3  # `status` exit code when no daemon is alive (as `systemctl status` does)
 WAL_WARN_BYTES = 64 * 1024 * 1024
 IMPORT_TIMEOUT_S = 30.0  # for importing every configured callable: a module that hangs fails the check
+# A live daemon heard from longer ago than this (half the time after which it counts as dead, and
+# half as long again as the default heartbeat) is taken to be cut off from the database: a daemon
+# that cannot reach it keeps trying, and its row cannot say so.
+SILENT_AFTER_S = 7.5
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -37,12 +41,17 @@ def _existing_store(ctx: typer.Context) -> Any:
 
 def status_data(store: Any, now: float) -> dict[str, Any]:
     """What `status --json` prints: daemons (alive or last seen), job counts, queues, paused queues."""
-    from jobrunner.store import queries
+    from jobrunner.store import queries, rates
 
     daemons = queries.daemons(store, now)
     for daemon in daemons:
         daemon["free"] = max(daemon["workers"] - daemon["busy"], 0)
     counts = queries.stats(store)
+    limits = rates.states(store, now)
+    for name, queue in counts["queues"].items():  # a queue out of tokens with jobs queued is rate-limited
+        limit = limits.get(name) or {"rate": None, "next_token_in": None}
+        limited = limit["next_token_in"] is not None and queue["by_status"].get("queued", 0) > 0
+        queue.update(rate=limit["rate"], rate_limited=limited, next_start_in=limit["next_token_in"] if limited else None)
     return {
         "database": redact_target(store.target),
         "alive": any(d["alive"] for d in daemons),
@@ -71,10 +80,10 @@ def status_lines(data: dict[str, Any]) -> list[str]:
     lines = [f"database  {data['database']}"]
     alive = [d for d in data["daemons"] if d["alive"]]
     for d in alive:
-        lines.append(
-            f"daemon    up: pid {d['pid']} on {d['host']}, jobrunner {d['version']}, "
-            f"heartbeat {format_duration(d['heartbeat_age'])} ago, {d['state']}"
-        )
+        beat = f"heartbeat {format_duration(d['heartbeat_age'])} ago, {d['state']}"
+        if d["heartbeat_age"] >= SILENT_AFTER_S:
+            beat = f"no heartbeat for {format_duration(d['heartbeat_age'])}: reconnecting to the database, or stalled"
+        lines.append(f"daemon    up: pid {d['pid']} on {d['host']}, jobrunner {d['version']}, {beat}")
         queues = ", ".join(d["queues"]) or "all"
         lines.append(f"          workers {d['workers']}: {d['busy']} busy, {d['free']} free; queues {queues}")
     if not alive:
@@ -92,6 +101,10 @@ def status_lines(data: dict[str, Any]) -> list[str]:
     for name, queue in sorted(data["queues"].items()):
         by = queue["by_status"]
         paused = "  (paused)" if queue["paused"] else ""
+        if queue.get("rate_limited"):
+            paused += f"  (rate-limited: {queue['rate']}, next start in {format_duration(queue['next_start_in'])})"
+        elif queue.get("rate"):
+            paused += f"  (rate {queue['rate']})"
         lines.append(f"queue     {name}: {by.get('running', 0)} running, {by.get('queued', 0)} queued{paused}")
     paused_only = [q for q in data["paused_queues"] if q not in data["queues"]]
     for name in paused_only:

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
+from jobrunner.cli import bulk
 from jobrunner.cli.context import parse_job_ids, state
-from jobrunner.cli.listing import list_jobs, parse_statuses
+from jobrunner.cli.listing import list_jobs
 from jobrunner.cli.output import print_json
 from jobrunner.cli.submit import submit_job
 from jobrunner.domain.durations import parse_duration
-from jobrunner.domain.states import FINISHED
 from jobrunner.errors import UsageError
 
 JsonOption = Annotated[
@@ -145,6 +145,21 @@ def submit_command(
             help="Submit one JSON job per line of FILE ('-' for stdin), all in one transaction.",
         ),
     ] = None,
+    unique_key: Annotated[
+        str | None,
+        typer.Option(
+            "--unique-key", metavar="KEY",
+            help="At most one unfinished job holds KEY; a submit while one does is settled by --on-conflict.",
+        ),
+    ] = None,
+    on_conflict: Annotated[
+        str | None,
+        typer.Option(
+            "--on-conflict", metavar="MODE",
+            help="When a job holds the --unique-key: reuse (print its id), replace (cancel it if it "
+            "has not started, submit this) or reject (exit 2 naming it) [default: reuse].",
+        ),
+    ] = None,
 ) -> None:
     """Store a new job and print its id.
 
@@ -154,6 +169,7 @@ def submit_command(
         state(ctx), words, ctx.meta.get(DASHDASH), call=call, arg=arg, name=name, queue=queue,
         priority=priority, retries=retries, timeout=timeout, backoff=backoff, tag=tag, meta=meta,
         env=env, env_file=env_file, cwd=cwd, at=at, delay=delay, after=after, from_file=from_file,
+        unique_key=unique_key, on_conflict=on_conflict,
     )  # fmt: skip
 
 
@@ -239,31 +255,84 @@ def _report(outcomes: list, as_json: bool) -> None:
 def retry_command(
     ctx: typer.Context,
     job_ids: Annotated[
-        list[str], typer.Argument(metavar="ID...", help="The ids of dead, cancelled or retrying jobs.")
-    ],
+        list[str] | None,
+        typer.Argument(metavar="[ID...]", show_default=False,
+                       help="The ids of dead, cancelled or retrying jobs; or none, and a filter."),
+    ] = None,
+    edit: Annotated[
+        bool,
+        typer.Option("--edit", help="Open the job's fields as JSON in $VISUAL or $EDITOR (else vi), then store "
+                     "them, checked as submit checks them, and retry it; one job id."),
+    ] = False,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", metavar="STATUS",
+                     help="With no ID: retry the jobs in these statuses (dead, cancelled, retrying) [default: dead]."),
+    ] = None,
+    queue: bulk.QueueFilter = None,
+    tag: bulk.TagFilter = None,
+    search: bulk.SearchFilter = None,
+    since: bulk.SinceFilter = None,
+    dry_run: bulk.DryRun = False,
     as_json: JsonOption = False,
 ) -> None:
     """Put dead or cancelled jobs back in the queue.
 
-    Each starts again with a fresh retry budget.
+    Each starts again with a fresh retry budget. With a filter instead of ids (--status,
+    --queue, --tag, --search, --since) every matching job is retried, a batch at a time.
     """
     from jobrunner.store import repo
 
-    _report(repo.retry(state(ctx).store, parse_job_ids(job_ids), time.time()), as_json)
+    app_state = state(ctx)
+    where = bulk.job_filter(status, queue, tag, search, since, time.time())
+    bulk.ids_or_filter(job_ids, where, dry_run, "retry")
+    if edit:
+        if where is not None or len(job_ids or []) != 1:
+            raise UsageError("--edit takes one job id (and no filter)")
+        from jobrunner.cli.editing import edit_in_editor
+
+        edit_in_editor(app_state, parse_job_ids(job_ids or [])[0], retry=True, as_json=as_json)
+    elif where is not None:
+        bulk.retry_by_filter(app_state, where, dry_run, as_json)
+    else:
+        _report(repo.retry(app_state.store, parse_job_ids(job_ids or []), time.time()), as_json)
 
 
 def cancel_command(
     ctx: typer.Context,
-    job_ids: Annotated[list[str], typer.Argument(metavar="ID...", help="The ids of the jobs to cancel.")],
+    job_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[ID...]", show_default=False,
+                       help="The ids of the jobs to cancel; or none, and a filter."),
+    ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option("--status", "-s", metavar="STATUS",
+                     help="With no ID: cancel the jobs in these statuses [default: queued, scheduled, waiting, "
+                     "retrying; running ones only when named]."),
+    ] = None,
+    queue: bulk.QueueFilter = None,
+    tag: bulk.TagFilter = None,
+    search: bulk.SearchFilter = None,
+    since: bulk.SinceFilter = None,
+    dry_run: bulk.DryRun = False,
     as_json: JsonOption = False,
 ) -> None:
     """Cancel jobs.
 
-    Queued, scheduled and waiting jobs never start; running ones are stopped.
+    Queued, scheduled and waiting jobs never start; running ones are stopped. With a filter
+    instead of ids (--status, --queue, --tag, --search, --since) every matching job is
+    cancelled, a batch at a time.
     """
     from jobrunner.store import repo
 
-    _report(repo.cancel(state(ctx).store, parse_job_ids(job_ids), time.time()), as_json)
+    app_state = state(ctx)
+    where = bulk.job_filter(status, queue, tag, search, since, time.time())
+    bulk.ids_or_filter(job_ids, where, dry_run, "cancel")
+    if where is not None:
+        bulk.cancel_by_filter(app_state, where, dry_run, as_json)
+    else:
+        _report(repo.cancel(app_state.store, parse_job_ids(job_ids or []), time.time()), as_json)
 
 
 def purge_command(
@@ -283,32 +352,33 @@ def purge_command(
             help="Only jobs in these finished statuses [default: succeeded, dead, cancelled].",
         ),
     ] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say how many jobs would go.")] = False,
+    queue: Annotated[
+        list[str] | None, typer.Option("--queue", "-q", metavar="NAME", help="Only jobs in this queue; repeatable.")
+    ] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", metavar="TAG", help="Only jobs with this tag; repeated, with all.")
+    ] = None,
+    search: Annotated[
+        str | None,
+        typer.Option("--search", metavar="TEXT", help="Only jobs with this text in their name, command or callable."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Delete nothing: print how many jobs would go, and their ids.")
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete finished jobs, their history and their log files."""
-    from jobrunner.store import repo, retention
+    """Delete finished jobs, with their history and log files.
 
+    They go a batch at a time, so the CLI, TUI and daemon never wait long.
+    """
     try:
         age = parse_duration(older_than)
     except ValueError as exc:
         raise UsageError(f"--older-than: {exc}") from None
-    statuses = parse_statuses(status) or sorted(FINISHED)
-    store, now = state(ctx).store, time.time()
-    if dry_run:
-        removed = repo.purge(store, age, statuses, now, dry_run=True)
-    else:
-        removed = retention.purge_with_logs(store, age, statuses, now)
-    if as_json:
-        print_json(
-            {
-                "purged": 0 if dry_run else len(removed),
-                "would_purge": len(removed) if dry_run else 0,
-                "ids": removed,
-            }
-        )
-    else:
-        typer.echo(f"{'would purge' if dry_run else 'purged'} {len(removed)} jobs")
+    from jobrunner.store.queries import JobFilter
+
+    where = bulk.job_filter(status, queue, tag, search, None, time.time()) or JobFilter()
+    bulk.purge(state(ctx), where, age, dry_run, as_json)
 
 
 def stats_command(ctx: typer.Context, as_json: JsonOption = False) -> None:

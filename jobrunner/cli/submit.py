@@ -36,6 +36,7 @@ OPTION_NAMES = {
     "name": "--name", "queue": "--queue", "priority": "--priority", "retries": "--retries",
     "timeout": "--timeout", "backoff": "--backoff", "tags": "--tag", "metadata": "--meta",
     "env": "--env", "cwd": "--cwd", "callable": "--call", "kwargs": "--arg",
+    "unique_key": "--unique-key", "on_conflict": "--on-conflict",
 }  # fmt: skip
 
 
@@ -123,6 +124,8 @@ def submit_job(
     delay: str | None = None,
     after: list[str] | None = None,
     from_file: str | None = None,
+    unique_key: str | None = None,
+    on_conflict: str | None = None,
 ) -> None:
     """`jobrunner submit` once its options are parsed, by Typer or by the fast path.
 
@@ -136,6 +139,8 @@ def submit_job(
     if from_file is not None:
         if words or call:
             raise UsageError("--from-file takes the jobs from the file: drop the task, command or --call")
+        if unique_key is not None or on_conflict is not None:
+            raise UsageError("--from-file: give each line its own unique_key (and on_conflict) instead")
         ids = submit_file(from_file, app_state, now)
         sys.stdout.write("".join(f"{i}\n" for i in ids))
         if ids:
@@ -145,7 +150,7 @@ def submit_job(
     fields: dict[str, Any] = {}
     for key, value in (("name", name), ("queue", queue), ("priority", priority),
                        ("retries", retries), ("timeout", timeout), ("backoff", backoff),
-                       ("cwd", cwd)):  # fmt: skip
+                       ("cwd", cwd), ("unique_key", unique_key), ("on_conflict", on_conflict)):  # fmt: skip
         if value is not None:
             fields[key] = value
     if tag:
@@ -188,10 +193,25 @@ def submit_job(
     spec.run_at = parse_when(at, delay, now)
     spec.after = parse_job_ids(after or [], "--after: ")
     refuse_after_on_a_new_database(app_state, spec.after)
+    if spec.unique_key is not None:
+        _submit_keyed(app_state, spec, now)
+        return
     from jobrunner.store import repo
 
     job_id = repo.submit(app_state.store, spec, now)
     sys.stdout.write(f"{job_id}\n")
+
+
+def _submit_keyed(app_state: AppState, spec: JobSpec, now: float) -> None:
+    """A submit with a unique key: the id of the job that holds it afterwards, new or not."""
+    from jobrunner.store.keys import submit_keyed
+
+    done = submit_keyed(app_state.store, spec, now)
+    sys.stdout.write(f"{done.job_id}\n")
+    if not done.created:
+        note(f"job {done.job_id} holds unique key {spec.unique_key!r} already: its id, nothing new submitted")
+    elif done.replaced is not None:
+        note(f"cancelled job {done.replaced}, which held unique key {spec.unique_key!r}")
 
 
 def _spec(fields: dict[str, Any], task_name: str | None, app_state: Any, where: str,

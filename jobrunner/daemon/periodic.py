@@ -43,6 +43,7 @@ class PeriodicWork:
         if now - self.timers["heartbeat"] >= opts.heartbeat:
             self.timers["heartbeat"] = now
             self._heartbeat(now)
+            self._trouble(None)  # the database is there: STATUS= says what runs, not "reconnecting"
             self.systemd.status(self._status_text())
         if not self.stopping:
             self.housekeeping.tick(now)
@@ -167,6 +168,8 @@ class PeriodicWork:
 
     def _log_recovered(self: Service, record: runs.Recorded, how: str) -> None:
         """A lost attempt's record, or that of a dependent it cancelled (said as such)."""
+        if record.status is None:  # renewed by its owner after all, or recorded meanwhile: not lost
+            return
         if record.status is Status.CANCELLED and record.message.startswith("dependency "):
             log.info("job %d cancelled: %s", record.job_id, record.message)
         else:

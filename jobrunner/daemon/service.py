@@ -37,7 +37,7 @@ from jobrunner.domain.failures import FailureKind
 from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError, StoreError
 from jobrunner.secrets import redact_target
-from jobrunner.store import queries, runs
+from jobrunner.store import queries, rates, runs
 from jobrunner.store.db import Store
 from jobrunner.store.pgwake import PgListener
 from jobrunner.store.retention import retention_from_config
@@ -49,6 +49,7 @@ FLUSH_S = 0.005  # while every worker has its next job, finished jobs are writte
 FLUSH_MAX = 256  # ... or as soon as this many are waiting
 NAP_S = 0.002  # while every worker has its next job, how long the loop waits between turns
 PROGRESS_S = 0.2  # progress alone is written this often (the latest per job); sooner with any other write
+DB_ERROR_LOG_S = 30.0  # while the database fails us, each kind of failure is logged this often
 
 
 @dataclass
@@ -64,6 +65,22 @@ class Options:
     cancel_poll: float = 0.5
 
 
+def bound_lock_waits(store: Store, lease: float) -> None:
+    """On PostgreSQL, the daemon's sessions neither hold row locks nor wait for one longer than a
+    quarter of the lease (at least 1 s). A daemon cut off from the server in the middle of a
+    transaction would otherwise keep its rows locked for as long as the partition lasts, and the
+    first other daemon to recover one of its jobs would wait that long, its whole loop with it.
+    The server ends such a session (idle_in_transaction_session_timeout, its transaction rolled
+    back), and a wait on a lock held by someone else fails and is retried (lock_timeout)."""
+    if store.is_sqlite:
+        return
+    ms = max(int(lease * 250), 1000)
+    params = store.db.connect_params
+    params["options"] = " ".join(filter(None, [params.get("options"), f"-c idle_in_transaction_session_timeout={ms}",
+                                               f"-c lock_timeout={ms}"]))  # fmt: skip
+    store.close()  # the next statement connects again, with them
+
+
 class Service(Handover, PeriodicWork):
     """One daemon: a pool of workers bound to one database."""
 
@@ -71,6 +88,7 @@ class Service(Handover, PeriodicWork):
                  starting: StartingPool | None = None) -> None:  # fmt: skip
         self.store = store
         self.store.poke_on_commit = False  # our own writes must not wake us
+        bound_lock_waits(store, options.lease)
         self.config = config
         self.options = options
         self.log_dir = log_dir
@@ -83,6 +101,8 @@ class Service(Handover, PeriodicWork):
         self.recorded: list[runs.Recorded] = []
         self.finished_at = 0.0
         self.failed_writes = 0
+        self.db_trouble: tuple[float, str] | None = None  # since when the database fails us, and the STATUS= text
+        self.db_logged: dict[str, float] = {}  # kind of failure -> when it may be logged again
         self.progress: dict[tuple[int, int], tuple[float, str | None]] = {}
         self.progress_at = 0.0  # when progress was last written
         self.started: dict[tuple[int, int], float] = {}  # for the duration in each log line
@@ -97,6 +117,7 @@ class Service(Handover, PeriodicWork):
         self.claimed = 0  # jobs the last turn claimed
         self.retry_write_at = 0.0  # after a failed write: when the next try is due
         self.next_due: float | None = None
+        self.rate_due: float | None = None  # when a rate-limited queue's next token is due (jobs wait for it)
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.ahead = ClaimAhead(options.workers)
         self.lost: set[tuple[int, int]] = set()  # attempts another daemon took over: stop them
@@ -136,6 +157,7 @@ class Service(Handover, PeriodicWork):
             runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
                                  self.options.workers, self.options.queues, now)  # fmt: skip
             registered = True
+            rates.keep_only(self.store, self._rated_queues())
             log.info(
                 "daemon %s started: %d workers, queues %s, database %s",
                 self.owner, self.options.workers, ", ".join(self.options.queues) or "all", redact_target(self.store.target),
@@ -212,7 +234,7 @@ class Service(Handover, PeriodicWork):
                 try:
                     self._tick(clock.now())
                 except StoreError as exc:  # a full disk, a lock held too long: the next turn tries again
-                    log.error("database error in the periodic work (heartbeat, timers), will retry: %s", exc)
+                    self._trouble(exc, "database error in the periodic work (heartbeat, timers)")
                 if self.maybe_work:  # the timers found work (due jobs, a schedule, a give-back)
                     self._record_and_claim(clock.now())
         finally:
@@ -273,6 +295,9 @@ class Service(Handover, PeriodicWork):
         lost: the outcomes stay pending and are written on a later turn of the loop, and the
         jobs this transaction claimed are taken back from the workers (_void).
         """
+        if self.rate_due is not None and now >= self.rate_due:
+            self.rate_due = None
+            self.maybe_work = True  # a rate-limited queue has its next token: claim again
         self.claimed = 0
         if self.failed_writes and now < self.retry_write_at:
             return  # backing off a refused write (the sleep time wakes us for the retry)
@@ -295,12 +320,13 @@ class Service(Handover, PeriodicWork):
                 self._flush(now)
                 claims = self._claim(now, send_early if early else None) if wants_claim else []
         except StoreError as exc:
-            log.error("database write failed, will retry: %s", exc)
+            self._trouble(exc, "database write failed")
             self._void(sent)
             self.failed_writes += 1
             self.retry_write_at = clock.now() + min(0.05 * self.failed_writes, 1.0)  # see _sleep_time
             return
         self.failed_writes = 0
+        self._trouble(None)
         self.claimed = len(claims)
         self._log_records(self.recorded)
         self.pending, self.recorded = self.pending[self.flushed :], []  # some may have failed meanwhile
@@ -315,6 +341,8 @@ class Service(Handover, PeriodicWork):
             deadlines.append(self.timers["cancel"] + self.options.cancel_poll)
         if self.next_due is not None:
             deadlines.append(self.next_due)
+        if self.rate_due is not None:
+            deadlines.append(self.rate_due)
         if self.scheduler.next_at is not None:
             deadlines.append(self.scheduler.next_at)
         for worker in self.pool.busy():
@@ -370,7 +398,10 @@ class Service(Handover, PeriodicWork):
                     "%s: stopping; %d running job(s) get %s to finish (signal again to stop now)",
                     signal.Signals(signum).name, busy, format_duration(self.options.grace),
                 )  # fmt: skip
-                runs.heartbeat(self.store, self.owner, now, self.options.lease, busy, state="stopping")
+                try:
+                    runs.heartbeat(self.store, self.owner, now, self.options.lease, busy, state="stopping")
+                except StoreError as exc:  # the database is away: stop all the same
+                    log.error("could not record that this daemon is stopping: %s", exc)
                 self.systemd.stopping(f"draining {busy} job(s)")
                 grace_us = int((self.options.grace + self.options.kill_grace + 10) * 1_000_000)
                 self.systemd.extend_timeout(grace_us)
@@ -393,6 +424,10 @@ class Service(Handover, PeriodicWork):
         self.config = config
         self.notify.replace(notifiers)
         self.housekeeping.replace(policy)
+        try:
+            rates.keep_only(self.store, self._rated_queues())
+        except StoreError as exc:  # their buckets are forgotten on the next reload or start
+            log.error("SIGHUP: could not forget the buckets of queues no longer rate-limited: %s", exc)
         try:
             self.scheduler.load(config, clock.now())
         except StoreError as exc:  # the schedules are read again on the next reload
@@ -444,8 +479,36 @@ class Service(Handover, PeriodicWork):
         self.notify.dispatch(record.status.value, job)
 
     def _status_text(self) -> str:
-        queued = self.store.execute("SELECT COUNT(*) FROM job WHERE status='queued'").fetchone()[0]
-        return f"{len(self.pool.busy())} running, {queued} queued"
+        if self.db_trouble is None:
+            try:
+                queued = queries.count_jobs(self.store, queries.JobFilter(statuses=[Status.QUEUED]))
+                return f"{len(self.pool.busy())} running, {queued} queued"
+            except StoreError as exc:
+                self._trouble(exc)
+        assert self.db_trouble is not None
+        return self.db_trouble[1]
+
+    def _trouble(self, exc: StoreError | None, what: str = "database error") -> None:
+        """A write failed (exc), or one went through (None): STATUS= says the daemon is reconnecting
+        (or retrying) while the database fails it, and what it does once it is back. Each kind
+        of failure (`what`) is logged once every DB_ERROR_LOG_S meanwhile, not on every try."""
+        if exc is None:
+            if self.db_trouble is not None:
+                since, said = self.db_trouble
+                back = "reachable again" if said.startswith("reconnecting") else "writes go through again"
+                log.info("database %s after %s", back, format_duration(time.time() - since))
+                self.db_trouble = None
+                self.db_logged.clear()
+                self.systemd.status(self._status_text())
+            return
+        if time.monotonic() >= self.db_logged.get(what, 0.0):
+            self.db_logged[what] = time.monotonic() + DB_ERROR_LOG_S
+            log.error("%s, will retry: %s", what, exc)
+        since = self.db_trouble[0] if self.db_trouble is not None else time.time()
+        lost = not self.store.is_sqlite and self.store.db.is_closed()  # its connection is gone
+        doing = "reconnecting to the database" if lost else "database writes failing, retrying"
+        self.db_trouble = (since, f"{doing} since {time.strftime('%H:%M:%S', time.localtime(since))}: {exc}")
+        self.systemd.status(self.db_trouble[1])
 
     def _claim(self, now: float, send: Callable[[list[runs.Claim]], None] | None) -> list[runs.Claim]:
         """Claim as many jobs as there is room for, within the queues' concurrency limits.
@@ -466,19 +529,33 @@ class Service(Handover, PeriodicWork):
         busy_queues = [claim.queue for w in self.pool.workers for claim in w.jobs]  # sent ahead too
         for queue in busy_queues + self.ahead.queues():
             running[queue] = running.get(queue, 0) + 1
-        limits = {q.name: q.concurrency for q in self.config.queues.values() if q.concurrency}
+        limited = [q for q in self.config.queues.values() if q.concurrency or q.rate]
         only = self.options.queues
-        claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir,
-                            only_queues=only, exclude_queues=list(limits), on_claimed=claimed)  # fmt: skip
-        for queue, cap in limits.items():
-            if only and queue not in only:
+        claims = runs.claim(self.store, self.owner, now, idle, self.options.lease, self.log_dir, only_queues=only,
+                            exclude_queues=[q.name for q in limited], on_claimed=claimed)  # fmt: skip
+        self.rate_due = None
+        for queue in limited:
+            if only and queue.name not in only:
                 continue
-            if self.config.queues[queue].scope == "global":  # every daemon's running jobs count
-                free = min(cap - runs.running_in_queue(self.store, queue), idle - len(claims))
-            else:
-                free = min(cap - running.get(queue, 0), idle - len(claims))
-            if free > 0:
+            free = idle - len(claims)
+            if queue.concurrency and queue.scope == "global":  # every daemon's running jobs count
+                free = min(queue.concurrency - runs.running_in_queue(self.store, queue.name), free)
+            elif queue.concurrency:
+                free = min(queue.concurrency - running.get(queue.name, 0), free)
+            if queue.rate is not None:
+                # a token is spent on a job that starts now: none sent ahead to wait behind another
+                free = min(free, sum(not w.jobs for w in self.pool.workers) - len(self.ahead) - len(claims))
+                if free > 0:
+                    batch, due = rates.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
+                                             queue.name, queue.rate, on_claimed=claimed)  # fmt: skip
+                    claims += batch
+                    if due is not None:  # its jobs wait for a token: the loop sleeps until then
+                        self.rate_due = due if self.rate_due is None else min(self.rate_due, due)
+            elif free > 0:
                 claims += runs.claim(self.store, self.owner, now, free, self.options.lease, self.log_dir,
-                                     only_queues=[queue], on_claimed=claimed)  # fmt: skip
+                                     only_queues=[queue.name], on_claimed=claimed)  # fmt: skip
         self.maybe_work = len(claims) >= idle  # a short claim means the queue is empty for now
         return claims
+
+    def _rated_queues(self) -> list[str]:
+        return [q.name for q in self.config.queues.values() if q.rate is not None]

@@ -33,6 +33,7 @@ TIME_RANGE_TEXT = "from 1970 to 9999-12-30"
 JOB_KEYS = (
     "name", "command", "callable", "args", "kwargs", "queue", "priority", "retries",
     "timeout", "backoff", "retry_on", "retry_on_exit_codes", "tags", "metadata", "cwd", "env",
+    "unique_key", "on_conflict",
 )  # fmt: skip
 _JOB_KEY_SET = frozenset(JOB_KEYS)
 _MISSING: Any = object()  # a key that is absent, as opposed to present with the value None
@@ -71,6 +72,8 @@ class JobSpec:
     task: str | None = None
     run_at: float | None = None
     after: list[int] = field(default_factory=list)  # ids that must succeed first
+    unique_key: str | None = None  # held by at most one unfinished job (the database enforces it)
+    on_conflict: str = "reuse"  # when a job holds the key already: one of ON_CONFLICT
 
 
 def unknown_key_message(key: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -124,7 +127,7 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
     cwd = get("cwd")
     env = get("env")
     # Positional, in JobSpec's field order (checked below): 18 keywords cost twice the call.
-    return JobSpec(
+    spec = JobSpec(
         "shell" if command is not None else "python",
         name,
         command,
@@ -144,6 +147,10 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
         {} if env is None else _env(env),
         task,
     )
+    unique_key, on_conflict = get("unique_key"), get("on_conflict")
+    if unique_key is not None or on_conflict is not None:
+        spec.unique_key, spec.on_conflict = _uniqueness(unique_key, on_conflict)
+    return spec
 
 
 _BUILD_ORDER = (
@@ -377,6 +384,28 @@ def _env(value: Any) -> dict[str, str]:
         if "\0" in item:
             raise SpecError(f"env.{key}", _NUL)
     return dict(value)
+
+
+#: What a submit does when an unfinished job holds its unique key: `reuse` that job (its id is
+#: the answer), `replace` it (cancelled, if it has not started), or `reject` the submit.
+ON_CONFLICT = ("reuse", "replace", "reject")
+MAX_UNIQUE_KEY = 500  # characters: a PostgreSQL index entry must stay under about 2,700 bytes
+
+
+def _uniqueness(key: Any, on_conflict: Any) -> tuple[str | None, str]:
+    if key is not None:
+        if not isinstance(key, str) or not key.strip():
+            raise SpecError("unique_key", "must be a non-empty string")
+        if len(key) > MAX_UNIQUE_KEY:
+            raise SpecError("unique_key", f"is {len(key)} characters long: at most {MAX_UNIQUE_KEY}")
+        key = _text("unique_key", key)
+    if on_conflict is None:
+        return key, "reuse"
+    if not isinstance(on_conflict, str) or on_conflict not in ON_CONFLICT:
+        raise SpecError("on_conflict", f"{on_conflict!r} is not one of {', '.join(ON_CONFLICT)}")
+    if key is None:
+        raise SpecError("on_conflict", "goes with a unique key: give unique_key (--unique-key) too")
+    return key, on_conflict
 
 
 def job_ids(key: str, value: Any) -> list[int]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from jobrunner.store.migrations import KEY_HELD
+
 JOB_INSERT_COLUMNS = (
     "name", "kind", "task", "command", "callable", "args", "kwargs", "queue", "priority",
     "status", "max_retries", "timeout", "backoff_base", "backoff_factor", "backoff_max",
@@ -53,6 +55,16 @@ class Backend:
         if self.name == "postgresql":  # SERIAL: a sequence that never goes back
             return f"INSERT INTO job ({cols}) VALUES ({values}) RETURNING id"
         return f"INSERT INTO job (id, {cols}) VALUES ({NEXT_JOB_ID}, {values})"
+
+    @property
+    def insert_keyed_job(self) -> str:
+        """insert_job for a job with a unique key (one more value, last): RETURNING its id, or
+        nothing when an unfinished job holds the key (the partial unique index decides)."""
+        cols = ", ".join((*JOB_INSERT_COLUMNS, "unique_key"))
+        values = self.placeholders(len(JOB_INSERT_COLUMNS) + 1)
+        first = "" if self.name == "postgresql" else f"{NEXT_JOB_ID}, "
+        return (f"INSERT INTO job ({'' if self.name == 'postgresql' else 'id, '}{cols}) VALUES ({first}{values}) "
+                f"ON CONFLICT (unique_key) WHERE {KEY_HELD} DO NOTHING RETURNING id")  # fmt: skip
 
     @property
     def insert_event(self) -> str:

@@ -18,7 +18,7 @@ import peewee
 
 from jobrunner import trust
 from jobrunner.config import check_sqlite_path, log_dir_for
-from jobrunner.errors import StoreError, UsageError
+from jobrunner.errors import JobrunnerError, StoreError, UsageError
 from jobrunner.secrets import redact_target, redact_text
 from jobrunner.store import migrations
 from jobrunner.store.backends import (
@@ -31,6 +31,7 @@ from jobrunner.store.backends import (
 
 release_deferred_drivers()  # peewee is in: `import psycopg2` works again (see defer_postgres_drivers)
 
+CONNECT_TIMEOUT_S = 10  # seconds libpq waits to connect to a PostgreSQL server
 BUSY_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
@@ -75,7 +76,7 @@ class Store:
         except StoreError:
             self.drop_if_broken()
             raise
-        if self.poke_on_commit and self.db.transaction_depth() == 0:
+        if self.poke_on_commit and self.is_sqlite and self.db.transaction_depth() == 0:  # PostgreSQL: NOTIFY did
             from jobrunner.wakeup import poke
 
             poke(self.target)
@@ -116,7 +117,7 @@ class Store:
             cursor.execute(sql, params)
         except _driver_errors() as exc:
             self.drop_if_broken()
-            raise StoreError(describe_db_error(self.target, exc)) from exc
+            raise _store_error(self.target, exc) from exc
         return cursor
 
     def close(self) -> None:
@@ -133,7 +134,7 @@ class Store:
 def open_store(target: str, *, durability: str = "normal", migrate: bool = True) -> Store:
     """Open (creating if needed) the database at a path or URL and bring its schema up to date."""
     with translate_errors(target):
-        store = _open_url(target) if "://" in target else _open_sqlite(target, durability)
+        store = _open_url(target, durability) if "://" in target else _open_sqlite(target, durability)
         store.db.connect(reuse_if_open=True)
         if migrate:
             migrations.migrate(store)
@@ -195,7 +196,7 @@ def _enter_wal(path: Path) -> None:
         conn.close()
 
 
-def _open_url(target: str) -> Store:
+def _open_url(target: str, durability: str = "normal") -> Store:
     url = urlparse(target)
     if url.scheme == "sqlite":
         raise UsageError(f"use a plain file path for SQLite, not {redact_target(target)!r}")
@@ -208,6 +209,10 @@ def _open_url(target: str) -> Store:
         password=unquote(url.password) if url.password else None,
         host=url.hostname or None,
         port=url.port or None,
+        # durability "normal": a commit returns before its WAL is flushed; a server crash can
+        # lose the last few, never corrupt (as synchronous=NORMAL on SQLite); "full" waits
+        options="-c synchronous_commit=off" if durability != "full" else None,
+        connect_timeout=CONNECT_TIMEOUT_S,  # a server that accepts but never answers: one line, not a hang
     )
     return Store(db, POSTGRESQL, target)
 
@@ -233,6 +238,16 @@ def describe_db_error(target: str, exc: BaseException) -> str:
     if "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
         return f"cannot open database {target}: {text} (check the path and its permissions)"
     return f"database {target}: {text.splitlines()[0]}"
+
+
+def _store_error(target: str, exc: BaseException) -> JobrunnerError:
+    """StoreError for a driver error; a write that would give a unique key to a second unfinished
+    job (a retry of a job whose key another took meanwhile) is the user's: UsageError."""
+    text = str(exc)
+    if "job_unique_key" in text or "job.unique_key" in text:  # the partial unique index (keys.py)
+        return UsageError("nothing changed: another unfinished job holds the unique key of a job this "
+                          "would put back (wait for it to end, or cancel it)")  # fmt: skip
+    return StoreError(describe_db_error(target, exc))
 
 
 def _disk_full(target: str) -> bool:
@@ -277,6 +292,6 @@ def guarded(func: Callable[..., T]) -> Callable[..., T]:
             return func(store, *args, **kwargs)
         except _driver_errors() as exc:
             store.drop_if_broken()
-            raise StoreError(describe_db_error(store.target, exc)) from exc
+            raise _store_error(store.target, exc) from exc
 
     return wrapper

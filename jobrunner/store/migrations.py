@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def _v1_initial(store: Store) -> None:
-    later = ("daemon", "schedule", "schedule_fire")
+    later = ("daemon", "schedule", "schedule_fire", "queue_rate")
     store.db.create_tables([m for m in MODELS if m._meta.table_name not in later], safe=True)
     for sql in (
         "CREATE INDEX IF NOT EXISTS job_claim ON job (status, priority DESC, id)",
@@ -110,13 +110,29 @@ def _v8_ids_never_reused(store: Store) -> None:
     store.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('job_id_floor', ?)", (str(highest or 0),))
 
 
+def _v9_unique_keys_and_rates(store: Store) -> None:
+    # Unique keys: the database, not a check before the insert, keeps a key on one unfinished job,
+    # whoever submits at once; a finished job leaves the index, so its key is free again. Jobs
+    # without a key are not in it. Rate limits: one token bucket per queue, taken from in the
+    # claim's transaction by every daemon.
+    from jobrunner.store.models import QueueRate
+
+    if "unique_key" not in {c.name for c in store.db.get_columns("job")}:
+        store.execute("ALTER TABLE job ADD COLUMN unique_key TEXT")
+    store.execute(f"CREATE UNIQUE INDEX IF NOT EXISTS job_unique_key ON job (unique_key) WHERE {KEY_HELD}")
+    store.db.create_tables([QueueRate], safe=True)
+
+
 #: The condition of job_status_not_queued, to be repeated word for word by a query that wants it
 #: (SQLite uses a partial index only for a query whose WHERE contains that condition).
 NOT_QUEUED = "status <> 'queued'"
+#: The condition of job_unique_key: a key held by a job that has not finished (an upsert's
+#: conflict target and a look-up of the holder repeat it word for word).
+KEY_HELD = "unique_key IS NOT NULL AND status NOT IN ('succeeded', 'dead', 'cancelled')"
 
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
-    _v7_queued_jobs_in_one_index, _v8_ids_never_reused,
+    _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL

@@ -80,6 +80,8 @@ class Job(BaseModel):
     error = TextField(null=True)
     log_path = TextField(null=True)
     schedule = TextField(null=True)  # the schedule that fired it (schema v3)
+    # at most one unfinished job per key (schema v9: the partial unique index job_unique_key)
+    unique_key = TextField(null=True)
 
 
 class Event(BaseModel):
@@ -158,4 +160,16 @@ class ScheduleFire(BaseModel):
         primary_key = CompositeKey("schedule", "fire_at")
 
 
-MODELS = [Job, Event, QueueState, Meta, Daemon, Schedule, ScheduleFire]
+class QueueRate(BaseModel):
+    """A queue's token bucket (schema v9): `[queues.NAME] rate` as every daemon on the database
+    shares it. Each start takes a token; tokens come back at `per_second`, up to `capacity`."""
+
+    queue = TextField(primary_key=True)
+    rate = TextField()  # as configured: "30/m"
+    per_second = DoubleField()
+    capacity = DoubleField()
+    tokens = DoubleField()  # as of updated_at
+    updated_at = DoubleField()
+
+
+MODELS = [Job, Event, QueueState, Meta, Daemon, Schedule, ScheduleFire, QueueRate]

@@ -53,7 +53,7 @@ class PgListener:
 
         db = self.store.db
         try:
-            conn = psycopg2.connect(dbname=db.database, connect_timeout=5, **db.connect_params)
+            conn = psycopg2.connect(dbname=db.database, **{**db.connect_params, "connect_timeout": 5})
             conn.autocommit = True
             conn.cursor().execute(f"LISTEN {CHANNEL}")
         except psycopg2.Error as exc:

@@ -21,7 +21,7 @@ JOB_COLUMNS = (
     "backoff_factor", "backoff_max", "retry_on", "retry_on_exit_codes", "tags", "metadata",
     "cwd", "env", "created_at", "run_at", "started_at", "finished_at", "updated_at",
     "lease_owner", "lease_until", "cancel_requested", "progress", "progress_message",
-    "exit_code", "result", "error", "log_path",
+    "exit_code", "result", "error", "log_path", "unique_key",
 )  # fmt: skip
 _JSON_COLUMNS = frozenset(
     {"command", "args", "kwargs", "retry_on", "retry_on_exit_codes", "tags", "metadata", "env", "result"}
@@ -104,6 +104,7 @@ def job_to_dict(row: tuple | list) -> dict[str, Any]:
         "lease_until": iso(raw["lease_until"]),
         "cancel_requested": bool(raw["cancel_requested"]),
         "log_path": raw["log_path"],
+        "unique_key": raw["unique_key"],
     }
 
 
@@ -122,6 +123,7 @@ class JobFilter:
     queues: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
     search: str | None = None
+    since: float | None = None  # bulk actions: finished at or after this (unfinished: submitted)
 
     def where(self, param: str) -> tuple[str, list[Any]]:
         clauses: list[str] = []
@@ -145,6 +147,9 @@ class JobFilter:
         if self.search:
             clauses.append(f"(name LIKE {param} OR command LIKE {param} OR callable LIKE {param})")
             params += [f"%{self.search}%"] * 3
+        if self.since is not None:
+            clauses.append(f"COALESCE(finished_at, created_at) >= {param}")
+            params.append(self.since)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 

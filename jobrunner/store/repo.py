@@ -83,7 +83,13 @@ def _job_row(spec: JobSpec, now: float) -> tuple:
 
 @guarded
 def submit(store: Store, spec: JobSpec, now: float) -> int:
-    """Store one job and its 'submitted' event; returns the new id once committed."""
+    """Store one job and its 'submitted' event; returns the new id once committed.
+
+    With a unique key: the id of the job that holds it, as its `on_conflict` says (keys.py)."""
+    if spec.unique_key is not None:
+        from jobrunner.store.keys import submit_keyed
+
+        return submit_keyed(store, spec, now).job_id
     row = _job_row(spec, now)
     backend = store.backend
     if spec.after:
@@ -184,6 +190,10 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
             gc.enable()
     backend = store.backend
     with store.write():
+        if any(spec.unique_key is not None for spec in specs):
+            from jobrunner.store.keys import submit_many_keyed
+
+            return submit_many_keyed(store, specs, rows, now)
         cursor = store.cursor()
         if backend.name == "postgresql":
             ids = [store.execute(backend.insert_job, row).fetchone()[0] for row in rows]

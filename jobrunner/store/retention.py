@@ -83,16 +83,21 @@ def _purge_status(store: Store, status: Status, cutoff: float, now: float, batch
 
 
 def purge_with_logs(
-    store: Store, older_than: float, statuses: Iterable[Status | str], now: float
+    store: Store, older_than: float, statuses: Iterable[Status | str], now: float, where: Any = None
 ) -> list[int]:
-    """repo.purge, then delete the log files of the jobs it removed (for `jobrunner purge`)."""
-    wanted = [Status(s) for s in statuses]
-    logs: dict[int, str | None] = {}
-    for status in wanted:
-        if status in FINISHED:  # repo.purge refuses the others with a clear message
-            logs.update((i, path) for i, path, _ in _candidates(store, status, now - older_than, 2**62))
-    removed = repo.purge(store, older_than, wanted, now)
-    delete_logs(((job_id, logs.get(job_id)) for job_id in removed), _log_dir(store))
+    """Purge finished jobs of these statuses (and, given a queries.JobFilter `where`, its queues,
+    tags, search) older than `older_than`, and delete their log files: a batch per transaction,
+    each batch's logs once it is committed (jobrunner.store.bulk). Returns the ids removed."""
+    from dataclasses import replace
+
+    from jobrunner.store import bulk
+    from jobrunner.store.queries import JobFilter
+
+    removed: list[int] = []
+    log_dir = _log_dir(store)
+    wanted = replace(where or JobFilter(), statuses=[Status(s) for s in statuses])
+    bulk.purge_matching(store, wanted, older_than, now, all_ids=removed,
+                        on_purged=lambda rows: delete_logs(rows, log_dir))  # fmt: skip
     return removed
 
 

@@ -157,8 +157,9 @@ def _claim_from_row(row: Sequence[Any]) -> Claim:
 
 @guarded
 def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: float,
-           rng: random.Random | None = None) -> list[Recorded]:  # fmt: skip
+           rng: random.Random | None = None, *, expired: bool = False) -> list[Recorded]:  # fmt: skip
     """Record how attempts ended, all in one transaction. `owner` None: whoever holds the lease.
+    `expired`: only attempts whose lease has run out by `now` (checked again under the row lock).
 
     Dependents cancelled because a job failed are recorded too (status cancelled), after it.
     """
@@ -171,7 +172,7 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
             recorded += _succeed(store, owner, succeeded, now, rng)
         for outcome in outcomes:
             if outcome.failure is not None:
-                recorded += _fail(store, owner, outcome, now, rng)
+                recorded += _fail(store, owner, outcome, now, rng, expired)
     return recorded
 
 
@@ -231,13 +232,15 @@ def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
 
 
 def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
-          rng: random.Random | None) -> list[Recorded]:  # fmt: skip
+          rng: random.Random | None, expired: bool = False) -> list[Recorded]:  # fmt: skip
     """One failed attempt through the retry policy; a cancel requested meanwhile wins.
 
     Returns its record, then one per dependent cancelled because it ended dead or cancelled.
     """
     p = store.backend.param
     clause, extra = _owner_clause(store, owner)
+    if expired:  # a recovery: its owner may have renewed the lease since it was found expired
+        clause, extra = f"{clause} AND lease_until < {p}", [*extra, now]
     # FOR UPDATE on PostgreSQL: a cancel requested between this read and the write below waits
     lock = " FOR UPDATE" if store.backend.name == "postgresql" else ""
     row = store.execute(
@@ -293,7 +296,7 @@ def recover_expired(store: Store, now: float, rng: random.Random | None = None) 
         Outcome(job_id, attempt, Failure(FailureKind.LOST, f"lost: daemon {owner} died (lease expired)"))
         for (job_id, attempt), owner in expired_leases(store, now).items()
     ]
-    return finish(store, None, outcomes, now, rng)
+    return finish(store, None, outcomes, now, rng, expired=True)
 
 
 @guarded

@@ -208,6 +208,22 @@ class FireResult:
     note: str | None
 
 
+def _submit_keyed(store: Store, spec: JobSpec, now: float) -> tuple[int | None, str]:
+    """A fire's job with a unique key: (its id, "") or (None, why not). A held key skips the fire
+    whatever on_conflict says, but replace (it cancels a job that has not started): a schedule
+    never answers with somebody else's job, and a refusal must not break the schedule."""
+    from jobrunner.errors import KeyHeldError
+    from jobrunner.store.keys import submit_keyed
+
+    try:
+        done = submit_keyed(store, spec, now)
+    except KeyHeldError as exc:
+        return None, f"unique key {spec.unique_key!r} is held by job {exc.job_id} ({exc.status})"
+    if not done.created:
+        return None, f"unique key {spec.unique_key!r} is held by job {done.job_id}"
+    return done.job_id, ""
+
+
 @guarded
 def fire(store: Store, name: str, expected_next: float | None, run_times: Sequence[float], missed: int,
          next_fire_at: float | None, make_spec: Callable[[ScheduleRow], JobSpec], now: float,
@@ -238,7 +254,15 @@ def fire(store: Store, name: str, expected_next: float | None, run_times: Sequen
             if inserted != 1:
                 continue  # this fire time was enqueued already
             spec = make_spec(row)
-            job_id = repo.submit(store, spec, now)
+            if spec.unique_key is not None:  # a task's key held by a job not finished: this fire is skipped
+                job_id, held = _submit_keyed(store, spec, now)
+                if job_id is None:
+                    if manual:  # `schedule run`: said at once, nothing written
+                        raise UsageError(f"schedule {name!r} not run: {held}")
+                    note = f"skipped a fire: {held}"
+                    continue
+            else:
+                job_id = repo.submit(store, spec, now)
             store.execute(f"UPDATE job SET schedule={p} WHERE id={p}", (name, job_id))
             store.execute(
                 f"UPDATE schedule_fire SET job_id={p} WHERE schedule={p} AND fire_at={p}", (job_id, name, fire_at)

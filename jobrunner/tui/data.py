@@ -14,14 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.states import Status
 from jobrunner.errors import UsageError
-from jobrunner.store import queries, repo, schedules
+from jobrunner.store import queries, rates, repo, schedules
 from jobrunner.store.db import Store
 from jobrunner.store.queries import JobFilter
 
 if TYPE_CHECKING:
     from jobrunner.config import Config
-
-RETRY_BATCH = 500
 
 
 @contextmanager
@@ -74,6 +72,7 @@ class Snapshot:
     daemons: list[dict[str, Any]]  # freshest heartbeat first, alive or not
     paused: list[str] = field(default_factory=list)
     finished_last_minute: int = 0
+    rate_limited: list[str] = field(default_factory=list)  # queues with jobs queued and no token yet
 
 
 def matching_total(store: Store, request: PageRequest, stats: dict[str, Any]) -> int:
@@ -107,7 +106,10 @@ def fetch_page(store: Store, request: PageRequest, now: float) -> Snapshot:
         daemons = queries.daemons(store, now)
         paused = queries.paused_queues(store)
         finished = queries.finished_since(store, now - 60)
-    return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished)
+        limits = rates.states(store, now)
+    limited = sorted(name for name, limit in limits.items() if limit["next_token_in"] is not None
+                     and stats["queues"].get(name, {}).get("by_status", {}).get("queued", 0))  # fmt: skip
+    return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished, rate_limited=limited)
 
 
 def fetch_job(store: Store, job_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -145,20 +147,118 @@ def toggle_queue_pause(store: Store, queue: str, now: float) -> str:
 
 
 def retry_all(store: Store, request: PageRequest, now: float) -> str:
-    """Retry every job the request matches, a batch per transaction (never all rows at once).
+    """Retry every job the request's filter matches, as `jobrunner retry --status dead --queue ...`
+    does: a batch per transaction (store.bulk), never all rows at once; jobs that die meanwhile
+    are not chased."""
+    from jobrunner.store import bulk
 
-    Retried jobs leave the dead set, so each batch reads the first page again; the count
-    taken first bounds the loop, so jobs that die meanwhile are not chased forever.
-    """
-    done = 0
     with thread_connection(store):
-        budget = queries.count_jobs(store, request.where)
-        while done < budget:
-            batch = queries.list_jobs(store, request.where, limit=min(RETRY_BATCH, budget - done))
-            if not batch:
-                break
-            done += len(repo.retry(store, [job["id"] for job in batch], now))
-    return f"{done} jobs back in the queue" if done != 1 else "1 job back in the queue"
+        result = bulk.retry_matching(store, request.where, now)
+    done = f"{result.count} jobs back in the queue" if result.count != 1 else "1 job back in the queue"
+    if result.skipped:
+        done += f"; {result.skipped} skipped: {result.reasons[0]}" + (" …" if result.skipped > 1 else "")
+    return done
+
+
+def cancel_all(store: Store, request: PageRequest, now: float) -> str:
+    """Cancel every job the filter matches that has not started (and running ones, if the filter
+    names running), as `jobrunner cancel --queue ...` does, a batch per transaction."""
+    from jobrunner.store import bulk
+
+    where = request.where
+    where.statuses = cancellable_statuses(request)
+    with thread_connection(store):
+        result = bulk.cancel_matching(store, where, now)
+    text = f"{result.count} jobs cancelled" if result.count != 1 else "1 job cancelled"
+    if result.requested:
+        text += f"; asked the daemon to stop {result.requested} running"
+    if result.skipped:
+        text += f"; {result.skipped} skipped: {result.reasons[0]}"
+    return text
+
+
+def cancellable_statuses(request: PageRequest) -> list[Status]:
+    """What a cancel of the filter takes: its statuses that can be cancelled (running ones only
+    when it names them), or those not started when it names none."""
+    from jobrunner.domain.states import CANCELLABLE
+
+    if not request.statuses:
+        return sorted(CANCELLABLE)
+    return [s for s in request.statuses if s in CANCELLABLE or s is Status.RUNNING]
+
+
+def edit_and_retry(store: Store, job_id: int, changes: dict[str, Any], expect: dict[str, Any], now: float) -> str:
+    """Store the edit form's changes and put the job back in the queue, in one transaction, as
+    `jobrunner retry ID --edit` does: refused (the job changed meanwhile), nothing changes."""
+    from jobrunner.domain.jobspec import SpecError
+    from jobrunner.store.edits import edit_job
+
+    try:
+        with thread_connection(store):
+            edited = edit_job(store, job_id, changes, now, expect=expect, retry=True)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    return f"job {job_id}: {edited.description or 'unchanged'}; {edited.status.value}"
+
+
+def form_values(job: dict[str, Any]) -> dict[str, str]:
+    """The edit form's text for a job (queries.job_to_dict), one entry per field it shows."""
+    import json
+    import shlex
+
+    from jobrunner.domain.edits import duration_text
+    from jobrunner.domain.priority import priority_label
+
+    command = job["command"]
+    if job["callable"]:
+        run = job["callable"]
+    elif command and len(command) == 3 and command[:2] == ["/bin/sh", "-c"]:
+        run = command[2]
+    else:
+        run = shlex.join(command or [])
+    return {
+        "name": job["name"], "run": run, "args": json.dumps(job["args"]), "kwargs": json.dumps(job["kwargs"]),
+        "queue": job["queue"], "priority": priority_label(job["priority"]), "retries": str(job["max_retries"]),
+        "timeout": "" if job["timeout"] is None else duration_text(job["timeout"]), "tags": ", ".join(job["tags"]),
+    }  # fmt: skip
+
+
+def form_changes(job: dict[str, Any], before: dict[str, str], after: dict[str, str]) -> dict[str, Any]:
+    """The fields the edit form changed, checked as a submit checks them (build_spec, the same
+    words); raises UsageError naming the field. On the UI thread: no I/O."""
+    import json
+
+    from jobrunner.domain import edits
+    from jobrunner.domain.jobspec import CALLABLE_PATTERN, SpecError, build_spec
+
+    changes: dict[str, Any] = {}
+    for key, text in after.items():
+        if text == before.get(key):
+            continue
+        value = text.strip()
+        if key == "run":
+            if not value:
+                raise UsageError("command: give a shell command or package.module:function")
+            changes["callable" if CALLABLE_PATTERN.match(value) else "command"] = value
+        elif key in ("args", "kwargs"):
+            try:
+                changes[key] = json.loads(value or ("[]" if key == "args" else "{}"))
+            except ValueError as exc:
+                raise UsageError(f"{key}: invalid JSON: {exc}") from None
+        elif key == "retries":
+            try:
+                changes[key] = int(value or "0")
+            except ValueError:
+                raise UsageError(f"retries: {value!r} is not a whole number") from None
+        elif key == "tags":
+            changes[key] = [t for t in value.replace(",", " ").split() if t]
+        else:  # name, queue, priority, timeout: empty puts the default back
+            changes[key] = value or None
+    try:
+        build_spec(edits.merge(edits.stored_fields(job), changes), task=job.get("task"))
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    return changes
 
 
 def purge_jobs(store: Store, statuses: list[Status], older_than: float, now: float) -> str:

@@ -1,8 +1,9 @@
-"""The dead-letter queue: dead jobs with their last error; retry one or all, purge."""
+"""The dead-letter queue: dead jobs with their last error; retry one (edited or not), retry all
+that match the filter, purge."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from textual import on
 from textual.app import ComposeResult
@@ -36,6 +37,7 @@ class DeadLetterScreen(PagedScreen):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,d", "back", "Back"),
         Binding("r", "retry", "Retry"),
+        Binding("e", "edit", "Edit & retry"),
         Binding("a", "retry_all", "Retry all"),
         Binding("P", "purge", "Purge all", key_display="P"),
     ]
@@ -45,15 +47,19 @@ class DeadLetterScreen(PagedScreen):
 
     def compose(self) -> ComposeResult:
         yield StatusHeader("jobrunner · dead letters", keys=False, id="header")
-        yield FilterBar(with_queue=False, with_tag=False, id="filters")
+        yield FilterBar(with_tag=False, id="filters")
         yield PagedTable(DEAD_COLUMNS, id="dead")
         yield Label("", id="empty")
         yield Footer()
 
     def set_request(self, **changes: object) -> None:
-        changes.pop("queues", None)
         changes.pop("tags", None)
         super().set_request(**changes)
+
+    def after_apply(self, snapshot: data.Snapshot) -> None:
+        """The queue filter offers the queues that have dead jobs."""
+        queues = snapshot.stats["queues"]
+        self.query_one(FilterBar).set_queues([q for q in queues if queues[q]["by_status"].get("dead")])
 
     def action_back(self) -> None:
         if self.focused is not self.table:
@@ -74,12 +80,29 @@ class DeadLetterScreen(PagedScreen):
         if job is not None:
             self.run_action(data.retry_jobs, [job["id"]])
 
+    def action_edit(self) -> None:
+        """Edit the selected job's fields in a form, then retry it (one transaction)."""
+        from jobrunner.domain import edits
+        from jobrunner.tui.screens.edit import EditDialog
+
+        job = self.selected_job()
+        if job is None:
+            return
+        expect = edits.stored_fields(job)  # the job as shown: changed meanwhile, nothing is stored
+
+        def edited(changes: dict[str, Any] | None) -> None:
+            if changes is not None:
+                self.run_action(data.edit_and_retry, job["id"], changes, expect)
+
+        self.app.push_screen(EditDialog(job), edited)
+
     def action_retry_all(self) -> None:
         total = self.snapshot.total if self.snapshot else 0
         if not total:
             self.notify("no dead jobs to retry", severity="warning", timeout=3, markup=False)
             return
-        matching = f" matching {self.request.search!r}" if self.request.search else ""
+        matching = f" in queue {self.request.queues[0]}" if self.request.queues else ""
+        matching += f" matching {self.request.search!r}" if self.request.search else ""
         self.run_action(
             data.retry_all, self.request,
             confirm=f"Retry all {total} dead jobs{matching}? Each gets a fresh retry budget.",

@@ -50,6 +50,7 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
         ("Enter", "the job's detail and log"),
         ("space", "mark the job (again: unmark); c, r, + and - then act on every marked job; Esc forgets"),
         ("c", "cancel the job (asks first)"),
+        ("C", "cancel every job the filters match that has not started (running ones too if filtered by running; asks first)"),
         ("r", "retry a dead, cancelled or retrying job"),
         ("+ / -", "raise / lower the priority of a job that has not started"),
         ("n", "submit a new job (command or module:function, queue, priority, retries)"),
@@ -65,7 +66,8 @@ KEYS: list[tuple[str, list[tuple[str, str]]]] = [
     ]),
     ("Dead letters", [
         ("r", "retry the job"),
-        ("a", "retry every dead job that matches the search (asks first)"),
+        ("e", "edit the job (what it runs, arguments, queue, priority, retries, timeout, tags), then retry it"),
+        ("a", "retry every dead job that matches the queue and search filters (asks first)"),
         ("P", "purge every dead job and its history (asks first)"),
         ("o / O", "sort, as in jobs"),
         ("Enter / Esc", "detail / back to jobs"),

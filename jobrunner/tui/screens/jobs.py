@@ -41,6 +41,7 @@ class JobsScreen(PagedScreen):
     EMPTY = "no jobs yet: jobrunner submit -- COMMAND"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c", "cancel", "Cancel"),
+        Binding("C", "cancel_matching", "Cancel all", key_display="C", show=False),
         Binding("r", "retry", "Retry"),
         Binding("p", "pause", "Pause"),
         Binding("plus,equals_sign", "priority(True)", "Priority", key_display="+"),
@@ -104,6 +105,23 @@ class JobsScreen(PagedScreen):
             data.cancel_jobs, [job["id"]],
             confirm=f"Cancel job {job['id']} ({format.one_line(job['name'], 60)}, {status.value})? {what}",
             yes="Cancel job",
+        )  # fmt: skip
+
+    def action_cancel_matching(self) -> None:
+        """Cancel every job the filters match that can be (asks first), a batch at a time."""
+        statuses = data.cancellable_statuses(self.request)
+        if not statuses:
+            self.notify("none of the statuses shown can be cancelled", severity="warning", timeout=4, markup=False)
+            return
+        what = ", ".join(s.value for s in statuses)
+        where = [f"queue {self.request.queues[0]}"] if self.request.queues else []
+        where += [f"tag {t}" for t in self.request.tags]
+        where += [f"matching {self.request.search!r}"] if self.request.search else []
+        self.run_action(
+            data.cancel_all, self.request,
+            confirm=f"Cancel every {what} job{' in ' + ', '.join(where) if where else ''}? "
+            + ("Running ones are stopped." if Status.RUNNING in statuses else "Those never start."),
+            yes="Cancel all",
         )  # fmt: skip
 
     def action_retry(self) -> None:

@@ -87,6 +87,8 @@ def window_line(snapshot: Snapshot, request: PageRequest, keys: bool, marked: in
         line.append("  ·  filter: " + "; ".join(filters), style="yellow")
     if snapshot.paused:
         line.append("  ·  paused queues: " + ", ".join(snapshot.paused), style="bold dark_orange")
+    if snapshot.rate_limited:
+        line.append("  ·  rate-limited: " + ", ".join(snapshot.rate_limited), style="dark_orange")
     return line
 
 

@@ -1,0 +1,50 @@
+"""create_app(settings): the FastAPI application of `jobrunner serve`.
+
+Routes that touch the database are plain `def`s: FastAPI runs them in its thread pool, where
+each thread gets its own connection and the Store's write lock takes this process's writers in
+turn. The streams (events, a followed log) are async and read in worker threads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from jobrunner import __version__
+from jobrunner.serve import errors
+from jobrunner.serve.guard import PUBLIC_PATHS, Guard
+from jobrunner.serve.settings import ServeSettings
+
+DESCRIPTION = """The jobs of one jobrunner database: the same store functions, JSON and one-line
+errors as the `jobrunner` CLI (`--json`). With a token set (`$JOBRUNNER_API_TOKEN`, and a
+read-only one in `$JOBRUNNER_API_READ_TOKEN`), send `Authorization: Bearer TOKEN`."""
+
+
+def create_app(settings: ServeSettings) -> FastAPI:
+    from jobrunner.serve import events, jobs, logs, metrics, submit, system
+
+    app = FastAPI(title="jobrunner", version=__version__, description=DESCRIPTION, redoc_url=None)
+    app.state.settings = settings
+    app.state.metrics = metrics.registry(settings.store)
+    errors.install(app)
+    for module in (submit, jobs, logs, system, events, metrics):
+        app.include_router(module.router)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(Guard, settings=settings)
+    return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, with the bearer token declared (the Guard checks it, not a dependency)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        if app.state.settings.tokens_required:
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]
+            for path in PUBLIC_PATHS & set(schema["paths"]):
+                for operation in schema["paths"][path].values():
+                    operation["security"] = []  # /healthz: for load balancers, which hold no token
+        app.openapi_schema = schema
+    return app.openapi_schema
