@@ -17,12 +17,10 @@ import contextlib
 import itertools
 import json
 import os
-import queue
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -100,19 +98,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 class PgDatabases:
-    """Fresh, empty databases on the local server. CREATE DATABASE takes a quarter of a second
-    (the server's fsyncs), so a thread keeps two ready while tests run; each is dropped WITH
-    (FORCE) after its test, whatever connections its daemons left."""
+    """Fresh, empty databases on the local server, one per test. CREATE DATABASE costs a quarter
+    of a second (its WAL flush), so a database a test is done with is recycled instead: its
+    connections are ended, it is renamed (a process of the old test that connects again finds
+    no database of that name), and its schema is dropped and made again, empty. One that cannot
+    be recycled so is dropped WITH (FORCE)."""
 
     _instance: PgDatabases | None = None
 
     def __init__(self) -> None:
-        self._ready: queue.Queue[str] = queue.Queue(maxsize=2)
         self._names = (f"jobrunner_test_{os.getpid()}_{n}" for n in itertools.count())
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._failure: BaseException | None = None
         self._admin: Any = None
+        self._free: list[str] = []
 
     @classmethod
     def shared(cls) -> PgDatabases:
@@ -121,39 +118,27 @@ class PgDatabases:
         return cls._instance
 
     @staticmethod
-    def admin() -> Any:
+    def admin(dbname: str = PG_ADMIN["dbname"]) -> Any:
         import psycopg2
 
-        conn = psycopg2.connect(**PG_ADMIN, connect_timeout=5)
+        conn = psycopg2.connect(**{**PG_ADMIN, "dbname": dbname}, connect_timeout=5)
         conn.autocommit = True
+        conn.cursor().execute("SET synchronous_commit = off")  # test databases: no flush to wait for
         return conn
 
     @staticmethod
     def url(name: str) -> str:
         return f"postgresql://{PG_ADMIN['user']}@{PG_ADMIN['host']}:{PG_ADMIN['port']}/{name}"
 
-    def _fill(self) -> None:
-        try:
-            with contextlib.closing(self.admin()) as admin:
-                self._drop_leftovers(admin)
-                while not self._stop.is_set():
-                    name = next(self._names)
-                    admin.cursor().execute(f"CREATE DATABASE {name}")
-                    while True:
-                        try:
-                            self._ready.put(name, timeout=0.2)
-                            break
-                        except queue.Full:
-                            if self._stop.is_set():
-                                admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-                                return
-        except BaseException as exc:  # reported by take(), in the test that waits for it
-            self._failure = exc
+    def _cursor(self) -> Any:
+        if self._admin is None or self._admin.closed:
+            self._admin = self.admin()
+            self._drop_leftovers(self._admin.cursor())
+        return self._admin.cursor()
 
     @staticmethod
-    def _drop_leftovers(admin: Any) -> None:
+    def _drop_leftovers(cursor: Any) -> None:
         """Databases of runs that were killed before they could drop them (their pid is gone)."""
-        cursor = admin.cursor()
         cursor.execute("SELECT datname FROM pg_database WHERE datname LIKE 'jobrunner\\_test\\_%'")
         for (name,) in cursor.fetchall():
             try:
@@ -164,33 +149,49 @@ class PgDatabases:
                 pass
 
     def take(self) -> str:
-        """The URL of a new, empty database of this run's own."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._fill, name="pg-databases", daemon=True)
-            self._thread.start()
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                return self.url(self._ready.get(timeout=0.2))
-            except queue.Empty:
-                if self._failure is not None:
-                    raise self._failure from None
-                if time.monotonic() > deadline:
-                    raise AssertionError("no new PostgreSQL database within 60s") from None
+        """The URL of an empty database no other test uses."""
+        if self._free:
+            return self.url(self._free.pop())
+        name = next(self._names)
+        self._cursor().execute(f"CREATE DATABASE {name}")
+        return self.url(name)
 
     def drop(self, url: str) -> None:
-        if self._admin is None or self._admin.closed:
-            self._admin = self.admin()
-        self._admin.cursor().execute(f"DROP DATABASE IF EXISTS {url.rsplit('/', 1)[1]} WITH (FORCE)")
+        """Done with it: recycled under a new name, or dropped."""
+        name = url.rsplit("/", 1)[1]
+        try:
+            name = self._renamed(name)
+            self._emptied(name)
+        except Exception:
+            self._cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        else:
+            self._free.append(name)
+
+    def _renamed(self, name: str) -> str:
+        import psycopg2
+
+        new, cursor, deadline = next(self._names), self._cursor(), time.monotonic() + 5
+        while True:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,))
+            try:
+                cursor.execute(f"ALTER DATABASE {name} RENAME TO {new}")
+                return new
+            except psycopg2.errors.ObjectInUse:  # an ended backend not gone yet, or a new one
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.005)  # backing off a backend on its way out, not a wait for a state
+
+    def _emptied(self, name: str) -> None:
+        with contextlib.closing(self.admin(name)) as conn:
+            cursor = conn.cursor()
+            cursor.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+            cursor.execute("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                           "WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')")  # fmt: skip
+            assert cursor.fetchone()[0] == 0, f"{name} holds relations outside its public schema"
 
     def close(self) -> None:
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout=30)
-        self._thread = None
-        while not self._ready.empty():
-            self.drop(self.url(self._ready.get_nowait()))
+        while self._free:
+            self._cursor().execute(f"DROP DATABASE IF EXISTS {self._free.pop()} WITH (FORCE)")
         if self._admin is not None:
             self._admin.close()
             self._admin = None

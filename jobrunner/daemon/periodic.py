@@ -145,7 +145,7 @@ class PeriodicWork:
         """A dead daemon's attempts that none of its workers started (held ahead, sent but not
         begun) go back to the queue uncounted: a job with no retries left must not go dead
         without ever running. Its workers' start logs say which (startlog.py)."""
-        started = startlog.started_by(self.log_dir, pid)
+        started = startlog.started_by(self.log_dir, pid, runs.daemon_workers(self.store, owner))
         if started is None:  # cannot tell: every attempt counts, as lost
             return
         unstarted = sorted(held - started)

@@ -65,11 +65,15 @@ def note_start(log: StartLog | None, log_dir: str | None, daemon_pid: int | None
     return log
 
 
-def started_by(log_dir: str, daemon_pid: int, wait_s: float = 2.0) -> set[tuple[int, int]] | None:
+def started_by(log_dir: str, daemon_pid: int, workers: int, wait_s: float = 2.0) -> set[tuple[int, int]] | None:
     """Every attempt the workers of dead daemon `daemon_pid` started, or None when that cannot be
-    known: one of its workers is still alive after `wait_s` (a worker dies with its daemon within
-    milliseconds; a pid taken by another process since looks alive too), or a file is unreadable."""
+    known: fewer files than the daemon had workers (each makes its file before any job: one is
+    missing, or this daemon looks in another log directory than the dead one did), one of its
+    workers still alive after `wait_s` (a worker dies with its daemon within milliseconds; a pid
+    taken by another process since looks alive too), or a file unreadable."""
     files = _files(log_dir, daemon_pid)
+    if workers < 1 or len(files) < workers:
+        return None
     deadline = time.monotonic() + wait_s
     for _, worker_pid in files:
         while pid_alive(worker_pid):  # it could still start a held job: wait for it to go

@@ -425,6 +425,13 @@ def stale_daemons(store: Store, host: str, exclude: str) -> list[tuple[str, int]
 
 
 @guarded
+def daemon_workers(store: Store, owner: str) -> int:
+    """How many workers a daemon said it runs (0 for an unknown one)."""
+    row = store.execute(f"SELECT workers FROM daemon WHERE id={store.backend.param}", (owner,)).fetchone()
+    return int(row[0]) if row else 0
+
+
+@guarded
 def cancel_requests(store: Store, owner: str) -> list[tuple[int, int]]:
     """(id, attempt) of running jobs this daemon holds that a user asked to cancel."""
     p = store.backend.param
