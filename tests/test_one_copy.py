@@ -261,6 +261,8 @@ def test_a_restarted_daemon_ends_what_a_lost_attempt_left_before_recording_it(cl
     leftovers.extend(int(p) for p in lines(marks))
 
 
+@pytest.mark.xfail(strict=True, reason="the give-back of never-started attempts is off (periodic.GIVE_BACK_UNSTARTED): "
+                   "a PostgreSQL chaos run saw it give back an attempt a worker had started")
 def test_a_job_held_ahead_is_not_charged_when_its_daemon_dies(cli, daemon, db_path, tmp_path):
     """Issue 12 (hand-over): B, claimed ahead for the one busy worker, never started when the
     daemon was killed with -9. Its successor gives B back uncounted (B has no retries: charged,

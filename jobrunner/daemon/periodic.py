@@ -27,6 +27,11 @@ from jobrunner.store import runs
 if TYPE_CHECKING:
     from jobrunner.daemon.service import Service
 
+#: Off: a chaos run on PostgreSQL saw an attempt given back that a worker had started (its start
+#: log did not show it), so its number ran twice. Until that is understood, every attempt a dead
+#: daemon held counts as lost (the safe side); the start logs are still written.
+GIVE_BACK_UNSTARTED = False
+
 log = logging.getLogger("jobrunner.daemon")
 
 
@@ -145,6 +150,8 @@ class PeriodicWork:
         """A dead daemon's attempts that none of its workers started (held ahead, sent but not
         begun) go back to the queue uncounted: a job with no retries left must not go dead
         without ever running. Its workers' start logs say which (startlog.py)."""
+        if not GIVE_BACK_UNSTARTED:
+            return
         started = startlog.started_by(self.log_dir, pid, runs.daemon_workers(self.store, owner))
         if started is None:  # cannot tell: every attempt counts, as lost
             return
