@@ -299,11 +299,10 @@ def _when_and_after(spec: JobSpec, at: Any, delay: Any, run_at: Any, after: Any)
 
 
 def _check_here(spec: JobSpec, db: str | None) -> None:
-    """check_runs_here where the daemon shares this machine (a SQLite file, not a URL)."""
-    if "://" in _db_place(db, None)[0]:
-        return
+    """check_runs_here: its refusals where the daemon shares this machine (a SQLite file, not a
+    URL); a relative cwd made absolute either way."""
     try:
-        check_runs_here(spec, _current_config)
+        check_runs_here(spec, _current_config, "://" not in _db_place(db, None)[0])
     except SpecError as exc:
         raise UsageError(str(exc)) from None
 

@@ -16,22 +16,23 @@ _found_modules: set[str] = set()  # top-level modules found once stay found for 
 _found_callables: set[str] = set()  # and the callables in them: one set lookup per bulk line
 
 
-def check_runs_here(spec: JobSpec, config: Callable[[], Any] | None = None) -> None:
+def check_runs_here(spec: JobSpec, config: Callable[[], Any] | None = None, local: bool = True) -> None:
     """Refuse, at submit, what a daemon on this machine could not run: a cwd that is not a
     directory here, or a callable whose top-level module is nowhere to import from.
 
-    The one part of the door that looks at the machine, so callers skip it where the daemon
-    may run elsewhere (a database URL). A relative cwd becomes absolute: it means "from here".
+    The one part of the door that looks at the machine, so callers pass local=False where the
+    daemon may run elsewhere (a database URL): then nothing is refused. Either way a relative
+    cwd becomes absolute: it means "from here", wherever the job runs.
     The module is looked up, never imported (importing runs the user's code); `config` gives
     the config whose `[daemon] python_path` the daemon adds, asked only when sys.path fails.
     """
     cwd, target = spec.cwd, spec.callable
     if cwd is not None:
-        if not os.path.isdir(cwd):
+        if local and not os.path.isdir(cwd):
             what = "is not a directory" if os.path.exists(cwd) else "does not exist"
             raise SpecError("cwd", f"{cwd} {what}")
         spec.cwd = os.path.abspath(cwd)
-    if target is not None and target not in _found_callables:
+    if local and target is not None and target not in _found_callables:
         top = target.partition(":")[0].partition(".")[0]
         if top not in _found_modules and not _module_found(top, config):
             raise SpecError(

@@ -58,7 +58,7 @@ def test_retry_by_filter_takes_dead_jobs_of_the_queue_and_says_how_many(cli, sto
     job = cli.job(1)
     assert job["error"] is None and job["finished_at"] is None and job["retries_left"] == 0
     assert [e["message"] for e in job["events"]] == ["retried by user"]
-    assert cli.ok("retry", "--status", "cancelled,dead", "--queue", "reports").strip() == "retried 1 jobs"
+    assert cli.ok("retry", "--status", "cancelled,dead", "--queue", "reports").strip() == "retried 1 job"
 
 
 def test_since_takes_only_the_recently_finished(cli, store):
@@ -77,7 +77,7 @@ def test_dry_runs_change_nothing(cli, store):
     before = everything(store)
     out = cli.ok("cancel", "--queue", "images", "--status", "queued", "--dry-run").strip()
     assert out == "would cancel 31 jobs: " + ", ".join(map(str, range(1, 21))) + " and 11 more"
-    assert cli.ok("cancel", "--queue", "images", "--tag", "thumbs", "--dry-run").strip() == "would cancel 1 jobs: 61"
+    assert cli.ok("cancel", "--queue", "images", "--tag", "thumbs", "--dry-run").strip() == "would cancel 1 job: 61"
     assert cli.ok("retry", "--status", "dead", "--dry-run").startswith("would retry 30 jobs: 31, 32")
     assert cli.ok("purge", "--older-than", "0s", "--queue", "reports", "--dry-run").startswith("would purge 30 jobs")
     assert cli.json("purge", "--older-than", "0s", "--dry-run")["would_purge"] == 30
@@ -130,7 +130,7 @@ def test_jobs_with_dependencies_go_one_by_one_and_refusals_are_skipped(cli, stor
     out = cli("retry", "--status", "cancelled")
     assert out.exit_code == 0 and out.stdout.strip() == "retried 0 jobs; skipped 1"
     assert f"job {child} cannot be retried: its dependency {root} (extract) is dead" in out.stderr
-    assert cli.ok("retry", "--status", "dead").strip() == "retried 1 jobs"
+    assert cli.ok("retry", "--status", "dead").strip() == "retried 1 job"
     assert cli.job(root)["status"] == "queued" and cli.job(child)["status"] == "waiting"
 
 
@@ -283,7 +283,7 @@ def test_a_dead_job_whose_unique_key_is_held_again_is_skipped_not_fatal(cli, sto
     plain = cli.submit("--", "false")
     sql(store, "UPDATE job SET status='dead', finished_at=? WHERE id=?", (time.time(), plain))
     out = cli("retry", "--status", "dead")
-    assert out.exit_code == 0 and out.stdout.strip() == "retried 1 jobs; skipped 1"
+    assert out.exit_code == 0 and out.stdout.strip() == "retried 1 job; skipped 1"
     assert f"job {first} cannot be retried: job {second} (queued) holds its unique key 'report:2026-11'" in out.stderr
     refused = cli("edit", str(first), "--priority", "high")
     assert refused.exit_code == 0  # an edit alone does not take the key

@@ -73,7 +73,7 @@ from tests.chaoshelpers import (
     kill_leftovers,
     worker_pids,
 )
-from tests.conftest import ON_POSTGRES, is_url, wait_until
+from tests.conftest import is_url, wait_until
 
 SEED = int(os.environ.get("JOBRUNNER_CHAOS_SEED") or 12012)
 JOBS = int(os.environ.get("JOBRUNNER_CHAOS_JOBS") or 250)
@@ -420,9 +420,6 @@ class Chaos:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(ON_POSTGRES, strict=False, reason=(
-    "open finding (issue 12/16 notes): on PostgreSQL some seeds leave a job claimed ahead 'running' "
-    "under a live daemon (job not final); the SQLite pass must hold every invariant"))
 def test_chaos(cli, daemon, db_path, tmp_path):
     seed, rng = SEED, random.Random(SEED)
     print(f"\nchaos: seed={seed} jobs={JOBS} seconds={CHAOS_S:g} "

@@ -160,7 +160,7 @@ def test_purge_older_than(cli, store):
     set_status(store, old_dead, Status.DEAD, 8 * 86400)
     set_status(store, new_ok, Status.SUCCEEDED, 3600)
     assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == f"would purge 2 jobs: {old_ok}, {old_dead}"
-    assert cli.ok("purge", "--older-than", "7d", "--status", "succeeded").strip() == "purged 1 jobs"
+    assert cli.ok("purge", "--older-than", "7d", "--status", "succeeded").strip() == "purged 1 job"
     remaining = {j["id"] for j in cli.json("list")}
     assert remaining == {old_dead, new_ok, still_queued}
     assert sql(store, "SELECT COUNT(*) FROM event WHERE job_id=?", (old_ok,))[0][0] == 0

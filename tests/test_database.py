@@ -7,7 +7,6 @@ import os
 import sqlite3
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from jobrunner.domain.jobspec import build_spec
 from jobrunner.domain.states import Status
 from jobrunner.store import open_store, repo
 from jobrunner.store.migrations import SCHEMA_VERSION, current_version
-from tests.conftest import run_jobrunner, sql
+from tests.conftest import run_jobrunner, sql, wait_until
 
 
 @pytest.mark.sqlite_only(reason="the default database is a SQLite file in the XDG state dir")
@@ -103,14 +102,23 @@ def test_locked_database_waits_for_the_lock(cli, db_path):
     cli.submit("--", "true")
     holder = sqlite3.connect(db_path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")
-    with ThreadPoolExecutor(1) as pool:
-        future = pool.submit(run_jobrunner, "submit", "--", "true")
-        import time
+    import subprocess
+    import sys
 
-        time.sleep(0.3)  # the lock is held while the other process waits on it
-        holder.execute("COMMIT")
-        result = future.result(timeout=30)
-    assert result.returncode == 0, result.stderr
+    submitter = subprocess.Popen([sys.executable, "-m", "jobrunner", "submit", "--", "true"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+    def has_the_database_open() -> bool:
+        with contextlib.suppress(OSError):
+            return any(os.readlink(f"/proc/{submitter.pid}/fd/{fd}") == str(db_path)
+                       for fd in os.listdir(f"/proc/{submitter.pid}/fd"))  # fmt: skip
+        return False
+
+    wait_until(has_the_database_open, timeout=20)  # it waits on the lock now (or is about to)
+    assert submitter.poll() is None  # not done: the lock holds it
+    holder.execute("COMMIT")
+    _, stderr = submitter.communicate(timeout=30)
+    assert submitter.returncode == 0, stderr
     assert cli.count() == 2
 
 
@@ -277,10 +285,12 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
     store = open_store(str(path))
     try:
         assert current_version(store) == SCHEMA_VERSION
-        after = _snapshot(path)  # every row, id and index as it was; v9 adds unique_key (NULL) and two indexes
+        # every row, id and index as it was; v9 adds unique_key (NULL) and two indexes, v10 three
+        # limit columns (NULL)
+        after = _snapshot(path)
         added = [index for index in after["indexes"] if index not in before["indexes"]]
         assert [name for name, _ in added] == ["job_unique_key", "sqlite_autoindex_queue_rate_1"]
-        assert after == {**before, "jobs": [(*row, None) for row in before["jobs"]],
+        assert after == {**before, "jobs": [(*row, None, None, None, None) for row in before["jobs"]],
                          "indexes": sorted(before["indexes"] + added)}  # fmt: skip
         assert store.execute("SELECT value FROM meta WHERE key='job_id_floor'").fetchone() == ("3",)
         assert store.execute("PRAGMA foreign_keys").fetchone()[0] == 1

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 import jobrunner
 from jobrunner.domain.jobspec import SpecError, build_spec
 from jobrunner.errors import ConfigError, UsageError
-from tests.conftest import ON_POSTGRES, ROOT, database_exists, sql, wait_until
+from tests.conftest import ROOT, database_exists, sql, wait_until
 
 DEEP = "[" * 150 + "]" * 150  # past the 100 levels a job's JSON may nest
 
@@ -79,8 +79,6 @@ def test_callables_that_can_be_found_are_accepted_without_importing_them(cli, tm
     assert not Path("imported").exists()
 
 
-@pytest.mark.xfail(ON_POSTGRES, strict=True, reason="bug: with a URL database a relative --cwd is stored as given: "
-                   "machine_checks.check_runs_here makes it absolute, and every submit path skips it for a URL")
 def test_cwd_is_stored_as_an_absolute_path(cli):
     Path("reports").mkdir()
     job = cli.job(cli.submit("--cwd", "reports", "--", "true"))

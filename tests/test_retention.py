@@ -113,7 +113,7 @@ def test_jobrunner_purge_deletes_log_files_too(cli, store, tmp_path):
     old, young = cli.submit("--", "true"), cli.submit("--", "true")
     old_log = finish(store, old, Status.SUCCEEDED, now - 8 * DAY, tmp_path / "logs")
     young_log = finish(store, young, Status.SUCCEEDED, now - 3600, tmp_path / "logs")
-    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == f"would purge 1 jobs: {old}"
+    assert cli.ok("purge", "--older-than", "7d", "--dry-run").strip() == f"would purge 1 job: {old}"
     assert old_log.exists()
     assert cli.json("purge", "--older-than", "7d")["ids"] == [old]
     assert not old_log.exists() and young_log.exists()

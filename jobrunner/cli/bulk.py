@@ -95,7 +95,7 @@ def _progress(verb: str) -> Any:
         return None
 
     def show(result: BulkResult) -> None:
-        sys.stderr.write(f"\r{verb} {result.count} jobs so far…")
+        sys.stderr.write(f"\r{verb} {_jobs(result.count)} so far…")
         sys.stderr.flush()
 
     return show
@@ -107,6 +107,10 @@ def _end_progress(progress: Any) -> None:
         sys.stderr.flush()
 
 
+def _jobs(count: int) -> str:
+    return f"{count} job" if count == 1 else f"{count} jobs"
+
+
 def report(result: BulkResult, as_json: bool, verb: str, past: str) -> None:
     """`would retry 3 jobs: 4, 7, 9` or `retried 3 jobs`, and what was skipped and why."""
     if as_json:
@@ -115,9 +119,9 @@ def report(result: BulkResult, as_json: bool, verb: str, past: str) -> None:
     if result.dry_run:
         listed = ", ".join(str(i) for i in result.ids[:IDS_SHOWN])
         more = f" and {result.count - IDS_SHOWN} more" if result.count > IDS_SHOWN else ""
-        typer.echo(f"would {verb} {result.count} jobs" + (f": {listed}{more}" if result.count else ""))
+        typer.echo(f"would {verb} {_jobs(result.count)}" + (f": {listed}{more}" if result.count else ""))
         return
-    line = f"{past} {result.count} jobs"
+    line = f"{past} {_jobs(result.count)}"
     if result.requested:
         line += f"; asked the daemon to stop {result.requested} running"
     if result.skipped:
@@ -219,7 +223,7 @@ def export_command(
         with_env += bool(job["env"])
     sys.stdout.flush()
     note(
-        f"exported {count} dead jobs"
+        f"exported {count} dead job{'' if count == 1 else 's'}"
         + (f" ({with_env} with env values: keep the file private)" if with_env else "")
     )
 

@@ -232,12 +232,11 @@ def _spec(fields: dict[str, Any], task_name: str | None, app_state: Any, where: 
 
 
 def check_here(spec: JobSpec, app_state: Any, local: bool | None = None) -> None:
-    """check_runs_here for a daemon on this machine: not for a database URL (the daemon that
-    runs the job may be on another host, with other directories and modules)."""
+    """check_runs_here, which refuses nothing for a database URL (the daemon that runs the job
+    may be on another host, with other directories and modules) but makes a relative cwd absolute."""
     if spec.cwd is None and spec.callable is None:
         return
-    if local if local is not None else "://" not in app_state.db_target:
-        check_runs_here(spec, lambda: app_state.config)
+    check_runs_here(spec, lambda: app_state.config, local if local is not None else "://" not in app_state.db_target)
 
 
 def submit_file(source: str, app_state: Any, now: float) -> list[int]:
@@ -318,8 +317,8 @@ def read_job_lines(source: str, app_state: Any, now: float) -> list[JobSpec]:
                 spec = _spec(data, task_name, app_state, f"{label}:{number}: ", local)
             else:
                 spec = build_spec(data)  # what _spec does for a line, minus a getcwd() per line
-                if local and (spec.cwd is not None or spec.callable is not None):
-                    check_runs_here(spec, config)  # check_here, inline: it runs per line
+                if spec.cwd is not None or spec.callable is not None:
+                    check_runs_here(spec, config, local)  # check_here, inline: it runs per line
                 if spec.kind == "shell" and spec.cwd is None:
                     spec.cwd = cwd = cwd or os.getcwd()
             if at is not None or delay is not None:

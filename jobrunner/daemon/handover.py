@@ -177,28 +177,6 @@ class Handover:
         for claim in claims:
             self.started.pop((claim.id, claim.attempt), None)
 
-    def _void(self: Service, claims: list[runs.Claim]) -> None:
-        """Jobs sent to workers by a transaction that then failed: the database still has them
-        queued, so they must not run here, not for an instant more. Held ones are dropped; a
-        worker holding one is killed with its job's processes, before the loop goes on (the job
-        may be claimed again at once), and replaced. The committed jobs in its line may have
-        started: each is recorded as interrupted (run again, no retry charged)."""
-        voided = {(c.id, c.attempt) for c in claims}
-        for claim in claims:
-            self.started.pop((claim.id, claim.attempt), None)
-            self.ahead.remove(claim.id, claim.attempt)
-        for worker in [w for w in self.pool.workers if any((c.id, c.attempt) in voided for c in w.jobs)]:
-            for claim in worker.jobs:
-                if (claim.id, claim.attempt) in voided:
-                    log.warning("job %d: stopped attempt %d, its start could not be recorded", claim.id, claim.attempt)
-            committed = [c for c in worker.jobs if (c.id, c.attempt) not in voided]
-            self._kill_worker(worker)
-            for claim in committed:
-                failure = Failure(FailureKind.INTERRUPTED, "interrupted: the daemon could not record its start")
-                self._pend(runs.Outcome(claim.id, claim.attempt, failure=failure))
-            self._unwatch(worker)
-            self._watch(self.pool.replace(worker))
-
     def _stop(self: Service, worker: Worker, kind: FailureKind, message: str, now: float, kill_now: bool = False) -> None:
         """SIGTERM the job's process tree now and SIGKILL it after the grace period."""
         worker.stop = Stop(kind, message, kill_at=now if kill_now else now + self.options.kill_grace)

@@ -21,16 +21,18 @@ from jobrunner.daemon.ahead import HOLD_S
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.domain.states import Status
+from jobrunner.errors import StoreError
 from jobrunner.processes import pid_alive
 from jobrunner.store import runs
 
 if TYPE_CHECKING:
     from jobrunner.daemon.service import Service
 
-#: Off: a chaos run on PostgreSQL saw an attempt given back that a worker had started (its start
-#: log did not show it), so its number ran twice. Until that is understood, every attempt a dead
-#: daemon held counts as lost (the safe side); the start logs are still written.
-GIVE_BACK_UNSTARTED = False
+#: Give a dead daemon's never-started attempts back uncounted. Off once, while a PostgreSQL chaos
+#: run showed an attempt given back that a worker had started: that worker, exiting cleanly when
+#: its dead daemon's pipe closed, had deleted its start log (startlog.py: only daemons delete them
+#: now). Off again, every attempt a dead daemon held counts as lost: the safe side.
+GIVE_BACK_UNSTARTED = True
 
 log = logging.getLogger("jobrunner.daemon")
 
@@ -119,6 +121,7 @@ class PeriodicWork:
         held = {(c.id, c.attempt) for w in self.pool.workers for c in w.jobs}
         held |= {(c.id, c.attempt) for c, _ in self.ahead.held}
         self.lost = held - renewed
+        self._give_back_unknown(renewed - held - {(o.job_id, o.attempt) for o in self.pending}, now)
         for claim, _ in list(self.ahead.held):
             if (claim.id, claim.attempt) in self.lost:
                 self.ahead.remove(claim.id, claim.attempt)
@@ -128,6 +131,26 @@ class PeriodicWork:
                 worker.take_back("lost", [c for c in list(worker.jobs)[1:] if (c.id, c.attempt) in self.lost])
             else:
                 worker.lease(deadline)
+
+    def _give_back_unknown(self: Service, unknown: set[tuple[int, int]], now: float) -> None:
+        """Jobs the database says we hold that we do not: a give-back refused by the database
+        (locked past lock_timeout, say), or a claim committed although the commit reported an
+        error (the connection lost as it committed). None was ever sent to a worker (jobs go out
+        only once their claim is committed, and one a worker has stays in its line until its
+        end is recorded), so each goes back uncounted. Kept, its lease would be renewed by every
+        heartbeat and the job would never end."""
+        if not unknown:
+            return
+        try:
+            given = runs.release(self.store, self.owner, [runs.Attempt(*a) for a in sorted(unknown)], now,
+                                 "given back: the daemon held it unknowingly (never started)")  # fmt: skip
+        except StoreError as exc:  # the next heartbeat tries again
+            log.error("could not give back %d job(s) held unknowingly: %s", len(unknown), exc)
+            return
+        if given:
+            log.warning("gave back %d job(s) this daemon held without knowing it (never started): %s", given,
+                        ", ".join(str(job_id) for job_id, _ in sorted(unknown)))  # fmt: skip
+            self.maybe_work = True
 
     def _recover(self: Service, now: float) -> None:
         """Take back jobs of dead daemons: on this host by pid at once, elsewhere when leases expire."""

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from jobrunner.daemon import startlog
 from jobrunner.daemon.jobenv import progress_path
 from jobrunner.daemon.joblogs import spare_log_path
 from jobrunner.daemon.worker import worker_main
@@ -278,6 +279,9 @@ class Pool:
             with contextlib.suppress(OSError):
                 ensure_log_dir(log_dir)  # 0700 with O_EXCL semantics; an existing one must be trusted
             _clear_dead_spares(log_dir)
+            # start logs under our pid are an earlier daemon's that had it (a reboot): one no
+            # successor gives back by pid (the pid is alive: ours), so they are nobody's evidence
+            startlog.forget(log_dir, self.daemon_pid)
         self.context = multiprocessing.get_context("forkserver")
         self.context.set_forkserver_preload(["jobrunner.daemon.worker"])
         first = multiprocessing.get_context("fork") if fork_first else self.context

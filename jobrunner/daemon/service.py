@@ -16,7 +16,6 @@ import selectors
 import signal
 import socket
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -287,13 +286,15 @@ class Service(Handover, PeriodicWork):
                 self.selector.unregister(handle)
 
     def _record_and_claim(self, now: float) -> None:
-        """One commit for what finished and what starts next; workers get their jobs in it,
-        as soon as the claim's rows are updated (see _claim).
+        """One commit for what finished and what starts next; workers get their jobs once it
+        is committed, never before: a claim that rolls back (the daemon killed mid-commit, the
+        database refusing) must not have started anything, or its attempt number would be
+        used twice and, after a kill -9, a copy nobody holds would run beside the next.
 
         While every worker has its next job already, finished jobs wait a few milliseconds to
         share a commit. If the database refuses (locked for too long, disk full), nothing is
         lost: the outcomes stay pending and are written on a later turn of the loop, and the
-        jobs this transaction claimed are taken back from the workers (_void).
+        jobs stay queued.
         """
         if self.rate_due is not None and now >= self.rate_due:
             self.rate_due = None
@@ -308,20 +309,12 @@ class Service(Handover, PeriodicWork):
         if (not wants_claim and not self.stopping and len(self.pending) < FLUSH_MAX
                 and now < self.pending_since + FLUSH_S and all(w.busy for w in self.pool.workers)):  # fmt: skip
             return
-        sent: list[runs.Claim] = []  # claimed in this transaction, already with the workers
-
-        def send_early(claims: list[runs.Claim]) -> None:
-            sent.extend(claims)
-            self.lines.assign(claims)
-
-        early = not self.failed_writes  # after a failed write, jobs go out only once committed
         try:
             with self.store.write():
                 self._flush(now)
-                claims = self._claim(now, send_early if early else None) if wants_claim else []
+                claims = self._claim(now) if wants_claim else []
         except StoreError as exc:
             self._trouble(exc, "database write failed")
-            self._void(sent)
             self.failed_writes += 1
             self.retry_write_at = clock.now() + min(0.05 * self.failed_writes, 1.0)  # see _sleep_time
             return
@@ -332,8 +325,7 @@ class Service(Handover, PeriodicWork):
         self.pending, self.recorded = self.pending[self.flushed :], []  # some may have failed meanwhile
         if self.pending:
             self.pending_since = now
-        if not early:
-            self.lines.assign(claims)
+        self.lines.assign(claims)
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]
@@ -510,19 +502,14 @@ class Service(Handover, PeriodicWork):
         self.db_trouble = (since, f"{doing} since {time.strftime('%H:%M:%S', time.localtime(since))}: {exc}")
         self.systemd.status(self.db_trouble[1])
 
-    def _claim(self, now: float, send: Callable[[list[runs.Claim]], None] | None) -> list[runs.Claim]:
-        """Claim as many jobs as there is room for, within the queues' concurrency limits.
-
-        `send` gets each batch as soon as its rows are updated, inside the transaction: the
-        jobs start while the commit is written (0.1 ms sooner on an idle daemon).
-        """
+    def _claim(self, now: float) -> list[runs.Claim]:
+        """Claim as many jobs as there is room for, within the queues' concurrency limits, in
+        the caller's transaction (the caller sends them to workers once it is committed)."""
         fence = time.monotonic() + fence_after(self.options.lease)
 
         def claimed(batch: list[runs.Claim]) -> None:
             for claim in batch:
                 claim.fence = fence
-            if send is not None:
-                send(batch)
 
         idle = self.lines.capacity()
         running: dict[str, int] = {}

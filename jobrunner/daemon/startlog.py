@@ -8,7 +8,12 @@ a small file of its own in the log directory (`.started-DAEMONPID-WORKERPID`: a 
 last SLOTS starts, one pwrite each, no fsync: it must outlive a process, not the machine). A
 successor on this host reads the dead daemon's files, once its workers are gone, and gives back
 the attempts none of them started, uncounted; the others are lost as before. When it cannot be
-sure (a worker still alive, a file unreadable), every attempt counts: the safe side.
+sure (a worker still alive, a file missing or unreadable), every attempt counts: the safe side.
+
+A file is never deleted by its worker, only by its daemon's orderly end or a successor that
+recovered the daemon: a worker that saw its daemon's pipe close and exited cleanly once took its
+file with it, and the successor, counting a file left by a worker killed earlier, took that
+worker's finished attempt for never started and ran its number again (a PostgreSQL chaos run).
 """
 
 from __future__ import annotations
@@ -46,10 +51,11 @@ class StartLog:
         self.count += 1
 
     def close(self) -> None:
-        """A worker that ends normally takes its file with it (its daemon records its jobs)."""
+        """Close the file and leave it: however the worker ends (told to, or because its daemon's
+        pipe closed when the daemon died), its daemon may not have recorded its last jobs yet, and
+        a successor must see them started. Only the daemon's orderly end, once every outcome is
+        recorded, deletes the files (forget); a successor deletes those of a dead daemon."""
         os.close(self.fd)
-        with contextlib.suppress(OSError):
-            os.unlink(self.path)
 
 
 def note_start(log: StartLog | None, log_dir: str | None, daemon_pid: int | None, job_id: int,

@@ -76,8 +76,8 @@ def job_specs(items: Sequence[dict[str, Any]], config: Config, local: bool, now:
                 spec = config.task_spec(task_name, data)
             else:
                 spec = build_spec(data)
-            if local and (spec.cwd is not None or spec.callable is not None):
-                check_runs_here(spec, lambda: config)
+            if spec.cwd is not None or spec.callable is not None:
+                check_runs_here(spec, lambda: config, local)
             if spec.kind == "shell" and spec.cwd is None:
                 spec.cwd = cwd = cwd or os.getcwd()
             if at is not None or delay is not None:

@@ -111,9 +111,9 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
           on_claimed: Callable[[list[Claim]], None] | None = None) -> list[Claim]:  # fmt: skip
     """Claim up to `limit` due jobs, highest priority first, FIFO within a priority: one transaction.
 
-    `on_claimed` gets the claims as soon as their rows are updated, before their events are
-    written and the transaction commits: the daemon sends them to its workers there, so they
-    start while the commit is written (the caller deals with a commit that fails).
+    `on_claimed` gets the claims as soon as their rows are updated, inside the transaction, to
+    fill in what the daemon adds to them; nothing of them may start before the commit (a claim
+    rolled back would have started an attempt the database never counted).
     """
     if limit <= 0:
         return []

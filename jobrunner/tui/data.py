@@ -264,7 +264,7 @@ def form_changes(job: dict[str, Any], before: dict[str, str], after: dict[str, s
 def purge_jobs(store: Store, statuses: list[Status], older_than: float, now: float) -> str:
     with thread_connection(store):
         removed = repo.purge(store, older_than, statuses, now)
-    return f"purged {len(removed)} jobs and their history"
+    return f"purged {len(removed)} job{'' if len(removed) == 1 else 's'} and their history"
 
 
 def step_priority(store: Store, ids: list[int], up: bool, now: float) -> str:
