@@ -16,6 +16,8 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
   scale    claims at 100,000 queued; list, submit and claim at 1,000,000 finished jobs
   output   `jobrunner logs` of a 300 MB log (time, peak memory); the TUI following a fast
            writer and a storm of progress reports, where their modules exist
+  http     `jobrunner serve` under load: single submits from 8 keep-alive clients, a bulk request of
+           10,000 jobs, a page of 50 at 100,000 jobs, SSE delay and wait()'s, with a daemon running
   postgres on the local PostgreSQL server, beside procrastinate as shipped, with the same
            figures on SQLite: enqueue, end to end, pickup latency, scaling over 1 and 3 daemons
 
@@ -43,7 +45,7 @@ from benchmarks import bulk_submit, cli_latency, enqueue, idle, memory, memory_l
 from benchmarks.common import Figure, table
 
 NAMES = ("bulk", "enqueue", "threads", "cli", "tui", "huey", "shell", "idle", "memory", "memory_long", "scale",
-         "output", "postgres")  # fmt: skip
+         "output", "http", "postgres")  # fmt: skip
 
 
 def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
@@ -88,6 +90,13 @@ def run(only: list[str], runs: int | None, quick: bool) -> list[Figure]:
             figures += scale.measure(runs=runs or 5)  # claim rates are noisy: a checkpoint, the VM
     if "output" in only:
         figures += output.measure(quick=quick, runs=runs)
+    if "http" in only:
+        from benchmarks import http_api  # needs the serve extra (FastAPI, uvicorn) and httpx
+
+        if quick:
+            figures += http_api.measure(submits=80, bulk=500, listed=1_000, events=3, waits=3, runs=runs or 3)
+        else:
+            figures += http_api.measure(runs=runs or 3)
     if "postgres" in only:
         from benchmarks import postgres
 

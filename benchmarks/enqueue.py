@@ -57,7 +57,7 @@ def sqlite3_seconds(jobs: int, db: Path) -> float:
             cursor.execute("BEGIN IMMEDIATE")
             cursor.execute(insert_job, ("true", "shell", None, '["true"]', None, "[]", "{}", "default", 5,
                                         "queued", 0, None, 1.0, 2.0, 300.0, "[]", "[]", "[]", "{}", cwd,
-                                        "{}", now, now, now))  # fmt: skip
+                                        "{}", now, now, now, None, None, None))  # fmt: skip
             cursor.execute(insert_event, (cursor.lastrowid, now, 0, None, "queued", "submitted", None))
             cursor.execute("COMMIT")
         return time.perf_counter() - start

@@ -78,7 +78,8 @@ def build(path: Path, finished: int, queued: int, seed: int = 1) -> float:
         fixed = {"name": "echo", "kind": "shell", "task": None, "callable": None, "args": "[]", "kwargs": "{}",
                  "queue": "default", "max_retries": 0, "timeout": None, "backoff_base": 1.0,
                  "backoff_factor": 2.0, "backoff_max": 300.0, "retry_on": "[]", "retry_on_exit_codes": "[]",
-                 "tags": "[]", "metadata": "{}", "cwd": "/tmp", "env": "{}"}  # fmt: skip
+                 "tags": "[]", "metadata": "{}", "cwd": "/tmp", "env": "{}", "memory_limit": None,
+                 "cpu_time_limit": None, "max_log_size": None}  # fmt: skip
 
         def rows(count: int, status: str, first_id: int) -> Iterator[tuple]:
             done = status == "succeeded"

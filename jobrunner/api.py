@@ -222,7 +222,8 @@ def submit(
     (a datetime, ISO 8601 text as `submit --at` takes, or epoch seconds), `delay` how long
     from now ("10m" or seconds; `in` is a Python keyword), `after` the ids it waits for.
     Options: name, queue, priority, retries, timeout, backoff, tags, metadata, cwd, env,
-    retry_on, retry_on_exit_codes, unique_key, on_conflict. A bad value raises UsageError
+    retry_on, retry_on_exit_codes, unique_key, on_conflict, memory ("2G"), cpu_time ("10m"),
+    max_log_size ("50M"). A bad value raises UsageError
     naming it; nothing is stored. With `unique_key`, at most one unfinished job holds the key:
     while one does, `on_conflict` "reuse" (the default) returns its id, "replace" cancels it
     (if it has not started) and stores this one, "reject" raises KeyHeldError (its `job_id`).

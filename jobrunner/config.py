@@ -32,7 +32,7 @@ SCHEDULE_KEYS = (
     "misfire", "misfire_grace", "max_running", "enabled", "queue", "priority", "tags",
 )  # fmt: skip
 DURABILITY = ("normal", "full")
-DAEMON_KEYS = ("python_path",)
+DAEMON_KEYS = ("python_path", "max_log_size")
 # [notify.NAME] tables: checked here with the rest, built into notifiers by daemon/notify.py
 
 
@@ -62,6 +62,7 @@ class Config:
     notifiers: list[dict[str, Any]] = field(default_factory=list)  # checked [notify.NAME] settings
     retention: dict[Status, float] = field(default_factory=dict)  # finished status -> max age (s)
     python_path: tuple[str, ...] = ()  # absolute directories the workers import job callables from
+    max_log_size: int | None = None  # [daemon] max_log_size: bytes, for jobs without their own
 
     def task_spec(self, name: str, overrides: dict[str, Any] | None = None) -> JobSpec:
         """The job a named task makes, with `overrides` (CLI options, JSON fields) on top."""
@@ -214,6 +215,7 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
                 raise fail(section, "must be a table")
             config.sections[section] = data[section]
     config.python_path = _python_path(config.sections.get("daemon", {}), path, fail)
+    config.max_log_size = _max_log_size(config.sections.get("daemon", {}), fail)
     config.retention = parse_retention(config.sections.get("retention"), where)
     config.notifiers = check_notifiers(config.sections.get("notify"), where)
     check_serve(config.sections.get("serve"), where)  # `jobrunner serve`'s table, read by jobrunner.serve
@@ -250,6 +252,18 @@ def _python_path(section: dict[str, Any], path: Path | None, fail: Any) -> tuple
         raise fail("daemon.python_path", 'give a list of directories, like ["src", "/opt/app"]')
     base = path.parent if path is not None else Path.cwd()
     return tuple(dict.fromkeys(str((base / Path(e).expanduser()).resolve()) for e in entries))
+
+
+def _max_log_size(section: dict[str, Any], fail: Any) -> int | None:
+    """[daemon] max_log_size: the cap of a job's log for jobs that set none (None: no cap)."""
+    if section.get("max_log_size") is None:
+        return None
+    from jobrunner.domain.jobspec import SpecError, log_size_limit
+
+    try:
+        return log_size_limit("daemon.max_log_size", section["max_log_size"])
+    except SpecError as exc:
+        raise fail(exc.key, _tail(exc)) from None
 
 
 def _check_schedule(table: dict[str, Any], where: str, fail: Any) -> None:

@@ -73,3 +73,40 @@ def _module_found(top: str, config: Callable[[], Any] | None) -> bool:
 def _python_path(config: Any) -> list[str]:
     """`[daemon] python_path` of a config, already resolved to directories by config.py."""
     return list(getattr(config, "python_path", None) or [])
+
+
+RLIMIT_MECHANISM = "RLIMIT_AS/RLIMIT_CPU per job process"
+
+
+def delegated_cgroup() -> str | None:
+    """This process's own cgroup v2 directory if it is delegated to us (we may write it and its
+    memory controller is there), else None: what a cgroup-based limit would need.
+
+    Only looked at, never written: jobrunner applies limits with setrlimit for now."""
+    try:
+        with open("/proc/self/cgroup", encoding="utf-8") as handle:
+            path = next((line[3:].strip() for line in handle if line.startswith("0::")), None)
+        with open("/proc/self/mountinfo", encoding="utf-8") as handle:
+            mounts = [line.split() for line in handle]
+    except OSError:
+        return None
+    # mountinfo: ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE ...
+    roots = [fields[4] for fields in mounts if "-" in fields and fields[fields.index("-") + 1:][:1] == ["cgroup2"]]
+    if path is None or not roots:
+        return None
+    directory = os.path.join(roots[0], path.lstrip("/"))
+    try:
+        with open(os.path.join(directory, "cgroup.controllers"), encoding="utf-8") as handle:
+            controllers = handle.read().split()
+    except OSError:
+        return None
+    writable = os.access(directory, os.W_OK) and os.access(os.path.join(directory, "cgroup.subtree_control"), os.W_OK)
+    return directory if "memory" in controllers and writable else None
+
+
+def limits_mechanism() -> str:
+    """What `doctor` says about how a job's memory and cpu_time limits are enforced here."""
+    cgroup = delegated_cgroup()
+    if cgroup is None:
+        return f"resource limits: {RLIMIT_MECHANISM} (no delegated cgroup v2)"
+    return f"resource limits: {RLIMIT_MECHANISM} (a delegated cgroup v2 is at {cgroup}; jobrunner does not use it yet)"

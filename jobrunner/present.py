@@ -304,6 +304,7 @@ def detail_fields(job: dict[str, Any], now: float,
         ("result", None if job["result"] is None else _escape(json.dumps(job["result"]))),
         ("error", f"[red]{_escape(job['error'])}[/]" if job["error"] else None),
         ("unique key", _escape(job["unique_key"]) if job.get("unique_key") else None),
+        ("limits", limits_text(job)),
         ("tags", _escape(", ".join(job["tags"])) if job["tags"] else None),
         ("metadata", _escape(json.dumps(job["metadata"])) if job["metadata"] else None),
         ("cwd", _escape(job["cwd"]) if job["cwd"] else None),
@@ -315,6 +316,20 @@ def detail_fields(job: dict[str, Any], now: float,
     for key, value in rows:
         grid.add_row(key, value)
     return grid
+
+
+def limits_text(job: dict[str, Any]) -> str | None:
+    """`memory 200M, cpu time 10m, log 50M`: the limits a job set; None when it set none."""
+    from jobrunner.domain.edits import duration_text
+    from jobrunner.domain.sizes import format_size
+
+    parts = [
+        f"{what} {show(job[key])}"
+        for what, key, show in (("memory", "memory", format_size), ("cpu time", "cpu_time", duration_text),
+                                ("log", "max_log_size", format_size))
+        if job.get(key) is not None
+    ]  # fmt: skip
+    return ", ".join(parts) or None
 
 
 def history_table(events: list[dict[str, Any]]) -> Any:

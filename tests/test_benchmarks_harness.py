@@ -54,7 +54,7 @@ def test_scale_builds_a_database_with_the_real_indexes(tmp_path):
 
 
 def test_every_benchmark_is_registered():
-    assert {"huey", "shell", "idle", "memory", "scale", "postgres"} <= set(NAMES)
+    assert {"huey", "shell", "idle", "memory", "scale", "http", "postgres"} <= set(NAMES)
     with pytest.raises(SystemExit):
         main(["--only", "nonsense"])
 
@@ -90,3 +90,21 @@ def test_postgres_without_procrastinate_says_so_and_keeps_jobrunners_figures(mon
     verdicts = {f.name.strip(): f.verdict for f in figures if f.bar is not None}
     assert verdicts == {"pickup (5 jobs, idle gaps): jobrunner PostgreSQL median": "ok",
                         "jobrunner PostgreSQL p99": "ok", "ratio 3 daemons / 1, PostgreSQL": "ok"}  # fmt: skip
+
+
+@pytest.mark.slow
+def test_http_benchmark_runs_in_quick_mode(tmp_path, capsys):
+    """`python -m benchmarks --only http --quick`: real `jobrunner serve` processes, a daemon, the
+    clients; every figure comes out (none is judged here: a smoke run, not a measurement)."""
+    import json
+
+    out = tmp_path / "http.json"
+    main(["--only", "http", "--quick", "--json", str(out)])
+    figures = {f["name"]: f for f in json.loads(out.read_text())["figures"]}
+    assert any(name.startswith("HTTP: single submits") for name in figures)
+    assert any(name.startswith("HTTP: bulk submit") for name in figures)
+    assert any(name.startswith("HTTP: GET /api/jobs page of 50") for name in figures)
+    assert any(name.startswith("HTTP: SSE") for name in figures)
+    assert any(name.startswith("wait()") for name in figures)
+    assert all(f["runs"] == 3 and f["min"] >= 0 for f in figures.values())
+    assert "HTTP: single submits" in capsys.readouterr().out

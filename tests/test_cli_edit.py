@@ -43,6 +43,9 @@ EVERY_FIELD = [
     (["--arg", "b=5", "--arg", "c=[1]"], "kwargs", {"a": 1, "b": 5, "c": [1]}, "kwargs: b 2 → 5, c=[1] added"),
     (["--call", "tests.jobfuncs:sleep_for"], "callable", "tests.jobfuncs:sleep_for", "callable tests.jobfuncs:add → tests.jobfuncs:sleep_for"),
     (["--", "echo", "hi"], "command", ["echo", "hi"], "command none → echo hi"),
+    (["--memory", "1G"], "memory", 1 << 30, "memory none → 1G"),
+    (["--cpu-time", "10m"], "cpu_time", 600.0, "cpu_time none → 10m"),
+    (["--max-log-size", "5M"], "max_log_size", 5 << 20, "max_log_size none → 5M"),
 ]  # fmt: skip
 
 
@@ -72,7 +75,8 @@ def test_edit_cwd_and_a_new_command_keep_the_rest(cli, tmp_path):
 @pytest.mark.parametrize("option", [["--timeout", "abc"], ["--timeout", "0"], ["--priority", "urgent"],
                                     ["--retries", "5000"], ["--queue", "no spaces"], ["--tag", "a b"],
                                     ["--backoff", "-1"], ["--call", "not a path"], ["--cwd", "/nonexistent/dir"],
-                                    ["--arg", "x"], ["--env", "=v"], ["--name", " "]])  # fmt: skip
+                                    ["--arg", "x"], ["--env", "=v"], ["--name", " "], ["--memory", "12X"],
+                                    ["--cpu-time", "0"], ["--max-log-size", "1"]])  # fmt: skip
 def test_a_bad_value_gets_submits_words_exit_2_and_nothing_changes(cli, store, option):
     job_id = cli.submit("--call", "tests.jobfuncs:add", "--arg", "a=1")
     before = snapshot(store, job_id)

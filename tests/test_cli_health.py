@@ -284,6 +284,64 @@ def test_install_system_points_to_unit(cli):
     assert result.exit_code == 2 and "jobrunner systemd unit --system | sudo tee" in result.stderr
 
 
+def test_serve_unit_runs_the_api_with_host_and_port_passed_on(cli, db_path):
+    keys = unit_lines(cli.ok("systemd", "unit", "--serve", "--port", "9000"))
+    assert keys["Type"] == "exec" and "WatchdogSec" not in keys and "NotifyAccess" not in keys
+    assert keys["Restart"] == "on-failure" and int(keys["TimeoutStopSec"]) > 5  # serve's 5 s for open streams
+    assert keys["NoNewPrivileges"] == "yes" and keys["ProtectSystem"] == "full"
+    assert keys["EnvironmentFile"] == "-%h/.config/jobrunner/serve.env"  # optional: no file, a generated token
+    assert keys["WantedBy"] == "default.target" and "User" not in keys
+    exec_start = keys["ExecStart"].split()
+    assert Path(exec_start[0]).is_absolute() and "daemon" not in exec_start
+    assert exec_start[exec_start.index("--db") + 1] == str(db_path)
+    assert exec_start[exec_start.index("serve") :] == ["serve", "--port", "9000"]  # no --host: [serve] or 127.0.0.1
+    system = unit_lines(cli.ok("systemd", "unit", "--serve", "--system", "--host", "::1"))
+    assert system["ExecStart"].split()[-2:] == ["--host", "::1"]
+    assert system["EnvironmentFile"] == "-/etc/jobrunner/serve.env" and system["WantedBy"] == "multi-user.target"
+    assert system["User"]
+
+
+def test_serve_unit_never_holds_a_token(cli, home, monkeypatch):
+    """The token stays in the environment file the unit names, whatever the environment that
+    wrote the unit holds; the config names only the variable."""
+    monkeypatch.setenv("JOBRUNNER_API_TOKEN", "tok-" + "1" * 32)
+    monkeypatch.setenv("TEAM_TOKEN", "tok-" + "2" * 32)
+    Path("jobs.toml").write_text('[serve]\ntoken_env = "TEAM_TOKEN"\nhost = "0.0.0.0"\n')
+    result = cli("systemd", "unit", "--serve")
+    assert result.exit_code == 0, result.stderr
+    assert "tok-" not in result.stdout + result.stderr
+    assert "--config" in result.stdout and "--host" not in result.stdout  # serve reads [serve] when it starts
+    # a host other than loopback works only with a token, which the unit cannot see: where it goes
+    assert "TEAM_TOKEN=<a long random secret>" in result.stderr and "EnvironmentFile" in result.stderr
+    assert "refuses" not in cli("systemd", "unit", "--serve", "--host", "127.0.0.1").stderr
+
+
+def test_serve_unit_options_belong_to_their_unit(cli):
+    for args in (["--serve", "--grace", "5"], ["--serve", "--workers", "2"], ["--host", "0.0.0.0"], ["--port", "80"]):
+        result = cli("systemd", "unit", *args)
+        assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1, (args, result.stderr)
+    assert "is the daemon's option" in cli("systemd", "unit", "--serve", "--kill-grace", "1").stderr
+    assert "add --serve" in cli("systemd", "unit", "--port", "80").stderr
+    assert "--grace 30 --kill-grace 5" in cli.ok("systemd", "unit")  # the daemon's defaults as before
+
+
+def test_install_serve_writes_its_own_unit(cli, home):
+    daemon_unit = home / ".config" / "systemd" / "user" / "jobrunner.service"
+    assert cli("systemd", "install").exit_code == 0
+    before = daemon_unit.read_text()
+    result = cli("systemd", "install", "--serve")
+    assert result.exit_code == 0, result.stderr
+    path = home / ".config" / "systemd" / "user" / "jobrunner-serve.service"
+    assert path.read_text() == cli.ok("systemd", "unit", "--serve")
+    assert daemon_unit.read_text() == before
+    assert result.stdout.splitlines() == ["systemctl --user daemon-reload", "systemctl --user enable --now jobrunner-serve"]
+    assert "serve.env" in result.stderr
+    changed = cli("systemd", "install", "--serve", "--port", "9001")
+    assert changed.exit_code == 2 and "--force" in changed.stderr
+    refused = cli("systemd", "install", "--serve", "--system")
+    assert refused.exit_code == 2 and "unit --system --serve | sudo tee /etc/systemd/system/jobrunner-serve.service" in refused.stderr
+
+
 @pytest.mark.parametrize(
     ("arg", "quoted"),
     [("/usr/bin/jobrunner", "/usr/bin/jobrunner"), ("/home/me/My Jobs/jobs.db", '"/home/me/My Jobs/jobs.db"'),

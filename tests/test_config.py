@@ -14,13 +14,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_example_config_loads():
     config = load_config(ROOT / "jobs.example.toml")
-    assert set(config.tasks) == {"nightly-report", "backup-home", "vacuum"}
+    assert set(config.tasks) == {"nightly-report", "backup-home", "crunch", "vacuum"}
     assert config.queues["reports"].concurrency == 1
     assert set(config.schedules) == {"nightly", "tick"}
     spec = config.task_spec("nightly-report")
     assert spec.queue == "reports" and spec.priority == 7 and spec.max_retries == 3
     assert spec.backoff.base == 10 and spec.backoff.max == 600 and spec.timeout == 1800
     assert config.task_spec("vacuum").command[:2] == ["/bin/sh", "-c"]
+    crunch = config.task_spec("crunch")
+    assert (crunch.memory_limit, crunch.cpu_time_limit, crunch.max_log_size) == (2 << 30, 600, 50 << 20)
+    assert config.max_log_size == 100 << 20
 
 
 def test_python_path_is_relative_to_the_config_file(home, tmp_path):

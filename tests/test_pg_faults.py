@@ -496,3 +496,28 @@ def test_three_daemons_3000_jobs_one_killed_midway_lose_nothing_and_run_nothing_
     for mark in "AC":
         assert "Traceback" not in daemons[mark].output()
     print(f"3 daemons, 3000 jobs, B killed: {len(again)} job(s) ran a second attempt; {took:.1f}s")
+
+
+def test_a_daemon_stopped_while_the_server_is_away_exits_once_its_leases_lapse(postgres_url, proxy, daemon, script,
+                                                                                tmp_path):  # fmt: skip
+    """Issue 16 (nothing waits forever): SIGTERM reaches a daemon whose server has gone away. Its
+    job ends, and its end cannot be written; the daemon waits no longer than its leases last
+    (after that the next daemon recovers the job anyway), says which ends it could not record,
+    and exits 1. The next daemon recovers the job as a lost attempt and runs it again."""
+    lease = 3.0
+    ledger = tmp_path / "ledger"
+    a = daemon.start(*daemon_args(lease), env={"JOBRUNNER_DB": proxy.url(postgres_url), "LEDGER_MARK": "A"})
+    [job] = submit_jobs(postgres_url, tmp_path, [ledger_job(script, ledger, 0.5)])
+    wait_until(lambda: read_ledger(ledger), timeout=20)
+    proxy.drop()
+    stopped = time.monotonic()
+    a.signal(signal.SIGTERM)
+    assert a.wait(timeout=6 * lease) == 1  # before: it retried its writes for as long as the server was away
+    assert time.monotonic() - stopped < 3 * lease
+    assert "1 job end(s) unrecorded" in a.output() and f"job {job} attempt 1" in a.output()
+    assert "Traceback" not in a.output()
+    proxy.resume()
+    daemon.make().start(*daemon_args(lease), env={"JOBRUNNER_DB": postgres_url, "LEDGER_MARK": "B"})
+    wait_until(lambda: statuses(postgres_url)[job][0] == "succeeded", timeout=30)
+    assert statuses(postgres_url)[job][1] == 2  # the unrecorded attempt counts as lost
+    check_ledger(read_ledger(ledger))

@@ -46,9 +46,9 @@ def test_the_daemon_listens_again_after_its_connection_is_dropped(daemon, postgr
         admin.autocommit = True
         cursor = admin.cursor()
         listening = "SELECT pid FROM pg_stat_activity WHERE datname=%s AND query LIKE 'LISTEN%%'"
-        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=20)
+        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=60)
         cursor.execute(f"SELECT pg_terminate_backend(pid) FROM ({listening}) AS l", (name,))
-        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=20)  # back
+        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=60)  # back
     admin.close()
     submitted = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))
     job_id = int(submitted.stdout)

@@ -171,9 +171,10 @@ def _register() -> None:
     priority.register(app)
     tui.register(app)
     dbcmd.register(app)
-    from jobrunner.cli import serve  # the HTTP API: FastAPI loads only when `serve` runs
+    from jobrunner.cli import serve, web  # FastAPI, textual-serve: loaded only when `serve`, `web` run
 
     serve.register(app)
+    web.register(app)
 
 
 _register()

@@ -134,25 +134,24 @@ def report(result: BulkResult, as_json: bool, verb: str, past: str) -> None:
 
 
 def retry_by_filter(app_state: AppState, where: JobFilter, dry_run: bool, as_json: bool) -> None:
-    from jobrunner.store import bulk
-
-    progress = _progress("retried")
-    try:
-        result = bulk.retry_matching(app_state.store, where, time.time(), dry_run=dry_run, progress=progress)
-    finally:
-        _end_progress(progress)
-    report(result, as_json, "retry", "retried")
+    _by_filter(app_state, where, dry_run, as_json, "retry", "retried")
 
 
 def cancel_by_filter(app_state: AppState, where: JobFilter, dry_run: bool, as_json: bool) -> None:
+    _by_filter(app_state, where, dry_run, as_json, "cancel", "cancelled")
+
+
+def _by_filter(app_state: AppState, where: JobFilter, dry_run: bool, as_json: bool, verb: str, past: str) -> None:
+    """`retry` or `cancel` of every job the filter matches, with a count as it goes on a terminal."""
     from jobrunner.store import bulk
 
-    progress = _progress("cancelled")
+    act = bulk.retry_matching if verb == "retry" else bulk.cancel_matching
+    progress = _progress(past)
     try:
-        result = bulk.cancel_matching(app_state.store, where, time.time(), dry_run=dry_run, progress=progress)
+        result = act(app_state.store, where, time.time(), dry_run=dry_run, progress=progress)
     finally:
         _end_progress(progress)
-    report(result, as_json, "cancel", "cancelled")
+    report(result, as_json, verb, past)
 
 
 def purge(app_state: AppState, where: JobFilter, older_than: float, dry_run: bool, as_json: bool) -> None:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from jobrunner.cli import limit_options
 from jobrunner.cli.context import parse_job_ids, state
 from jobrunner.cli.output import print_json
 from jobrunner.cli.submit import OPTION_NAMES, check_here, parse_env, parse_pairs, read_env_file
@@ -43,7 +44,9 @@ def changes_from_options(words: list[str], after_dashdash: int | None, *, call: 
                          arg: list[str] | None, name: str | None, queue: str | None,
                          priority: str | None, retries: int | None, timeout: str | None,
                          backoff: str | None, tag: list[str] | None, meta: list[str] | None,
-                         env: list[str] | None, env_file: str | None, cwd: str | None) -> dict[str, Any]:  # fmt: skip
+                         env: list[str] | None, env_file: str | None, cwd: str | None,
+                         memory: str | None = None, cpu_time: str | None = None,
+                         max_log_size: str | None = None) -> dict[str, Any]:  # fmt: skip
     """The fields the options set, as submit_job reads the same options."""
     command = words[len(words) - after_dashdash :] if after_dashdash is not None else []
     if len(command) != len(words):
@@ -52,7 +55,8 @@ def changes_from_options(words: list[str], after_dashdash: int | None, *, call: 
                          "e.g. jobrunner edit 12 -- ./report.sh")  # fmt: skip
     changes: dict[str, Any] = {}
     for key, value in (("name", name), ("queue", queue), ("priority", priority), ("retries", retries),
-                       ("timeout", timeout), ("backoff", backoff), ("cwd", cwd)):  # fmt: skip
+                       ("timeout", timeout), ("backoff", backoff), ("cwd", cwd), ("memory", memory),
+                       ("cpu_time", cpu_time), ("max_log_size", max_log_size)):  # fmt: skip
         if value is not None:
             changes[key] = value
     if tag is not None:
@@ -290,6 +294,9 @@ def edit_command(
         ),
     ] = None,
     cwd: Annotated[str | None, typer.Option("--cwd", metavar="DIR", help="Run in this directory.")] = None,
+    memory: limit_options.Memory = None,
+    cpu_time: limit_options.CpuTime = None,
+    max_log_size: limit_options.MaxLogSize = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what changed as JSON.")] = False,
 ) -> None:
     """Change a job before it starts, or a dead one before a retry.
@@ -309,6 +316,7 @@ def edit_command(
     changes = changes_from_options(
         rest, after, call=call, arg=arg, name=name, queue=queue, priority=priority, retries=retries,
         timeout=timeout, backoff=backoff, tag=tag, meta=meta, env=env, env_file=env_file, cwd=cwd,
+        memory=memory, cpu_time=cpu_time, max_log_size=max_log_size,
     )  # fmt: skip
     app_state = state(ctx)
     if not changes:

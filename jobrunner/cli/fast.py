@@ -41,6 +41,9 @@ SUBMIT_OPTIONS = {
     "--from-file": ("from_file", "str"), "-f": ("from_file", "str"),
     "--unique-key": ("unique_key", "str"),
     "--on-conflict": ("on_conflict", "str"),
+    "--memory": ("memory", "str"),
+    "--cpu-time": ("cpu_time", "str"),
+    "--max-log-size": ("max_log_size", "str"),
 }  # fmt: skip
 LIST_OPTIONS = {
     "--status": ("status", "strs"), "-s": ("status", "strs"),

@@ -132,6 +132,9 @@ def doctor_checks(ctx: typer.Context, now: float) -> list[Check]:
     else:
         checks.append(_config_check(config))
         checks += _import_checks(config)
+    from jobrunner.machine_checks import limits_mechanism
+
+    checks.append(Check("limits", "ok", limits_mechanism()))  # how memory and cpu_time are enforced
     from jobrunner.config import load_config, resolve_db_target
 
     place = config
@@ -375,7 +378,7 @@ def doctor_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Check what could be wrong, and say how to fix it.
 
     It checks the database, its files and permissions, schema and WAL, the config, leases, daemon
-    and schedules. Exit 1 on a fail.
+    and schedules, and says how job resource limits are enforced. Exit 1 on a fail.
     """
     checks = doctor_checks(ctx, time.time())
     if as_json:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand
 
-from jobrunner.cli import bulk
+from jobrunner.cli import bulk, limit_options
 from jobrunner.cli.context import parse_job_ids, state
 from jobrunner.cli.listing import list_jobs
 from jobrunner.cli.output import print_json
@@ -160,6 +160,9 @@ def submit_command(
             "has not started, submit this) or reject (exit 2 naming it) [default: reuse].",
         ),
     ] = None,
+    memory: limit_options.Memory = None,
+    cpu_time: limit_options.CpuTime = None,
+    max_log_size: limit_options.MaxLogSize = None,
 ) -> None:
     """Store a new job and print its id.
 
@@ -169,7 +172,8 @@ def submit_command(
         state(ctx), words, ctx.meta.get(DASHDASH), call=call, arg=arg, name=name, queue=queue,
         priority=priority, retries=retries, timeout=timeout, backoff=backoff, tag=tag, meta=meta,
         env=env, env_file=env_file, cwd=cwd, at=at, delay=delay, after=after, from_file=from_file,
-        unique_key=unique_key, on_conflict=on_conflict,
+        unique_key=unique_key, on_conflict=on_conflict, memory=memory, cpu_time=cpu_time,
+        max_log_size=max_log_size,
     )  # fmt: skip
 
 

@@ -120,3 +120,27 @@ def copy(handle: BinaryIO, sink: Sink, chunk: int = CHUNK) -> int:
         sink.write(data)
         copied += len(data)
     return copied
+
+
+def open_log(path: str | None, tail: int | None) -> BinaryIO | None:
+    """A job's log open for reading, at the start of its last `tail` lines (all of it for None);
+    None if there is none yet. The caller closes it."""
+    if not path:
+        return None
+    try:
+        handle = open(path, "rb")  # noqa: SIM115 (the caller closes it)
+    except FileNotFoundError:
+        return None
+    if tail is not None:
+        handle.seek(tail_start(handle, tail))
+    return handle
+
+
+def replaced(handle: BinaryIO, path: str | None) -> bool:
+    """Whether `path` now names another file than the one open (a retry's fresh log)."""
+    try:
+        current = os.stat(path) if path else None
+    except OSError:
+        return False
+    opened = os.fstat(handle.fileno())
+    return current is not None and (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino)

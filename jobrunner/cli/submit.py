@@ -36,7 +36,8 @@ OPTION_NAMES = {
     "name": "--name", "queue": "--queue", "priority": "--priority", "retries": "--retries",
     "timeout": "--timeout", "backoff": "--backoff", "tags": "--tag", "metadata": "--meta",
     "env": "--env", "cwd": "--cwd", "callable": "--call", "kwargs": "--arg",
-    "unique_key": "--unique-key", "on_conflict": "--on-conflict",
+    "unique_key": "--unique-key", "on_conflict": "--on-conflict", "memory": "--memory",
+    "cpu_time": "--cpu-time", "max_log_size": "--max-log-size",
 }  # fmt: skip
 
 
@@ -126,6 +127,9 @@ def submit_job(
     from_file: str | None = None,
     unique_key: str | None = None,
     on_conflict: str | None = None,
+    memory: str | None = None,
+    cpu_time: str | None = None,
+    max_log_size: str | None = None,
 ) -> None:
     """`jobrunner submit` once its options are parsed, by Typer or by the fast path.
 
@@ -141,6 +145,8 @@ def submit_job(
             raise UsageError("--from-file takes the jobs from the file: drop the task, command or --call")
         if unique_key is not None or on_conflict is not None:
             raise UsageError("--from-file: give each line its own unique_key (and on_conflict) instead")
+        if memory is not None or cpu_time is not None or max_log_size is not None:
+            raise UsageError("--from-file: give each line its own memory, cpu_time and max_log_size instead")
         ids = submit_file(from_file, app_state, now)
         sys.stdout.write("".join(f"{i}\n" for i in ids))
         if ids:
@@ -150,7 +156,8 @@ def submit_job(
     fields: dict[str, Any] = {}
     for key, value in (("name", name), ("queue", queue), ("priority", priority),
                        ("retries", retries), ("timeout", timeout), ("backoff", backoff),
-                       ("cwd", cwd), ("unique_key", unique_key), ("on_conflict", on_conflict)):  # fmt: skip
+                       ("cwd", cwd), ("unique_key", unique_key), ("on_conflict", on_conflict),
+                       ("memory", memory), ("cpu_time", cpu_time), ("max_log_size", max_log_size)):  # fmt: skip
         if value is not None:
             fields[key] = value
     if tag:

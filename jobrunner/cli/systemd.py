@@ -1,4 +1,5 @@
-"""`jobrunner systemd unit|install`: a ready unit file for this install and this database."""
+"""`jobrunner systemd unit|install`: a ready unit file for this install and this database, for
+the daemon, or with --serve for the HTTP API (`jobrunner serve`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import getpass
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +25,9 @@ systemd_app = typer.Typer(
 )
 
 UNIT_NAME = "jobrunner.service"
+SERVE_UNIT_NAME = "jobrunner-serve.service"
 WATCHDOG_SEC = 60
+SERVE_STOP_SEC = 15  # serve gives open streams 5 s after SIGTERM (serve.run.GRACEFUL_S)
 
 
 def jobrunner_argv() -> list[str]:
@@ -106,6 +110,64 @@ def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace
     return "\n".join(lines) + "\n"
 
 
+def serve_unit_text(*, user: bool, argv: list[str], db: str, config: str | None, host: str | None,
+                    port: int | None, run_as: str | None = None, python_path: tuple[str, ...] = ()) -> str:  # fmt: skip
+    """The unit of `jobrunner serve`. The token is never in it: it comes from the environment file
+    the unit names (or the variable [serve] token_env names, set there); without one, serve makes
+    its own in the database's owner-only log directory and listens on 127.0.0.1 only."""
+    _refuse_control_characters([("the database", db), ("the config path", config or ""), ("the user", run_as or ""),
+                                ("--host", host or ""), *(("this jobrunner's path", a) for a in argv),
+                                *(("[daemon] python_path", p) for p in python_path)])  # fmt: skip
+    command = [*argv, "--db", db]
+    if config:
+        command += ["--config", config]
+    command += ["serve"]
+    if host is not None:
+        command += ["--host", host]
+    if port is not None:
+        command += ["--port", str(port)]
+    env_file = "%h/.config/jobrunner/serve.env" if user else "/etc/jobrunner/serve.env"
+    lines = [
+        "# Written by `jobrunner systemd unit --serve`. Reload after editing: systemctl"
+        + (" --user" if user else "") + " daemon-reload",
+        "[Unit]",
+        "Description=jobrunner HTTP API for " + db,
+        "After=" + ("jobrunner.service" if user else "network-online.target jobrunner.service"),
+    ]  # fmt: skip
+    if not user:
+        lines += ["Wants=network-online.target"]
+    lines += ["", "[Service]", "Type=exec"]
+    if not user:
+        lines += [f"User={run_as}", "# serve refuses a database owned by another user; run it as the owner"]
+    lines += [
+        "# shell jobs submitted without a cwd run in the directory serve was started in",
+        "WorkingDirectory=~",
+        "ExecStart=" + " ".join(quote_arg(a) for a in command),
+        "# SIGTERM: open event streams end, requests under way finish; exit 0",
+        "KillSignal=SIGTERM",
+        f"TimeoutStopSec={SERVE_STOP_SEC}",
+        "Restart=on-failure",
+        "RestartSec=5",
+        "Environment=PYTHONUNBUFFERED=1",
+        *_python_path_lines(python_path),
+        "# The token, never in this file: JOBRUNNER_API_TOKEN=<a long random secret> (and, for a",
+        "# read-only one, JOBRUNNER_API_READ_TOKEN=...), or the variables [serve] token_env and",
+        "# read_only_token_env name, in a file only you can read (chmod 600). Without it, serve writes",
+        "# a new token to api.token in the database's log directory at each start, and listens on",
+        "# 127.0.0.1 only.",
+        f"EnvironmentFile=-{env_file}",
+        "",
+        "# Moderate hardening: serve writes only the database, its log directory and api.token.",
+        "NoNewPrivileges=yes",
+        "PrivateTmp=yes",
+        "ProtectSystem=full",
+        "",
+        "[Install]",
+        "WantedBy=" + ("default.target" if user else "multi-user.target"),
+    ]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def _refuse_control_characters(values: list[tuple[str, str]]) -> None:
     """A newline (or any control character) in a value would start a directive of its own in
     the unit (`ExecStartPre=` that runs anything): refused, whatever quoting could do."""
@@ -130,12 +192,47 @@ def _python_path_lines(python_path: tuple[str, ...]) -> list[str]:
             f'Environment="PYTHONPATH={value}"']  # fmt: skip
 
 
-def user_unit_path() -> Path:
+def user_unit_path(name: str = UNIT_NAME) -> Path:
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "systemd" / "user" / UNIT_NAME
+    return Path(base) / "systemd" / "user" / name
 
 
-def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, workers: int | None) -> str:
+@dataclass
+class UnitChoice:
+    """What `unit` and `install` were asked for: the daemon's unit, or serve's (--serve)."""
+
+    serve: bool = False
+    grace: float | None = None
+    kill_grace: float | None = None
+    workers: int | None = None
+    host: str | None = None
+    port: int | None = None
+
+    def checked(self) -> UnitChoice:
+        """Each option belongs to one of the two units: one given to the other is a mistake."""
+        if self.serve:
+            given = [name for name, value in (("--grace", self.grace), ("--kill-grace", self.kill_grace),
+                                              ("--workers", self.workers)) if value is not None]  # fmt: skip
+            if given:
+                raise UsageError(f"{given[0]} is the daemon's option, not serve's: leave it out with --serve")
+            import importlib.util
+
+            missing = [m for m in ("fastapi", "uvicorn", "prometheus_client") if importlib.util.find_spec(m) is None]
+            if missing:
+                raise UsageError(f"`jobrunner serve` needs {', '.join(missing)}: pip install 'jobrunner[serve]' "
+                                 "before writing its unit")  # fmt: skip
+        else:
+            given = [name for name, value in (("--host", self.host), ("--port", self.port)) if value is not None]
+            if given:
+                raise UsageError(f"{given[0]} is for the API's unit: add --serve")
+        return self
+
+    @property
+    def name(self) -> str:
+        return SERVE_UNIT_NAME if self.serve else UNIT_NAME
+
+
+def _unit_for(ctx: typer.Context, user: bool, choice: UnitChoice) -> str:
     current = state(ctx)
     config = current.config  # first: the daemon would refuse a broken config, so the unit does too
     db = current.db_target
@@ -149,51 +246,84 @@ def _unit_for(ctx: typer.Context, user: bool, grace: float, kill_grace: float, w
         db = str(Path(db).absolute())
     path = config.path
     run_as = None if user else getpass.getuser()
-    return unit_text(user=user, argv=jobrunner_argv(), db=db, config=str(path.absolute()) if path else None,
-                     grace=grace, kill_grace=kill_grace, workers=workers, run_as=run_as,
-                     python_path=config.python_path)  # fmt: skip
+    config_path = str(path.absolute()) if path else None
+    if choice.serve:
+        _check_serve_host(config, choice.host)
+        return serve_unit_text(user=user, argv=jobrunner_argv(), db=db, config=config_path, host=choice.host,
+                               port=choice.port, run_as=run_as, python_path=config.python_path)  # fmt: skip
+    return unit_text(user=user, argv=jobrunner_argv(), db=db, config=config_path,
+                     grace=30.0 if choice.grace is None else choice.grace,
+                     kill_grace=5.0 if choice.kill_grace is None else choice.kill_grace,
+                     workers=choice.workers, run_as=run_as, python_path=config.python_path)  # fmt: skip
 
 
-GraceOption = Annotated[float, typer.Option("--grace", min=0, metavar="SECONDS", help="How long running jobs get to finish on stop.")]
-KillGraceOption = Annotated[float, typer.Option("--kill-grace", min=0, metavar="SECONDS", help="How long a stopped job gets between SIGTERM and SIGKILL.")]
+def _check_serve_host(config: Any, host: str | None) -> None:
+    """The config's [serve] is checked as serve checks it; a host other than loopback works only
+    with a token, which the unit cannot see: say where it goes."""
+    from jobrunner.config_checks import check_serve
+    from jobrunner.serve.settings import TOKEN_ENV, is_loopback
+
+    table = check_serve(config.sections.get("serve"), str(config.path or "config"))
+    host = host or table["host"]
+    if not is_loopback(host):
+        variable = table["token_env"] or TOKEN_ENV
+        note(f"serve refuses --host {host} without a token: put {variable}=<a long random secret> in the "
+             "unit's EnvironmentFile (chmod 600)")  # fmt: skip
+
+
+GraceOption = Annotated[float | None, typer.Option("--grace", min=0, metavar="SECONDS", help="How long running jobs get to finish on stop [default: 30].")]
+KillGraceOption = Annotated[float | None, typer.Option("--kill-grace", min=0, metavar="SECONDS", help="How long a stopped job gets between SIGTERM and SIGKILL [default: 5].")]
 WorkersOption = Annotated[int | None, typer.Option("--workers", "-w", min=1, max=512, metavar="N", help="How many worker processes to run [default: the CPU count].")]
+ServeOption = Annotated[bool, typer.Option("--serve", help="The unit of the HTTP API (jobrunner serve) instead of the daemon's.")]
+HostOption = Annotated[str | None, typer.Option("--host", metavar="ADDRESS", help="With --serve: the address to listen on [default: 127.0.0.1, or [serve] host].")]
+PortOption = Annotated[int | None, typer.Option("--port", min=0, max=65535, metavar="PORT", help="With --serve: the port [default: 8765, or [serve] port].")]
 
 
 @systemd_app.command("unit")
 def unit_command(
     ctx: typer.Context,
     user: Annotated[bool, typer.Option("--user/--system", help="A user unit (the default) or a system unit.")] = True,
-    grace: GraceOption = 30.0,
-    kill_grace: KillGraceOption = 5.0,
+    grace: GraceOption = None,
+    kill_grace: KillGraceOption = None,
     workers: WorkersOption = None,
+    serve: ServeOption = False,
+    host: HostOption = None,
+    port: PortOption = None,
 ) -> None:
     """Print a unit file for this jobrunner and database.
 
-    The unit has Type=notify, a graceful stop and a watchdog.
+    The daemon's unit has Type=notify, a graceful stop and a watchdog. With --serve, the unit of
+    the HTTP API, its token read from an environment file (never written in the unit).
     """
-    typer.echo(_unit_for(ctx, user, grace, kill_grace, workers), nl=False)
+    choice = UnitChoice(serve, grace, kill_grace, workers, host, port).checked()
+    typer.echo(_unit_for(ctx, user, choice), nl=False)
 
 
 @systemd_app.command("install")
 def install_command(
     ctx: typer.Context,
     user: Annotated[bool, typer.Option("--user/--system", help="Only --user is installed for you.")] = True,
-    grace: GraceOption = 30.0,
-    kill_grace: KillGraceOption = 5.0,
+    grace: GraceOption = None,
+    kill_grace: KillGraceOption = None,
     workers: WorkersOption = None,
+    serve: ServeOption = False,
+    host: HostOption = None,
+    port: PortOption = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a different unit file.")] = False,
 ) -> None:
     """Install the user unit and print the commands that start it.
 
-    The unit is written to ~/.config/systemd/user/jobrunner.service.
+    The unit is written to ~/.config/systemd/user/jobrunner.service (with --serve:
+    jobrunner-serve.service).
     """
+    choice = UnitChoice(serve, grace, kill_grace, workers, host, port).checked()
     if not user:
         raise UsageError(
-            "install writes user units only; for a system unit run: jobrunner systemd unit --system | "
-            f"sudo tee /etc/systemd/system/{UNIT_NAME}"
+            f"install writes user units only; for a system unit run: jobrunner systemd unit --system"
+            f"{' --serve' if serve else ''} | sudo tee /etc/systemd/system/{choice.name}"
         )
-    text = _unit_for(ctx, True, grace, kill_grace, workers)
-    path = user_unit_path()
+    text = _unit_for(ctx, True, choice)
+    path = user_unit_path(choice.name)
     if path.exists() and path.read_text() != text and not force:
         raise UsageError(f"{path} exists and differs: pass --force to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,7 +332,10 @@ def install_command(
     tmp.replace(path)
     note(f"wrote {path}")
     typer.echo("systemctl --user daemon-reload")
-    typer.echo("systemctl --user enable --now jobrunner")
+    typer.echo(f"systemctl --user enable --now {choice.name.removesuffix('.service')}")
+    if serve:
+        note("the token: JOBRUNNER_API_TOKEN=... in ~/.config/jobrunner/serve.env (chmod 600); without it, "
+             "serve makes one in the database's log directory (api.token) and listens on 127.0.0.1 only")  # fmt: skip
     note("to keep it running while you are logged out: loginctl enable-linger " + getpass.getuser())
 
 

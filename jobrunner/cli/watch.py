@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Annotated, BinaryIO
+from typing import Annotated
 
 import typer
 
@@ -47,7 +47,7 @@ def logs_command(
     store = state(ctx).store
     job = queries.get_job(store, job_id)
     sink = logstream.Sink(sys.stdout)
-    handle = _open_log(job["log_path"], tail)
+    handle = logstream.open_log(job["log_path"], tail)
     if not follow:
         if handle is None:
             done = job["status"] in FINISHED and job["attempts"]
@@ -61,11 +61,11 @@ def logs_command(
     try:
         while True:
             if handle is None:
-                handle = _open_log(job["log_path"], tail)
-            elif _replaced(handle, job["log_path"]):  # a file renamed over the path: follow it from its start
+                handle = logstream.open_log(job["log_path"], tail)
+            elif logstream.replaced(handle, job["log_path"]):  # a file renamed over the path: follow it from its start
                 logstream.copy(handle, sink)
                 handle.close()
-                handle = _open_log(job["log_path"], None)
+                handle = logstream.open_log(job["log_path"], None)
             if handle is not None and logstream.copy(handle, sink):
                 sink.flush(partial=True)
             if job["status"] in FINISHED:  # read after the status: all it wrote before it finished is out
@@ -76,32 +76,6 @@ def logs_command(
     finally:
         if handle is not None:
             handle.close()
-
-
-def _open_log(path: str | None, tail: int | None) -> BinaryIO | None:
-    """The job's log file open for reading, at the start of its last `tail` lines; None if
-    there is none yet."""
-    if not path:
-        return None
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (the caller closes it)
-    except FileNotFoundError:
-        return None
-    if tail is not None:
-        from jobrunner.cli.logstream import tail_start
-
-        handle.seek(tail_start(handle, tail))
-    return handle
-
-
-def _replaced(handle: BinaryIO, path: str | None) -> bool:
-    """Whether `path` now names another file than the one open."""
-    try:
-        current = os.stat(path) if path else None
-    except OSError:
-        return False
-    opened = os.fstat(handle.fileno())
-    return current is not None and (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino)
 
 
 def wait_command(

@@ -118,6 +118,7 @@ class PeriodicWork:
         now = clock.now()
         state = "stopping" if self.stopping else "running"
         renewed = runs.heartbeat(self.store, self.owner, now, opts.lease, len(self.pool.busy()), state)
+        self.renewed_at = now
         held = {(c.id, c.attempt) for w in self.pool.workers for c in w.jobs}
         held |= {(c.id, c.attempt) for c, _ in self.ahead.held}
         self.lost = held - renewed

@@ -222,6 +222,8 @@ def _job_message(claim: Claim, seq: int) -> dict[str, Any]:
         "id": claim.id, "attempt": claim.attempt, "kind": claim.kind, "command": claim.command,
         "callable": claim.callable, "args": claim.args, "kwargs": claim.kwargs, "cwd": claim.cwd,
         "env": claim.env, "log_path": claim.log_path, "seq": seq, "fence": claim.fence,
+        "memory_limit": claim.memory_limit, "cpu_time_limit": claim.cpu_time_limit,
+        "max_log_size": claim.max_log_size,
     }  # fmt: skip
 
 

@@ -118,6 +118,8 @@ class Service(Handover, PeriodicWork):
         self.next_due: float | None = None
         self.rate_due: float | None = None  # when a rate-limited queue's next token is due (jobs wait for it)
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
+        self.renewed_at = time.time()  # clock.now() of the last heartbeat that renewed our leases
+        self.unrecorded = 0  # job ends given up on at a stop, the database refusing every write
         self.ahead = ClaimAhead(options.workers)
         self.lost: set[tuple[int, int]] = set()  # attempts another daemon took over: stop them
         # a bad [notify.*] or retention table fails here, before READY: the daemon exits 2
@@ -183,7 +185,20 @@ class Service(Handover, PeriodicWork):
             sig_read.close()
             sig_write.close()
         log.info("daemon %s stopped", self.owner)
-        return 0
+        return 1 if self.unrecorded else 0
+
+    def _give_up_recording(self) -> bool:
+        """Stopping with every job ended but some ends unrecorded, the database refusing writes:
+        wait no longer than our leases last. Once they lapse, another daemon may recover those
+        jobs as lost attempts (and run them again), so our records could not stand anyway; a
+        daemon told to stop must not wait for a database that may never come back."""
+        if not self.failed_writes or clock.now() < self.renewed_at + self.options.lease:
+            return False
+        self.unrecorded = len(self.pending)
+        log.error("stopping with %d job end(s) unrecorded: the database refused every write and this "
+                  "daemon's leases have lapsed, so the next daemon recovers those jobs as lost attempts: %s",
+                  self.unrecorded, ", ".join(f"job {o.job_id} attempt {o.attempt}" for o in self.pending))  # fmt: skip
+        return True
 
     def _install_signals(self, sig_write: socket.socket) -> dict[int, Any]:
         signal.set_wakeup_fd(sig_write.fileno(), warn_on_full_buffer=False)
@@ -200,7 +215,7 @@ class Service(Handover, PeriodicWork):
             self._watch(worker)
         try:
             while True:
-                if self.stopping and not self.pool.busy() and not self.pending:
+                if self.stopping and not self.pool.busy() and (not self.pending or self._give_up_recording()):
                     return
                 if self.lines.stocked(NAP_S):
                     # Every worker has its next job: let reports pile up a moment and take them in
@@ -507,9 +522,13 @@ class Service(Handover, PeriodicWork):
         the caller's transaction (the caller sends them to workers once it is committed)."""
         fence = time.monotonic() + fence_after(self.options.lease)
 
+        log_size = self.config.max_log_size  # [daemon] max_log_size: for jobs that set none
+
         def claimed(batch: list[runs.Claim]) -> None:
             for claim in batch:
                 claim.fence = fence
+                if claim.max_log_size is None:
+                    claim.max_log_size = log_size
 
         idle = self.lines.capacity()
         running: dict[str, int] = {}

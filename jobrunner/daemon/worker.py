@@ -1,8 +1,9 @@
 """One long-lived worker process: receives a job down its pipe, runs it, reports back.
 
 Python callables run in this process (so a timeout or cancel kills the worker, and the
-supervisor starts a new one); shell commands run as a child in their own session, so the
-supervisor can stop the whole process tree with killpg.
+supervisor starts a new one), except those with memory or cpu_time limits, which run in a
+child that carries them (limits.py, childcall.py); shell commands run as a child in their own
+session, so the supervisor can stop the whole process tree with killpg.
 """
 
 from __future__ import annotations
@@ -21,7 +22,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
-from jobrunner.daemon import tree
+from jobrunner.daemon import limits, tree
+from jobrunner.daemon.childcall import exception_names as _exception_names
+from jobrunner.daemon.childcall import run_in_child
+from jobrunner.daemon.childcall import wants_job_argument as _wants_job_argument
 from jobrunner.daemon.jobenv import (
     enter_job,
     open_progress_pipe,
@@ -191,6 +195,7 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
             if tree.reap_children():  # the job left processes: end them (dying with us meanwhile)
                 with _child_dies_with_us(lambda: None):
                     tree.end_descendants(kill_grace)
+            reply = limits.settle(reply)  # its log finished, and a limit it hit named
             if watch.end():
                 reply = ("done", job["id"], job["attempt"], None, _failure(FailureKind.LOST, FENCED), reply[5])
             conn.send(reply)
@@ -235,11 +240,14 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch:
     try:
         with suppress(OSError):  # a full disk: the command still runs
             os.write(log_fd, _header(job))
+        guard = limits.guard(job, log_fd)  # memory, cpu_time, max_log_size: see limits.py
+        output = log_fd if guard is None or guard.output is None else guard.output
         with _child_dies_with_us(lambda: started[0] if started else None):
             try:
                 child = subprocess.Popen(
                     job["command"], cwd=job["cwd"] or None, env=env, stdin=subprocess.DEVNULL,
-                    stdout=log_fd, stderr=subprocess.STDOUT, start_new_session=True,
+                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True,
+                    preexec_fn=None if guard is None else guard.preexec(),
                 )  # fmt: skip
             except OSError as exc:
                 what = "working directory" if job["cwd"] and not os.path.isdir(job["cwd"]) else "command"
@@ -249,6 +257,8 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch:
                     os.write(log_fd, f"{message}\n".encode())
                 return ("done", job["id"], job["attempt"], None, _failure(FailureKind.PERMANENT, message), None)
             started.append(child.pid)
+            if guard is not None:
+                guard.started()
             if watch is not None and not watch.started_child(child.pid):  # fenced as it started
                 with suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.pid, signal.SIGKILL)
@@ -260,15 +270,6 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch:
         return ("done", job["id"], job["attempt"], None, None, 0)
     failure = _failure(FailureKind.EXIT, describe_exit(code), exit_code=code)
     return ("done", job["id"], job["attempt"], None, failure, code)
-
-
-def _exception_names(exc: BaseException) -> list[str]:
-    names: list[str] = []
-    for cls in type(exc).__mro__:
-        if cls in (object, BaseException, Exception):
-            continue
-        names += [f"{cls.__module__}:{cls.__qualname__}", cls.__name__]
-    return names
 
 
 _functions: dict[str, tuple[Callable[..., Any], bool]] = {}
@@ -293,6 +294,8 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     """
     job_id, attempt = job["id"], job["attempt"]
     enter_job(job)  # for the processes it starts
+    if job.get("memory_limit") is not None or job.get("cpu_time_limit") is not None:
+        return _run_python_child(job, logs)  # limits bind a child: never this worker (limits.py)
 
     def send_progress(fraction: float, message: str | None) -> None:
         conn.send(("progress", job_id, attempt, fraction, message))
@@ -301,14 +304,19 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     report = send_progress if watch is None else watch.reporter(job)
     context = JobContext(id=job_id, attempt=attempt, _send=report)
     header = _header(job)
-    log_fd = logs.borrow(job["log_path"], attempt) if quiet_log else None
+    capped = job.get("max_log_size") is not None
+    log_fd = logs.borrow(job["log_path"], attempt) if quiet_log and not capped else None
     if log_fd is None:
         log_fd = logs.open(job["log_path"], attempt)
         quiet_log = False
+    output = log_fd
     try:
         with suppress(OSError):  # a full disk: the job still runs (its output may fail to write)
             os.write(log_fd, header)
-        with output_to(log_fd):
+        guard = limits.guard(job, log_fd) if capped else None  # the output through the log cap
+        if guard is not None and guard.output is not None:
+            output = guard.output
+        with output_to(output):
             try:
                 func, wants_job = _resolve(job["callable"])
             except (ImportError, AttributeError, ValueError) as exc:
@@ -327,7 +335,7 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
                     result = asyncio.run(_await(result))
             except BaseException as exc:
                 text = traceback.format_exc()
-                job_failed_here(log_fd, text)
+                job_failed_here(output, text)
                 if isinstance(exc, KeyboardInterrupt):
                     raise
                 code = exc.code if isinstance(exc, SystemExit) and isinstance(exc.code, int) else None
@@ -352,13 +360,35 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
     return ("done", job_id, attempt, result, None, None)
 
 
+def _run_python_child(job: dict[str, Any], logs: Logs) -> tuple:
+    """A Python job with memory or cpu_time: called in a child interpreter that carries the
+    limits (childcall.py), its output in the job's log (through the log cap, if it has one)."""
+    job_id, attempt = job["id"], job["attempt"]
+    log_fd = logs.open(job["log_path"], attempt)
+    try:
+        with suppress(OSError):
+            os.write(log_fd, _header(job))
+        guard = limits.guard(job, log_fd)
+        assert guard is not None
+        output = log_fd if guard.output is None else guard.output
+        with _child_dies_with_us(lambda: None):  # our death ends it (as it ends a shell job's tree)
+            try:
+                said, code = run_in_child(job, output, guard.preexec())
+            except OSError as exc:  # no interpreter could start (a memory limit too small to map it)
+                message = f"cannot start: {sys.executable}: {exc.strerror or exc}"
+                with suppress(OSError):
+                    os.write(log_fd, f"{message}\n".encode())
+                return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
+    finally:
+        os.close(log_fd)
+    if said is not None and "failure" in said:
+        return ("done", job_id, attempt, None, said["failure"], None)
+    if said is not None and "result" in said:
+        return ("done", job_id, attempt, said["result"], None, None)
+    failure = _failure(FailureKind.EXIT, describe_exit(code), exit_code=code)  # it died without a word
+    return ("done", job_id, attempt, None, failure, code)
+
+
 async def _await(awaitable: Any) -> Any:
     return await awaitable
 
-
-def _wants_job_argument(func: Any) -> bool:
-    """A function with a parameter named `job` gets its JobContext there."""
-    try:
-        return "job" in inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False

@@ -15,6 +15,7 @@ from typing import Any
 from jobrunner.domain.jobspec import DEFAULT_QUEUE, JOB_KEYS, JobSpec
 from jobrunner.domain.priority import DEFAULT_PRIORITY, priority_label
 from jobrunner.domain.retry import Backoff
+from jobrunner.domain.sizes import format_size, parse_size
 from jobrunner.domain.states import Status
 
 #: A job that has not started its attempt, or a dead or cancelled one (before a retry), can
@@ -32,9 +33,12 @@ MAPPINGS = ("kwargs", "env", "metadata")
 DEFAULTS: dict[str, Any] = {
     "args": [], "kwargs": {}, "queue": DEFAULT_QUEUE, "priority": DEFAULT_PRIORITY, "retries": 0,
     "timeout": None, "backoff": asdict(Backoff()), "retry_on": [], "retry_on_exit_codes": [],
-    "tags": [], "metadata": {}, "cwd": None, "env": {}, "unique_key": None,
+    "tags": [], "metadata": {}, "cwd": None, "env": {}, "unique_key": None, "memory": None,
+    "cpu_time": None, "max_log_size": None,
 }  # fmt: skip
-_SPEC_NAMES = {"retries": "max_retries"}  # field key -> JobSpec attribute, where they differ
+#: field key -> JobSpec attribute, where they differ
+_SPEC_NAMES = {"retries": "max_retries", "memory": "memory_limit", "cpu_time": "cpu_time_limit"}
+_SIZES = ("memory", "max_log_size")  # bytes: shown as 200M
 MASK = "***"
 _SHELL = ["/bin/sh", "-c"]
 
@@ -59,8 +63,8 @@ def stored_fields(job: dict[str, Any], keys: tuple[str, ...] | None = None) -> d
         elif key == "backoff":
             backoff = job["backoff"]
             fields[key] = {name: float(backoff[name]) for name in ("base", "factor", "max")}
-        elif key == "timeout":
-            fields[key] = None if job["timeout"] is None else float(job["timeout"])
+        elif key in ("timeout", "cpu_time"):
+            fields[key] = None if job[key] is None else float(job[key])
         elif key in job:
             fields[key] = job[key]
     return fields
@@ -73,8 +77,9 @@ def spec_fields(spec: JobSpec, keys: tuple[str, ...] | None = None) -> dict[str,
         if key == "backoff":
             fields[key] = {"base": float(spec.backoff.base), "factor": float(spec.backoff.factor),
                            "max": float(spec.backoff.max)}  # fmt: skip
-        elif key == "timeout":
-            fields[key] = None if spec.timeout is None else float(spec.timeout)
+        elif key in ("timeout", "cpu_time"):
+            value = getattr(spec, _SPEC_NAMES.get(key, key))
+            fields[key] = None if value is None else float(value)
         elif hasattr(spec, _SPEC_NAMES.get(key, key)):
             fields[key] = getattr(spec, _SPEC_NAMES.get(key, key))
     return fields
@@ -101,8 +106,10 @@ def for_user(fields: dict[str, Any], *, defaults: bool = True) -> dict[str, Any]
         elif key == "priority" and isinstance(value, int):
             label = priority_label(value)
             value = value if label.isdigit() else label
-        elif key == "timeout" and value is not None:
+        elif key in ("timeout", "cpu_time") and value is not None:
             value = _number(value)
+        elif key in _SIZES and isinstance(value, int) and parse_size(format_size(value)) == value:
+            value = format_size(value)  # "200M": read back as the same bytes
         elif key == "backoff" and isinstance(value, dict):
             value = {name: _number(part) for name, part in value.items()}
         shown[key] = value
@@ -182,8 +189,10 @@ def _shown(key: str, value: Any) -> str:
         return "none"
     if key == "priority" and isinstance(value, int):
         return priority_label(value)
-    if key == "timeout":
+    if key in ("timeout", "cpu_time"):
         return duration_text(value)
+    if key in _SIZES and isinstance(value, int):
+        return format_size(value)
     if key == "backoff" and isinstance(value, dict):
         return "/".join(duration_text(value[k]) if k != "factor" else f"x{_number(value[k])}"
                         for k in ("base", "factor", "max") if k in value)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 from jobrunner.domain.durations import MAX_DURATION_S, parse_duration
 from jobrunner.domain.priority import DEFAULT_PRIORITY, NAMED_PRIORITIES, parse_priority
 from jobrunner.domain.retry import Backoff
+from jobrunner.domain.sizes import parse_size
 
 # \Z, not $: "$" also matches before a trailing newline
 CALLABLE_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
@@ -33,7 +34,7 @@ TIME_RANGE_TEXT = "from 1970 to 9999-12-30"
 JOB_KEYS = (
     "name", "command", "callable", "args", "kwargs", "queue", "priority", "retries",
     "timeout", "backoff", "retry_on", "retry_on_exit_codes", "tags", "metadata", "cwd", "env",
-    "unique_key", "on_conflict",
+    "unique_key", "on_conflict", "memory", "cpu_time", "max_log_size",
 )  # fmt: skip
 _JOB_KEY_SET = frozenset(JOB_KEYS)
 _MISSING: Any = object()  # a key that is absent, as opposed to present with the value None
@@ -74,6 +75,9 @@ class JobSpec:
     after: list[int] = field(default_factory=list)  # ids that must succeed first
     unique_key: str | None = None  # held by at most one unfinished job (the database enforces it)
     on_conflict: str = "reuse"  # when a job holds the key already: one of ON_CONFLICT
+    memory_limit: int | None = None  # bytes its processes may use (`memory`); over it the attempt fails
+    cpu_time_limit: float | None = None  # seconds of CPU (`cpu_time`), counted per process without a cgroup
+    max_log_size: int | None = None  # bytes its log may hold: head and tail kept, the middle cut
 
 
 def unknown_key_message(key: str, allowed: tuple[str, ...] | list[str]) -> str:
@@ -150,6 +154,13 @@ def build_spec(fields: dict[str, Any], *, task: str | None = None) -> JobSpec:
     unique_key, on_conflict = get("unique_key"), get("on_conflict")
     if unique_key is not None or on_conflict is not None:
         spec.unique_key, spec.on_conflict = _uniqueness(unique_key, on_conflict)
+    memory, cpu_time, log_size = get("memory"), get("cpu_time"), get("max_log_size")
+    if memory is not None:
+        spec.memory_limit = _memory(memory)
+    if cpu_time is not None:
+        spec.cpu_time_limit = _cpu_time(cpu_time)
+    if log_size is not None:
+        spec.max_log_size = log_size_limit("max_log_size", log_size)
     return spec
 
 
@@ -406,6 +417,35 @@ def _uniqueness(key: Any, on_conflict: Any) -> tuple[str | None, str]:
     if key is None:
         raise SpecError("on_conflict", "goes with a unique key: give unique_key (--unique-key) too")
     return key, on_conflict
+
+
+#: Below these a limit is a typo ("memory = 512" meant megabytes): no interpreter starts in
+#: less than a mebibyte, and a log needs room for its header and the note where it was cut.
+MIN_MEMORY = 1 << 20
+MIN_LOG_SIZE = 1 << 10
+MIN_CPU_TIME_S = 1.0  # the system counts CPU time in whole seconds
+
+
+def _memory(value: Any) -> int:
+    size = _convert("memory", parse_size, value)
+    if size < MIN_MEMORY:
+        raise SpecError("memory", f"{value!r} is less than 1M: give a size like \"512M\" or \"2G\"")
+    return size
+
+
+def _cpu_time(value: Any) -> float:
+    seconds = _convert("cpu_time", _duration, value)
+    if seconds < MIN_CPU_TIME_S:
+        raise SpecError("cpu_time", f"{value!r} is less than 1s (CPU time is counted in whole seconds)")
+    return seconds
+
+
+def log_size_limit(key: str, value: Any) -> int:
+    """max_log_size (of a job, or [daemon]'s default): a size of at least 1K."""
+    size = _convert(key, parse_size, value)
+    if size < MIN_LOG_SIZE:
+        raise SpecError(key, f"{value!r} is less than 1K: give a size like \"50M\"")
+    return size
 
 
 def job_ids(key: str, value: Any) -> list[int]:

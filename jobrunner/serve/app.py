@@ -40,6 +40,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     """FastAPI's schema, with the bearer token declared (the Guard checks it, not a dependency)."""
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        _job_bodies(schema)
         if app.state.settings.tokens_required:
             schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
             schema["security"] = [{"bearer": []}]
@@ -48,3 +49,14 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                     operation["security"] = []  # /healthz: for load balancers, which hold no token
         app.openapi_schema = schema
     return app.openapi_schema
+
+
+def _job_bodies(schema: dict[str, Any]) -> None:
+    """The submit routes take plain objects (see serve.submit); their schema is JobIn's."""
+    from jobrunner.serve.schemas import JobIn
+
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    components["JobIn"] = JobIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    job = {"$ref": "#/components/schemas/JobIn"}
+    for path, body in (("/api/jobs", job), ("/api/jobs/bulk", {"type": "array", "items": job})):
+        schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"] = body

@@ -131,6 +131,9 @@ def install(app: Any) -> None:
         return error_response(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
 
+#: pydantic's words for a body of the wrong shape, in JSON's (a job is a JSON object).
+_JSON_WORDS = {"dict_type": "input should be a JSON object", "model_type": "input should be a JSON object",
+               "list_type": "input should be a JSON list"}  # fmt: skip
 #: Where a value came from, as the user wrote it.
 _PLACES = {"query": "query parameter", "path": "path parameter", "header": "header", "body": "body"}
 
@@ -153,7 +156,7 @@ def validation_message(errors: Any) -> tuple[int, str]:
                      "shows them")  # fmt: skip
     place = _PLACES.get(loc[0], loc[0]) if loc else "request"
     name = ".".join(loc[1:])
-    text = str(first.get("msg", "invalid")).rstrip(".")
+    text = _JSON_WORDS.get(kind) or str(first.get("msg", "invalid")).rstrip(".")
     text = text[:1].lower() + text[1:]
     if kind == "missing":
         text = "missing" if name else "missing: send a JSON body"

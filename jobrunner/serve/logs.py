@@ -4,7 +4,6 @@ job wrote them, read a chunk at a time (memory stays flat whatever the log's siz
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, BinaryIO
@@ -41,7 +40,7 @@ async def job_log(
     store = settings.store
     job = await anyio.to_thread.run_sync(queries.get_job, store, job_id)  # an unknown id: 404 before streaming
     try:
-        opened = await anyio.to_thread.run_sync(_open_log, job["log_path"], tail)
+        opened = await anyio.to_thread.run_sync(logstream.open_log, job["log_path"], tail)
     except OSError as exc:  # before the first byte: an answer, not a cut stream
         raise ApiError(500, f"cannot read the log of job {job_id} ({job['log_path']}): {exc.strerror or exc}") from None
     limit = settings.stream_limit_s
@@ -53,12 +52,12 @@ async def job_log(
         try:
             while True:
                 if handle is None and follow:
-                    handle = await anyio.to_thread.run_sync(_open_log, job["log_path"], tail)
-                elif handle is not None and follow and _replaced(handle, job["log_path"]):
+                    handle = await anyio.to_thread.run_sync(logstream.open_log, job["log_path"], tail)
+                elif handle is not None and follow and logstream.replaced(handle, job["log_path"]):
                     async for data in _rest(handle):  # a file renamed over the path: the old one's end, then the new one
                         yield data
                     handle.close()
-                    handle = await anyio.to_thread.run_sync(_open_log, job["log_path"], None)
+                    handle = await anyio.to_thread.run_sync(logstream.open_log, job["log_path"], None)
                 if handle is not None:
                     async for data in _rest(handle):
                         yield data
@@ -79,26 +78,3 @@ async def _rest(handle: BinaryIO) -> AsyncIterator[bytes]:
     """Everything from the handle's position to the end of the file, a chunk at a time."""
     while data := await anyio.to_thread.run_sync(handle.read, logstream.CHUNK):
         yield data
-
-
-def _open_log(path: str | None, tail: int | None) -> BinaryIO | None:
-    """The log open for reading, at the start of its last `tail` lines; None if none yet."""
-    if not path:
-        return None
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 (the stream closes it)
-    except FileNotFoundError:
-        return None
-    if tail is not None:
-        handle.seek(logstream.tail_start(handle, tail))
-    return handle
-
-
-def _replaced(handle: BinaryIO, path: str | None) -> bool:
-    """Whether `path` now names another file than the one open."""
-    try:
-        current = os.stat(path) if path else None
-    except OSError:
-        return False
-    opened = os.fstat(handle.fileno())
-    return current is not None and (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino)

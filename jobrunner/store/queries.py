@@ -21,7 +21,8 @@ JOB_COLUMNS = (
     "backoff_factor", "backoff_max", "retry_on", "retry_on_exit_codes", "tags", "metadata",
     "cwd", "env", "created_at", "run_at", "started_at", "finished_at", "updated_at",
     "lease_owner", "lease_until", "cancel_requested", "progress", "progress_message",
-    "exit_code", "result", "error", "log_path", "unique_key",
+    "exit_code", "result", "error", "log_path", "unique_key", "memory_limit", "cpu_time_limit",
+    "max_log_size",
 )  # fmt: skip
 _JSON_COLUMNS = frozenset(
     {"command", "args", "kwargs", "retry_on", "retry_on_exit_codes", "tags", "metadata", "env", "result"}
@@ -105,6 +106,9 @@ def job_to_dict(row: tuple | list) -> dict[str, Any]:
         "cancel_requested": bool(raw["cancel_requested"]),
         "log_path": raw["log_path"],
         "unique_key": raw["unique_key"],
+        "memory": raw["memory_limit"],  # bytes, or None: no limit
+        "cpu_time": raw["cpu_time_limit"],  # seconds, or None
+        "max_log_size": raw["max_log_size"],  # bytes, or None: the daemon's default, if it has one
     }
 
 

@@ -77,7 +77,7 @@ def _job_row(spec: JobSpec, now: float) -> tuple:
         "{}" if not metadata and type(metadata) is dict else _encode(metadata),
         spec.cwd,
         "{}" if not env and type(env) is dict else _encode(env),
-        now, run_at, now,
+        now, run_at, now, spec.memory_limit, spec.cpu_time_limit, spec.max_log_size,
     )  # fmt: skip
 
 
@@ -104,6 +104,13 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
 
                 poke(store.target)
             return job_id
+    elif not store.db.transaction_depth():  # PostgreSQL, on its own: one statement, one round trip
+        from jobrunner.store.pgwake import CHANNEL
+
+        notify = store.poke_on_commit
+        with store.write_lock:
+            cursor = store.execute(backend.submit_statement(notify), (*row, now, *((CHANNEL, "") if notify else ())))
+        return int(cursor.fetchone()[0])
     with store.write():
         cursor = store.cursor()
         cursor.execute(backend.insert_job, row)

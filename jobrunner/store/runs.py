@@ -17,12 +17,13 @@ from jobrunner.domain.retry import Backoff
 from jobrunner.domain.states import Status
 from jobrunner.progress import check_fraction, clean_message
 from jobrunner.store import dependencies
+from jobrunner.store.backends import EVENT_INSERT_COLUMNS
 from jobrunner.store.db import Store, guarded
 from jobrunner.store.migrations import NOT_QUEUED  # with status='running': lets SQLite use its index
 
 CLAIM_COLUMNS = (
     "id", "attempts", "priority", "name", "kind", "command", "callable", "args", "kwargs",
-    "cwd", "env", "timeout", "queue", "log_path",
+    "cwd", "env", "timeout", "queue", "log_path", "memory_limit", "cpu_time_limit", "max_log_size",
 )  # fmt: skip
 
 
@@ -52,6 +53,9 @@ class Claim:
     queue: str
     log_path: str
     fence: float = 0.0  # the daemon's: time.monotonic() past which the worker must not run it
+    memory_limit: int | None = None  # bytes; the worker applies the limits (daemon/limits.py)
+    cpu_time_limit: float | None = None  # seconds
+    max_log_size: int | None = None  # bytes; None: the daemon's [daemon] max_log_size, if any
 
 
 @dataclass
@@ -88,9 +92,11 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
             filters += f" AND queue IN ({', '.join([p] * only)})"
         if exclude:
             filters += f" AND queue NOT IN ({', '.join([p] * exclude)})"
-        lock = " FOR UPDATE SKIP LOCKED" if store.backend.name == "postgresql" else ""
+        postgres = store.backend.name == "postgresql"
+        lock = " FOR UPDATE SKIP LOCKED" if postgres else ""
         hint = store.indexed_by("job_claim_queued")  # not every queued row, sorted
-        _claim_sql[key] = (
+        columns = ", ".join(CLAIM_COLUMNS)
+        statement = (
             f"UPDATE job SET status='running', attempts=attempts+1, lease_owner={p}, "
             f"lease_until={p}, started_at={p}, updated_at={p}, finished_at=NULL, progress=NULL, "
             "progress_message=NULL, exit_code=NULL, result=NULL, error=NULL, "
@@ -100,8 +106,16 @@ def _claim_statement(store: Store, only: int, exclude: int) -> str:
             f"WHERE id IN (SELECT id FROM job{hint} WHERE status='queued' "
             "AND queue NOT IN (SELECT name FROM queue_state WHERE paused)"
             f"{filters} ORDER BY priority DESC, id LIMIT {p}{lock}) "
-            f"RETURNING {', '.join(CLAIM_COLUMNS)}"
+            f"RETURNING {columns}"
         )
+        if postgres:  # the claims' events in the same statement: one round trip, not one per job
+            events = ", ".join(EVENT_INSERT_COLUMNS)
+            statement = (
+                f"WITH c AS ({statement}), e AS (INSERT INTO event ({events}) SELECT id, {p}, attempts, "
+                f"'queued', 'running', 'attempt ' || attempts || ' started by ' || {p}, NULL FROM c) "
+                f"SELECT {columns} FROM c"
+            )
+        _claim_sql[key] = statement
     return _claim_sql[key]
 
 
@@ -120,13 +134,16 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
     sql = _claim_statement(store, len(only_queues), len(exclude_queues))
     params = [owner, now + lease_s, now, now, log_dir.rstrip("/") + "/",
               *only_queues, *exclude_queues, limit]  # fmt: skip
+    events_written = not store.is_sqlite  # by the statement itself (_claim_statement)
+    if events_written:
+        params += [now, owner]
     with store.joined():
         rows = store.execute(sql, params).fetchall()
         claims = [_claim_from_row(row) for row in rows]
         claims.sort(key=lambda c: (-c.priority, c.id))
-        if claims:
-            if on_claimed is not None:
-                on_claimed(claims)
+        if claims and on_claimed is not None:
+            on_claimed(claims)
+        if claims and not events_written:
             store.cursor().executemany(
                 store.backend.insert_event,
                 [(c.id, now, c.attempt, "queued", "running", f"attempt {c.attempt} started by {owner}", None)
@@ -146,12 +163,12 @@ def _json(text: str | None, empty: Any) -> Any:
 
 def _claim_from_row(row: Sequence[Any]) -> Claim:
     (job_id, attempts, priority, name, kind, command, callable_, args, kwargs, cwd, env, timeout, queue,
-     log_path) = row  # the order of CLAIM_COLUMNS  # fmt: skip
+     log_path, memory_limit, cpu_time_limit, max_log_size) = row  # the order of CLAIM_COLUMNS  # fmt: skip
     return Claim(
         id=job_id, attempt=attempts, priority=priority, name=name, kind=kind,
         command=json.loads(command) if command else None, callable=callable_, args=_json(args, []),
         kwargs=_json(kwargs, {}), cwd=cwd, env=_json(env, {}), timeout=timeout, queue=queue,
-        log_path=log_path,
+        log_path=log_path, memory_limit=memory_limit, cpu_time_limit=cpu_time_limit, max_log_size=max_log_size,
     )  # fmt: skip
 
 
