@@ -6,7 +6,8 @@ Usage: python -m benchmarks [--only NAME,...] [--runs N] [--quick] [--json FILE]
   enqueue  Python API submit one at a time, against plain sqlite3
   threads  8 threads of one process submitting (a new database, then an existing one) against one thread
   cli      whole-process `jobrunner submit` and `jobrunner list` over 100,000 jobs
-  tui      TUI open and refresh over 100,000 jobs
+  tui      TUI open and refresh, `stats`, `list --search`, GET /api/jobs over 100,000 jobs
+           (python -m benchmarks.tui --jobs 1000000 for issue 17's bars)
   huey     against huey 3's SqliteHuey: enqueue, end to end (submitted first / while
            running), pickup latency
   shell    1,000 `true` shell jobs through the daemon, against a bare spawning loop

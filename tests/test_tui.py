@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from textual.widgets import Input, Log, Static
 
 from jobrunner.errors import StoreError
-from jobrunner.store import queries
+from jobrunner.store import pages, queries
 from jobrunner.tui.screens.dead import DeadLetterScreen
 from jobrunner.tui.screens.detail import DetailScreen
 from jobrunner.tui.screens.dialogs import ConfirmDialog
@@ -228,9 +228,9 @@ def test_purge_is_guarded_by_a_confirmation(cli, store):
 
 def test_pause_resume_and_errors_are_shown_not_raised(cli, store, monkeypatch):
     cli.submit("-q", "emails", "--", "true")
-    working_stats = queries.stats
+    working_counts = pages.status_counts  # what every refresh reads first
 
-    def locked(store: Any) -> dict:
+    def locked(store: Any, up_to: int = 0) -> dict:
         raise StoreError("database jobs.db is locked")
 
     async def scenario(pilot: Pilot, notes: list[str]) -> None:
@@ -245,9 +245,9 @@ def test_pause_resume_and_errors_are_shown_not_raised(cli, store, monkeypatch):
         await pilot.press("r")  # a queued job cannot be retried: a note, not a crash
         await until(pilot, lambda: any(n.startswith("nothing retried") for n in notes))
         header = pilot.app.screen.query_one("#header", Static)
-        monkeypatch.setattr(queries, "stats", locked)  # the database fails under the running app
+        monkeypatch.setattr(pages, "status_counts", locked)  # the database fails under the running app
         await until(pilot, lambda: "database error: database jobs.db is locked" in text_of(header))
-        monkeypatch.setattr(queries, "stats", working_stats)
+        monkeypatch.setattr(pages, "status_counts", working_counts)
         await until(pilot, lambda: "queued 1" in text_of(header))
         assert pilot.app.is_running
 
@@ -291,3 +291,36 @@ def test_tui_imports_neither_cli_nor_daemon_and_cli_does_not_load_textual():
             assert node.module.startswith("jobrunner.domain"), node.module
     check = "import sys, jobrunner.cli.app; assert 'textual' not in sys.modules, 'textual loaded'"
     subprocess.run([sys.executable, "-c", check], check=True)
+
+
+def test_counts_past_the_cap_say_over_and_end_reads_from_the_end(cli, store, tmp_path, monkeypatch):
+    """Counting stops at a cap (10,000; 5 here): the header says ">5" and "over 5", and End shows the
+    oldest jobs without a count of every job, the window counting rows from the end."""
+    from jobrunner.tui import data
+
+    monkeypatch.setattr(data, "COUNT_CAP", 5)
+    lines = tmp_path / "jobs.jsonl"
+    lines.write_text("".join(json.dumps({"command": ["true"], "name": f"n{i}"}) + "\n" for i in range(60)))
+    cli.ok("submit", "--from-file", str(lines))
+    make_dead(store, 3, "exit code 1")
+
+    async def scenario(pilot: Pilot, notes: list[str]) -> None:
+        header = lambda: text_of(pilot.app.screen.query_one("#header", Static))  # noqa: E731
+        await until(pilot, lambda: shown(pilot)[:1] == [60])
+        rows = len(shown(pilot))
+        assert "queued >5" in header() and "dead 1" in header() and "total over 5" in header()
+        assert f"rows 1–{rows} of over 5" in header()
+        await pilot.press("end")
+        await until(pilot, lambda: shown(pilot)[-1:] == [1])
+        assert f"rows 1–{rows} from the end of over 5" in header()
+        assert table(pilot).cursor_row == rows - 1
+        await pilot.press("pageup")
+        await until(pilot, lambda: shown(pilot)[-1:] == [1 + rows])
+        assert f"rows {rows + 1}–{2 * rows} from the end of over 5" in header()
+        await pilot.press("home")
+        await until(pilot, lambda: shown(pilot)[:1] == [60])
+        await pilot.press("7")  # one dead job: an exact count again
+        await until(pilot, lambda: shown(pilot) == [3])
+        assert "rows 1–1 of 1" in header()
+
+    drive(store, scenario)

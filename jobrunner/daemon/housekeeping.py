@@ -1,11 +1,14 @@
-"""Retention and WAL checkpoints on a timer, for the daemon's loop: `tick(now)` on every turn.
+"""Retention, WAL checkpoints and the search index on timers, for the daemon's loop: `tick(now)`
+on every turn.
 
 Retention runs every `retention.every` (a minute unless jobs.toml says). Each run purges at
 most a batch per status (see store/retention.py); while a run finds a full batch the next one
 comes soon, so a backlog drains in short steps between jobs. A log file some process still
 has open is kept, and deleted by a later run once nothing has it open; the first run after a
 start (and one an hour) also looks for such logs left by a previous daemon or `jobrunner purge`.
-Errors are logged, never raised: housekeeping must not stop the daemon.
+New jobs go into the search index (SQLite; store/search.py) a batch at a time, every second,
+and every few turns while a backlog lasts. Errors are logged, never raised: housekeeping must
+not stop the daemon.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 from jobrunner.config_checks import RETENTION_EVERY
 from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError
+from jobrunner.store import search
 from jobrunner.store.db import Store
 from jobrunner.store.retention import apply_retention, checkpoint, delete_kept, orphan_logs
 
@@ -26,7 +30,8 @@ log = logging.getLogger("jobrunner.daemon")
 class Housekeeping:
     def __init__(self, store: Store, policy: Mapping[Status, float], *, every: float | None = None,
                  backlog_every: float = 1.0, checkpoint_every: float = 300.0, batch: int = 500,
-                 sweep_every: float = 3600.0) -> None:  # fmt: skip
+                 sweep_every: float = 3600.0, index_every: float = 1.0,
+                 index_backlog_every: float = 0.05) -> None:  # fmt: skip
         """`every`: seconds between retention runs; by default the policy's own `every`
         (config_checks.RetentionPolicy), else a minute."""
         self.store = store
@@ -38,6 +43,9 @@ class Housekeeping:
         self.next_purge = 0.0
         self.next_checkpoint = 0.0
         self.next_sweep = 0.0
+        self.index_every, self.index_backlog_every = index_every, index_backlog_every
+        self.next_index = 0.0
+        self.index_backlog = False
         self.kept: list[Path] = []  # logs of purged jobs that a process still had open
 
     def replace(self, policy: Mapping[Status, float]) -> None:
@@ -48,7 +56,10 @@ class Housekeeping:
 
     def next_at(self) -> float:
         """When `tick` has work next (for the loop's sleep)."""
-        return min(self.next_purge if self.policy else float("inf"), self.next_checkpoint)
+        # the index's timer moves the sleep only with a backlog: else the loop's own wake-ups (its
+        # poll, at least every second) come often enough for a check that costs one read
+        backlog = self.next_index if self.index_backlog else float("inf")
+        return min(self.next_purge if self.policy else float("inf"), self.next_checkpoint, backlog)
 
     def tick(self, now: float) -> list[int]:
         """Purge and checkpoint if due; returns the ids purged."""
@@ -69,6 +80,8 @@ class Housekeeping:
             self.next_purge = now + (self.backlog_every if full else self.every)
             if full:
                 self.next_checkpoint = min(self.next_checkpoint, now + self.every)
+        if now >= self.next_index:
+            self._index(now)
         if now >= self.next_checkpoint:
             self.next_checkpoint = now + self.checkpoint_every
             try:
@@ -79,6 +92,16 @@ class Housekeeping:
                 if result and result[0]:
                     log.debug("WAL checkpoint: readers still busy; %d of %d pages done", result[2], result[1])
         return removed
+
+    def _index(self, now: float) -> None:
+        """One batch of new jobs into the search index; with more waiting, the next soon."""
+        try:
+            indexed = search.index_new(self.store)
+        except JobrunnerError as exc:
+            log.warning("search index: %s", exc)
+            indexed = 0
+        self.index_backlog = indexed >= search.INDEX_BATCH
+        self.next_index = now + (self.index_backlog_every if self.index_backlog else self.index_every)
 
     def _retry_kept(self, now: float) -> None:
         """Delete the kept logs nothing has open any more; now and then look for kept logs of

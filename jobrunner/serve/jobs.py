@@ -5,7 +5,6 @@ the JSON of `list --json`, `show --json`, `cancel --json`, `retry --json`, `prio
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -29,22 +28,6 @@ from jobrunner.store import dependencies, queries, repo, retention, serving
 router = APIRouter(prefix="/api/jobs", tags=["jobs"], responses=ERRORS)
 JobId = Annotated[int, Path(ge=1, le=MAX_JOB_ID, description="The job's id")]
 MAX_PAGE = 1000
-
-
-@dataclass
-class PageFilter(queries.JobFilter):
-    """`list`'s filter, from a cursor on: ids below it (newest first) or above it (oldest first)."""
-
-    before: int | None = None
-    after: int | None = None
-
-    def where(self, param: str) -> tuple[str, list[Any]]:
-        clause, params = super().where(param)
-        for op, bound in (("<", self.before), (">", self.after)):
-            if bound is not None:
-                clause += f"{' AND' if clause else ' WHERE'} id {op} {param}"
-                params.append(bound)
-        return clause, params
 
 
 def store_of(request: Request) -> Any:
@@ -73,7 +56,7 @@ def list_jobs(
         if not (text.isascii() and text.isdigit()) or len(text) > 19 or not 0 < int(text) <= MAX_JOB_ID:
             raise ApiError(400, f"cursor: {cursor!r} is not a cursor: pass the `next` of the previous page")
         bound = int(text)
-    where = PageFilter(statuses=statuses, queues=queue or [], tags=tag or [], search=search or None,
+    where = queries.JobFilter(statuses=statuses, queues=queue or [], tags=tag or [], search=search or None,
                        before=None if oldest_first else bound, after=bound if oldest_first else None)  # fmt: skip
     jobs = queries.list_jobs(store_of(request), where, limit=limit + 1, newest_first=not oldest_first)
     following = str(jobs[limit - 1]["id"]) if len(jobs) > limit else None

@@ -133,6 +133,30 @@ def _v10_resource_limits(store: Store) -> None:
             store.execute(f"ALTER TABLE job ADD COLUMN {name} {kind}")
 
 
+def _v11_search_and_page_indexes(store: Store) -> None:
+    # Issue 17 at a million jobs. A search and a tag filter read an index (store/search.py):
+    # SQLite gets job_tag and job_search (FTS5 trigrams), filled now and then by the daemon in
+    # batches (triggers follow edits and deletes); PostgreSQL job_tag and job_text, kept by
+    # triggers, with a pg_trgm index. PostgreSQL's (status, queue) index gets the id too:
+    # SQLite's entries end with the rowid, so a (status, queue) range is in id order there
+    # already, and a page merges such ranges (store/pages.py). A table of a million jobs takes
+    # 2-4 s on SQLite, 6-12 s on PostgreSQL (measured). A migration that rebuilds `job` must
+    # create the triggers again (search.SQLITE_SCHEMA, TAG_SCHEMA, PG_TAG_SCHEMA, PG_TEXT_SCHEMA).
+    from jobrunner.store import search
+
+    # jobs that left the queue by priority, for a page sorted by it (queued ones: the claim
+    # index); paid by claims and finishes, not by submits (4-6% of a claim and its finish on
+    # SQLite, 2% on PostgreSQL, measured). SQLite's entries end with the id (the rowid) anyway.
+    columns = "priority" if store.is_sqlite else "priority, id"
+    store.execute(f"CREATE INDEX IF NOT EXISTS job_priority_done ON job ({columns}) WHERE {NOT_QUEUED}")
+    if store.is_sqlite:
+        search.create_sqlite_indexes(store)
+        return
+    store.execute("DROP INDEX IF EXISTS job_status_not_queued")
+    store.execute(f"CREATE INDEX job_status_not_queued ON job (status, queue, id) WHERE {NOT_QUEUED}")
+    search.create_postgres_indexes(store)
+
+
 #: The condition of job_status_not_queued, to be repeated word for word by a query that wants it
 #: (SQLite uses a partial index only for a query whose WHERE contains that condition).
 NOT_QUEUED = "status <> 'queued'"
@@ -143,6 +167,7 @@ KEY_HELD = "unique_key IS NOT NULL AND status NOT IN ('succeeded', 'dead', 'canc
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
     _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates, _v10_resource_limits,
+    _v11_search_and_page_indexes,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL

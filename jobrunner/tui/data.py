@@ -7,6 +7,8 @@ or a one-line message, so they are safe off the UI thread and easy to test.
 from __future__ import annotations
 
 import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.states import Status
 from jobrunner.errors import UsageError
-from jobrunner.store import queries, rates, repo, schedules
+from jobrunner.store import pages, queries, rates, repo, schedules
 from jobrunner.store.db import Store
 from jobrunner.store.queries import JobFilter
 
@@ -36,6 +38,11 @@ def thread_connection(store: Store) -> Iterator[Store]:
             store.close()
 
 
+#: Counts stop past this: the header says "over 10,000" (counting reads an index entry per job).
+COUNT_CAP = pages.COUNT_CAP
+QUEUE_NAMES_KEEP_S = 2.0  # how long a slow look for the queues' names is reused (a big backlog)
+
+
 @dataclass(frozen=True)
 class PageRequest:
     """Which page of which jobs a table wants: results for an older request are dropped."""
@@ -45,8 +52,9 @@ class PageRequest:
     tags: tuple[str, ...] = ()
     search: str = ""
     order_by: str | None = None  # a queries.SORTABLE column, "-" first for descending; None: newest first
-    offset: int = 0
+    offset: int = 0  # rows before the page: from the first row, or from the last with from_end
     limit: int = 20
+    from_end: bool = False  # End: the last page (offset 0) and those before it, when the total is "over"
 
     @property
     def where(self) -> JobFilter:
@@ -56,60 +64,108 @@ class PageRequest:
     def filtered(self) -> bool:
         return bool(self.statuses or self.queues or self.tags or self.search)
 
-    def at(self, offset: int) -> PageRequest:
-        return replace(self, offset=max(offset, 0))
+    def at(self, offset: int, from_end: bool | None = None) -> PageRequest:
+        return replace(self, offset=max(offset, 0), from_end=self.from_end if from_end is None else from_end)
 
 
 @dataclass
 class Snapshot:
-    """One refresh: the visible page, what it is a page of, and the header's figures."""
+    """One refresh: the visible page, where it is, and the header's figures. Every count is
+    exact up to COUNT_CAP and COUNT_CAP + 1 past it ("over 10,000")."""
 
     request: PageRequest
     jobs: list[dict[str, Any]]
-    offset: int  # the request's offset, clamped to what exists
-    total: int  # jobs matching the filter
-    stats: dict[str, Any]
+    offset: int  # where the page is, clamped to what exists: rows before it (from the end with from_end)
+    total: int  # jobs matching the filter, up to COUNT_CAP + 1
+    stats: dict[str, Any]  # "by_status" and "total" (counted up to the cap), "queues": {name: its statuses}
     daemons: list[dict[str, Any]]  # freshest heartbeat first, alive or not
     paused: list[str] = field(default_factory=list)
     finished_last_minute: int = 0
     rate_limited: list[str] = field(default_factory=list)  # queues with jobs queued and no token yet
+    from_end: bool = False  # the offset counts from the last row: the total is over the cap
+
+    @property
+    def exact(self) -> bool:
+        return self.total <= COUNT_CAP
 
 
-def matching_total(store: Store, request: PageRequest, stats: dict[str, Any]) -> int:
-    """How many jobs match, from the stats already read when that is enough (no second scan)."""
-    if request.tags or request.search:
-        return queries.count_jobs(store, request.where)
-    statuses = [s.value for s in request.statuses] or list(stats["by_status"])
-    if request.queues:
-        queues = [stats["queues"][q] for q in request.queues if q in stats["queues"]]
-        return sum(q["by_status"].get(s, 0) for q in queues for s in statuses)
-    return sum(stats["by_status"].get(s, 0) for s in statuses)
+def over(count: int) -> bool:
+    return count > COUNT_CAP
+
+
+def count_text(count: int, short: bool = False) -> str:
+    """A count as the TUI shows it: `over 10,000` past the cap (`short`: `>10k`, for the
+    header's crowded lines)."""
+    if not over(count):
+        return str(count)
+    if short:
+        return f">{COUNT_CAP // 1000}k" if COUNT_CAP % 1000 == 0 else f">{COUNT_CAP}"
+    return f"over {COUNT_CAP:,}"
+
+
+_queue_names: weakref.WeakKeyDictionary[Store, tuple[float, dict[str, set[str]]]] = weakref.WeakKeyDictionary()
+
+
+def queue_statuses(store: Store) -> dict[str, set[str]]:
+    """Each queue with the statuses it has jobs in; reused for a moment when the look was slow
+    (queued jobs' queues are read from the claim index, a row per queued job)."""
+    kept = _queue_names.get(store)
+    if kept is not None and time.monotonic() < kept[0]:
+        return kept[1]
+    started = time.monotonic()
+    found = pages.queue_statuses(store)
+    if time.monotonic() - started > 0.005:
+        _queue_names[store] = (time.monotonic() + QUEUE_NAMES_KEEP_S, found)
+    else:
+        _queue_names.pop(store, None)
+    return found
+
+
+def matching_total(store: Store, request: PageRequest, by_status: dict[str, int]) -> int:
+    """How many jobs match, up to the cap: from the counts per status already read when that is
+    enough (no second look), else counted from the filter's indexes."""
+    if request.tags or request.search or request.queues:
+        return queries.count_jobs(store, request.where, up_to=COUNT_CAP)
+    statuses = [s.value for s in request.statuses] or list(by_status)
+    return min(sum(by_status.get(s, 0) for s in statuses), COUNT_CAP + 1)
 
 
 def fetch_page(store: Store, request: PageRequest, now: float) -> Snapshot:
-    """Read one page (never all jobs) plus counts and the daemon's heartbeat."""
+    """Read one page (never all jobs) plus counts up to a cap and the daemons' heartbeats."""
     with thread_connection(store):
-        stats = queries.stats(store)
-        if request.tags or request.search:  # no index narrows these: count and page in one scan
-            jobs, total = queries.list_jobs_counted(
-                store, request.where, request.limit, request.offset, request.order_by
-            )
-            offset = min(request.offset, max(total - request.limit, 0))
-            if offset != request.offset:
-                jobs, total = queries.list_jobs_counted(store, request.where, request.limit, offset, request.order_by)
-        else:
-            total = matching_total(store, request, stats)
-            offset = min(request.offset, max(total - request.limit, 0))
-            jobs = queries.list_jobs(
-                store, request.where, limit=request.limit, offset=offset, order_by=request.order_by
-            )
+        by_status = pages.status_counts(store, COUNT_CAP)
+        queues = queue_statuses(store)
+        stats = {"by_status": by_status, "total": min(sum(by_status.values()), COUNT_CAP + 1), "queues": queues}
+        total = matching_total(store, request, by_status)
+        jobs, offset, from_end = _page(store, request, total)
         daemons = queries.daemons(store, now)
         paused = queries.paused_queues(store)
         finished = queries.finished_since(store, now - 60)
         limits = rates.states(store, now)
-    limited = sorted(name for name, limit in limits.items() if limit["next_token_in"] is not None
-                     and stats["queues"].get(name, {}).get("by_status", {}).get("queued", 0))  # fmt: skip
-    return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished, rate_limited=limited)
+    limited = sorted(name for name, limit in limits.items()
+                     if limit["next_token_in"] is not None and Status.QUEUED.value in queues.get(name, ()))  # fmt: skip
+    return Snapshot(request, jobs, offset, total, stats, daemons, paused, finished, rate_limited=limited,
+                    from_end=from_end)  # fmt: skip
+
+
+def _page(store: Store, request: PageRequest, total: int) -> tuple[list[dict[str, Any]], int, bool]:
+    """The page the request points at, clamped to what exists: (jobs, offset, from_end). With an
+    exact total an offset counts from the first row; past the cap, End reads the last page from
+    the end, and an offset past the last row becomes the last page."""
+    where, limit, order = request.where, request.limit, request.order_by
+    if total <= COUNT_CAP:
+        last = max(total - limit, 0)
+        offset = max(last - request.offset, 0) if request.from_end else min(request.offset, last)
+        return queries.list_jobs(store, where, limit=limit, offset=offset, order_by=order), offset, False
+    if not request.from_end:
+        jobs = queries.list_jobs(store, where, limit=limit, offset=request.offset, order_by=order)
+        if len(jobs) == limit or request.offset == 0:
+            return jobs, request.offset, False
+        return queries.list_jobs(store, where, limit=limit, from_end=True, order_by=order), 0, True
+    jobs = queries.list_jobs(store, where, limit=limit, offset=request.offset, order_by=order, from_end=True)
+    if len(jobs) < limit:  # before the first row: the first page
+        return queries.list_jobs(store, where, limit=limit, order_by=order), 0, False
+    return jobs, request.offset, True
 
 
 def fetch_job(store: Store, job_id: int) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:

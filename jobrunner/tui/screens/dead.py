@@ -59,7 +59,7 @@ class DeadLetterScreen(PagedScreen):
     def after_apply(self, snapshot: data.Snapshot) -> None:
         """The queue filter offers the queues that have dead jobs."""
         queues = snapshot.stats["queues"]
-        self.query_one(FilterBar).set_queues([q for q in queues if queues[q]["by_status"].get("dead")])
+        self.query_one(FilterBar).set_queues(sorted(q for q, statuses in queues.items() if "dead" in statuses))
 
     def action_back(self) -> None:
         if self.focused is not self.table:
@@ -105,7 +105,7 @@ class DeadLetterScreen(PagedScreen):
         matching += f" matching {self.request.search!r}" if self.request.search else ""
         self.run_action(
             data.retry_all, self.request,
-            confirm=f"Retry all {total} dead jobs{matching}? Each gets a fresh retry budget.",
+            confirm=f"Retry all {data.count_text(total)} dead jobs{matching}? Each gets a fresh retry budget.",
             yes="Retry all",
         )  # fmt: skip
 
@@ -116,7 +116,7 @@ class DeadLetterScreen(PagedScreen):
             return
         self.run_action(
             data.purge_jobs, [Status.DEAD], 0.0,
-            confirm=f"Purge all {dead} dead jobs and their history (whatever the search)? "
+            confirm=f"Purge all {data.count_text(dead)} dead jobs and their history (whatever the search)? "
             "This cannot be undone.",
             yes="Purge",
         )  # fmt: skip

@@ -70,7 +70,7 @@ class JobsScreen(PagedScreen):
         yield Footer()
 
     def after_apply(self, snapshot: data.Snapshot) -> None:
-        self.query_one(FilterBar).set_queues(list(snapshot.stats["queues"]))
+        self.query_one(FilterBar).set_queues(sorted(snapshot.stats["queues"]))
 
     @on(DataTable.RowSelected)
     def action_detail(self) -> None:

@@ -115,7 +115,7 @@ class PagedScreen(Screen):
     def _apply(self, snapshot: data.Snapshot, rows: list) -> None:
         if snapshot.request != self.request:
             return  # the user moved or filtered since: a newer page is on its way
-        self.request = self.request.at(snapshot.offset)
+        self.request = self.request.at(snapshot.offset, snapshot.from_end)
         self.snapshot = snapshot
         table = self.table
         selected = table.selected
@@ -135,11 +135,18 @@ class PagedScreen(Screen):
     # -- paging
     @on(PagedTable.Shift)
     def _shift(self, message: PagedTable.Shift) -> None:
+        """Past an edge: the window moves by `rows`. Counted from the end (End on more jobs than
+        the counts go to), moving down brings the offset from the end closer to 0."""
         table = self.table
-        total = self.snapshot.total if self.snapshot else 0
-        last_offset = max(total - table.capacity, 0)
-        offset = min(max(self.request.offset + message.rows, 0), last_offset)
-        if offset == self.request.offset:  # at an edge: put the cursor on the first or last row
+        snapshot = self.snapshot
+        current = self.request.offset
+        if self.request.from_end:
+            offset = max(current - message.rows, 0)
+        elif snapshot is not None and snapshot.exact:
+            offset = min(max(current + message.rows, 0), max(snapshot.total - table.capacity, 0))
+        else:  # past the last row, the next read shows the last page
+            offset = max(current + message.rows, 0)
+        if offset == current:  # at an edge: put the cursor on the first or last row
             if table.row_count:
                 table.move_cursor(row=table.row_count - 1 if message.rows > 0 else 0)
             return
@@ -148,15 +155,15 @@ class PagedScreen(Screen):
 
     @on(PagedTable.Jump)
     def _jump(self, message: PagedTable.Jump) -> None:
-        total = self.snapshot.total if self.snapshot else 0
+        """Home: the first page; End: the last, read from the end (no count of every job)."""
         capacity = self.table.capacity
-        self.request = self.request.at(max(total - capacity, 0) if message.to_end else 0)
+        self.request = self.request.at(0, from_end=message.to_end)
         self.reload(cursor=capacity if message.to_end else 0, follow=False)
 
     # -- filters
     def set_request(self, **changes: Any) -> None:
         """A new filter starts at the top of its results."""
-        self.request = replace(self.request, offset=0, **changes)
+        self.request = replace(self.request, offset=0, from_end=False, **changes)
         self.reload(cursor=0, follow=False)
 
     @on(FilterBar.Changed)

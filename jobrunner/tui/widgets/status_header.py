@@ -9,7 +9,7 @@ from textual.widgets import Static
 
 from jobrunner.domain.durations import format_duration
 from jobrunner.domain.states import ALL_STATUSES
-from jobrunner.tui.data import PageRequest, Snapshot
+from jobrunner.tui.data import PageRequest, Snapshot, count_text
 from jobrunner.tui.format import STATUS_STYLES
 
 
@@ -40,14 +40,16 @@ def rate_line(snapshot: Snapshot) -> Text:
     """`4 running · 262 queued · 12 finished/min`: is work moving, at a glance."""
     by_status = snapshot.stats["by_status"]
     return Text.assemble(
-        (f"{by_status.get('running', 0)} running", STATUS_STYLES["running"]), ("  ·  ", "dim"),
-        (f"{by_status.get('queued', 0)} queued", STATUS_STYLES["queued"]), ("  ·  ", "dim"),
+        (f"{count_text(by_status.get('running', 0), short=True)} running", STATUS_STYLES["running"]),
+        ("  ·  ", "dim"),
+        (f"{count_text(by_status.get('queued', 0), short=True)} queued", STATUS_STYLES["queued"]), ("  ·  ", "dim"),
         (f"{snapshot.finished_last_minute} finished/min", "bold"),
     )  # fmt: skip
 
 
-def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool) -> Text:
-    """`1 queued 12  2 scheduled 0 ...`: the numbers toggle the status filter, shown reversed."""
+def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool, gap: str = "  ") -> Text:
+    """`1 queued 12  2 scheduled 0 ...`: the numbers toggle the status filter, shown reversed;
+    a count past the cap is `>10k`."""
     line = Text()
     chosen = {s.value for s in request.statuses}
     for number, status in enumerate(ALL_STATUSES, start=1):
@@ -56,8 +58,8 @@ def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool) -> Text
         if keys:
             line.append(f"{number}", style="bold dim")
             line.append(" ")
-        line.append(f"{status.value} {count}", style=style if count or chosen else "dim")
-        line.append("  ")
+        line.append(f"{status.value} {count_text(count, short=True)}", style=style if count or chosen else "dim")
+        line.append(gap)
     line.rstrip()
     return line
 
@@ -65,8 +67,9 @@ def counts_line(stats: dict[str, Any], request: PageRequest, keys: bool) -> Text
 def window_line(snapshot: Snapshot, request: PageRequest, keys: bool, marked: int = 0) -> Text:
     shown = len(snapshot.jobs)
     first = snapshot.offset + 1 if shown else 0
-    line = Text(f"total {snapshot.stats['total']}", style="bold")
-    line.append(f"  ·  rows {first}–{snapshot.offset + shown} of {snapshot.total}", style="dim")
+    line = Text(f"total {count_text(snapshot.stats['total'])}", style="bold")
+    where = " from the end" if snapshot.from_end else ""
+    line.append(f"  ·  rows {first}–{snapshot.offset + shown}{where} of {count_text(snapshot.total)}", style="dim")
     filters = []
     if request.statuses and keys:  # the dead-letter view's status is implied
         filters.append("status " + ",".join(s.value for s in request.statuses))
@@ -109,13 +112,19 @@ class StatusHeader(Static):
         text = Text("\n").join(
             [
                 head,
-                counts_line(snapshot.stats, request, self.keys),
+                self._counts(snapshot, request),
                 window_line(snapshot, request, self.keys, marked),
             ]
         )
         if text != self._last:
             self._last = text
             self.update(text)
+
+    def _counts(self, snapshot: Snapshot, request: PageRequest) -> Text:
+        """The counts line, its gaps narrowed when it would not fit on one line."""
+        line = counts_line(snapshot.stats, request, self.keys)
+        width = self.content_size.width
+        return counts_line(snapshot.stats, request, self.keys, gap=" ") if width and line.cell_len > width else line
 
     def show_error(self, message: str) -> None:
         text = Text.assemble((self.title, "bold"), "  ", ("database error: ", "bold red"), message)

@@ -1,0 +1,135 @@
+"""Pages read from index ranges (store/pages.py) are the pages a plain ORDER BY gives: every
+filter, sort and offset, from either end; counts stop past their cap; a cursor walks every job
+once while new ones arrive."""
+
+from __future__ import annotations
+
+import random
+import time
+
+import pytest
+
+from jobrunner.domain.jobspec import build_spec
+from jobrunner.domain.states import ALL_STATUSES, Status
+from jobrunner.store import pages, queries, repo
+from jobrunner.store.queries import JobFilter
+from tests.conftest import sql
+from tests.servehelpers import client_for
+
+QUEUES = ["a", "b", "c"]
+
+
+@pytest.fixture
+def mixed(store):
+    """60 jobs over three queues, every status, priorities 0-9 (one out of range, as a hand edit)."""
+    rng = random.Random(3)
+    specs = [build_spec({"command": ["true"], "name": f"job-{n:02}", "queue": rng.choice(QUEUES),
+                         "priority": rng.randint(0, 9), "tags": ["t"] if n % 4 == 0 else []})
+             for n in range(60)]  # fmt: skip
+    repo.submit_many(store, specs, 1000.0)
+    for job_id in range(1, 61):
+        status = ALL_STATUSES[rng.randrange(len(ALL_STATUSES))].value
+        if status != "queued":
+            sql(store, "UPDATE job SET status=? WHERE id=?", (status, job_id))
+    sql(store, "UPDATE job SET priority=12 WHERE id=7")
+    return store
+
+
+def plain(store, where: JobFilter, order_by: str | None) -> list[int]:
+    """The page order as one ORDER BY over every match (what pages.py must equal)."""
+    clause, params = where.where(store.backend.param)
+    rows = store.execute(f"SELECT id FROM job{clause}{queries.order_clause(order_by)}", params).fetchall()
+    return [row[0] for row in rows]
+
+
+def ids(jobs) -> list[int]:
+    return [job["id"] for job in jobs]
+
+
+FILTERS = [
+    JobFilter(),
+    JobFilter(statuses=[Status.QUEUED]),
+    JobFilter(statuses=[Status.SUCCEEDED, Status.DEAD]),
+    JobFilter(statuses=[Status.QUEUED, Status.RUNNING], queues=["b"]),
+    JobFilter(queues=["a", "c"]),
+    JobFilter(statuses=[Status.WAITING], queues=["nope"]),
+    JobFilter(tags=["t"], statuses=[Status.QUEUED, Status.DEAD]),
+    JobFilter(search="job-1", queues=["a"]),
+]
+
+
+@pytest.mark.parametrize(
+    "order_by", [None, "id", "-priority", "priority", "status", "-status", "queue", "-queue"]
+)
+@pytest.mark.parametrize("where", FILTERS, ids=range(len(FILTERS)))
+def test_pages_from_indexes_are_the_plain_sort_page_by_page(mixed, where, order_by):
+    expected = plain(mixed, where, order_by)
+    for limit in (1, 4, 9):
+        got = [
+            i
+            for offset in range(0, 64, limit)
+            for i in ids(queries.list_jobs(mixed, where, limit, offset, order_by=order_by))
+        ]
+        assert got == expected, (limit, order_by)
+        back = [ids(queries.list_jobs(mixed, where, limit, offset, order_by=order_by, from_end=True))
+                for offset in range(0, 64, limit)]  # fmt: skip
+        assert [i for page in reversed(back) for i in page] == expected
+    assert queries.count_jobs(mixed, where) == len(expected)
+    assert queries.count_jobs(mixed, where, up_to=3) == min(len(expected), 4)
+
+
+def test_from_the_end_pages_count_back_from_the_last_job(mixed):
+    everything = plain(mixed, JobFilter(), None)
+    assert ids(queries.list_jobs(mixed, limit=5, from_end=True)) == everything[-5:]
+    assert ids(queries.list_jobs(mixed, limit=5, offset=5, from_end=True)) == everything[-10:-5]
+    by_priority = plain(mixed, JobFilter(), "-priority")
+    assert ids(queries.list_jobs(mixed, limit=3, order_by="-priority", from_end=True)) == by_priority[-3:]
+
+
+def test_counts_per_status_stop_past_the_cap(mixed):
+    exact = dict(sql(mixed, "SELECT status, COUNT(*) FROM job GROUP BY status"))
+    assert pages.status_counts(mixed, 1000) == {s.value: exact.get(s.value, 0) for s in ALL_STATUSES}
+    capped = pages.status_counts(mixed, 3)
+    assert capped == {s.value: min(exact.get(s.value, 0), 4) for s in ALL_STATUSES}
+
+
+def test_queues_are_named_with_their_statuses(mixed):
+    expected: dict[str, set[str]] = {}
+    for queue, status in sql(mixed, "SELECT queue, status FROM job"):
+        expected.setdefault(queue, set()).add(status)
+    assert pages.queue_statuses(mixed) == expected
+
+
+def test_stats_counts_every_queue_and_status(mixed):
+    got = queries.stats(mixed)
+    for queue, status, count in sql(mixed, "SELECT queue, status, COUNT(*) FROM job GROUP BY 1, 2"):
+        assert got["queues"][queue]["by_status"][status] == count
+    assert got["total"] == 60
+
+
+@pytest.mark.parametrize("params", [{}, {"status": "queued,dead"}, {"queue": "a"}, {"tag": "t"}, {"search": "job"},
+                                    {"status": "succeeded", "oldest_first": "true"}])  # fmt: skip
+def test_a_cursor_walks_every_job_once_while_jobs_are_added(mixed, db_path, params):
+    """Pages of GET /api/jobs by cursor: no job twice, none missed, whatever arrives meanwhile."""
+    api = client_for(db_path)
+    oldest = params.get("oldest_first") == "true"
+    where = JobFilter(statuses=[Status(s) for s in params.get("status", "").split(",") if s],
+                      queues=[params["queue"]] if "queue" in params else [],
+                      tags=[params["tag"]] if "tag" in params else [], search=params.get("search"))  # fmt: skip
+    expected = plain(mixed, where, "id" if oldest else None)
+    seen: list[int] = []
+    cursor = None
+    for turn in range(100):
+        page = api.get(
+            "/api/jobs", params={**params, "limit": 4, **({"cursor": cursor} if cursor else {})}
+        ).json()
+        seen += [job["id"] for job in page["jobs"]]
+        spec = build_spec({"command": ["true"], "name": f"job-new-{turn}", "queue": "a", "tags": ["t"]})
+        repo.submit(mixed, spec, time.time())  # a new job between every two pages
+        cursor = page["next"]
+        if cursor is None:
+            break
+    if oldest:  # walking up, the new ones come too: each once, after the old
+        assert seen[: len(expected)] == expected and len(set(seen)) == len(seen)
+    else:
+        assert seen == expected
