@@ -8,6 +8,7 @@ stays cheap for CLI commands that print plain text.
 from __future__ import annotations
 
 import json
+import re
 import shlex
 from datetime import UTC, datetime
 from typing import Any
@@ -266,9 +267,11 @@ def _escape(text: str) -> str:
 
 
 def detail_fields(job: dict[str, Any], now: float,
-                  links: dict[str, list[dict[str, Any]]] | None = None) -> Any:  # fmt: skip
+                  links: dict[str, list[dict[str, Any]]] | None = None,
+                  events: list[dict[str, Any]] | None = None) -> Any:  # fmt: skip
     """Every field of a job as a two-column grid (what `show` prints first); `links` are its
-    dependencies and dependents with their statuses (queries.dependency_links)."""
+    dependencies and dependents with their statuses (queries.dependency_links); `events`, its
+    history, say on which hosts its attempts ran."""
     from rich.table import Table
 
     grid = Table.grid(padding=(0, 2))
@@ -286,6 +289,7 @@ def detail_fields(job: dict[str, Any], now: float,
         ("queue", _escape(job["queue"])),
         ("priority", f"{priority_label(job['priority'])} ({job['priority']})"),
         ("tries", tries_detail(job)),
+        *([("hosts", hosts)] if (hosts := attempt_hosts(job, events or [])) else []),
         ("timeout", format_duration(job["timeout"]) if job["timeout"] else "none"),
         ("backoff", "base {base:g}s, factor {factor:g}, max {max:g}s".format(**job["backoff"])),
         ("created", local_time(job["created_at"])),
@@ -332,11 +336,15 @@ def limits_text(job: dict[str, Any]) -> str | None:
     return ", ".join(parts) or None
 
 
-def history_table(events: list[dict[str, Any]]) -> Any:
-    """Every state change, attempt by attempt, with errors and tracebacks."""
+def history_table(events: list[dict[str, Any]], ruled: bool = False) -> Any:
+    """Every state change, attempt by attempt, with errors and tracebacks. `ruled`: the columns
+    apart by a line as well as by spaces (the TUI, where a browser's copy of the screen loses
+    runs of spaces), and the heading underlined."""
+    from rich import box
     from rich.table import Table
 
-    table = Table(box=None, header_style="bold", pad_edge=False, expand=True)
+    table = Table(box=box.MINIMAL if ruled else None, header_style="bold", pad_edge=False, expand=True,
+                  show_edge=False, border_style="dim")  # fmt: skip
     table.add_column("TIME", no_wrap=True)
     table.add_column("TRY", justify="right", no_wrap=True)
     table.add_column("CHANGE", no_wrap=True)
@@ -354,6 +362,50 @@ def history_table(events: list[dict[str, Any]]) -> Any:
 
 
 def job_detail(job: dict[str, Any], events: list[dict[str, Any]], now: float,
-               links: dict[str, list[dict[str, Any]]] | None = None) -> list[Any]:  # fmt: skip
-    """The renderables `show` prints and the TUI's detail view shows: fields, then history."""
-    return [detail_fields(job, now, links), "", "[bold]history[/]", history_table(events)]
+               links: dict[str, list[dict[str, Any]]] | None = None, ruled: bool = False) -> list[Any]:  # fmt: skip
+    """The renderables `show` prints and the TUI's detail view shows: fields, then history
+    (`ruled`: its columns apart by lines, see history_table)."""
+    return [detail_fields(job, now, links, events), "", "[bold]history[/]", history_table(events, ruled)]
+
+
+_STARTED = re.compile(r"attempt (\d+) started by (\S+)")
+
+
+def owner_host(owner: str | None) -> str:
+    """The host of a lease owner (`host:pid:random`, what a daemon claims jobs as); '' for none."""
+    if not owner:
+        return ""
+    parts = owner.rsplit(":", 2)
+    return parts[0] if len(parts) == 3 else owner
+
+
+def attempt_hosts(job: dict[str, Any], events: list[dict[str, Any]]) -> str | None:
+    """`attempts 1–2 on vm, 3 on db1 (now pid 4389)`: where each attempt ran, from the history's
+    "attempt N started by host:pid:random" events, and the running one from its lease; None when
+    no attempt ran."""
+    ran: list[tuple[int, str]] = []
+    for event in events:
+        found = _STARTED.match(event["message"] or "") if event["to"] == "running" else None
+        if found:
+            ran.append((int(found[1]), owner_host(found[2])))
+    owner = job.get("lease_owner") if job["status"] == "running" else None
+    if owner and not any(attempt == job["attempts"] for attempt, _ in ran):
+        ran.append((job["attempts"], owner_host(owner)))  # its event purged or not written yet
+    if not ran:
+        return None
+    groups: list[tuple[int, int, str]] = []  # first attempt, last attempt, host
+    for attempt, host in ran:
+        if groups and groups[-1][2] == host:
+            groups[-1] = (groups[-1][0], attempt, host)
+        else:
+            groups.append((attempt, attempt, host))
+    parts = [
+        (f"{first}" if first == last else f"{first}–{last}") + f" on {_escape(host)}"
+        for first, last, host in groups
+    ]
+    many = len(ran) > 1
+    text = ("attempts " if many else "attempt ") + ", ".join(parts)
+    if owner:
+        pid = owner.rsplit(":", 2)[1] if owner.count(":") >= 2 else ""
+        text += f" (running{f': daemon pid {pid}' if pid else ''})"
+    return text

@@ -333,8 +333,9 @@ def test_a_job_never_starts_on_a_claim_not_yet_committed(cli, daemon, db_path, t
     """Issue 12, found by the PostgreSQL chaos run (seed 2): the daemon sent claimed jobs to
     its workers before the claim committed. Killed with -9 in that moment, its claim rolled
     back while the job ran on, and the next daemon ran attempt 1 again beside it. Here the event
-    table is locked: the claim's UPDATE goes through and its event INSERT waits, so the claim
-    cannot commit; the daemon dies meanwhile. The job runs once, as attempt 1, after that."""
+    table is locked: the claim's UPDATE goes through and its event INSERT (in the same statement)
+    waits, so the claim cannot commit; the daemon dies meanwhile. The job runs once, as attempt
+    1, after that."""
     import psycopg2
 
     daemon.start("--workers", "1")
@@ -347,7 +348,7 @@ def test_a_job_never_starts_on_a_claim_not_yet_committed(cli, daemon, db_path, t
         conn.cursor().execute("SET lock_timeout = '30s'; LOCK TABLE event IN EXCLUSIVE MODE")
         cli.ok("resume", "default")
         waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO event%%'")  # fmt: skip
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%INSERT INTO event%%'")  # fmt: skip
         wait_until(lambda: sql(db_path, waiting)[0][0] >= 1, timeout=20)  # the claim waits on its event
         daemon.kill(signal.SIGKILL)  # its claim is rolled back
         conn.rollback()

@@ -16,7 +16,7 @@ import pytest
 from textual.pilot import Pilot
 
 from jobrunner.domain.jobspec import build_spec
-from jobrunner.store import repo, schedules
+from jobrunner.store import repo, runs, schedules
 from jobrunner.store.schedules import ScheduleRow
 from jobrunner.tui.app import JobrunnerApp
 from jobrunner.tui.screens.dead import DeadLetterScreen
@@ -27,13 +27,16 @@ from tests.conftest import sql
 
 FROZEN = 1_800_000_000.0  # 2027-01-15 08:00 UTC
 SIZE = (120, 35)
+HOST = "build-7"  # where the daemon in the snapshots runs
 TRACEBACK = "Traceback (most recent call last):\n  File \"reports.py\", line 12, in build\nKeyError: 'month'"
 
 # name, queue, priority, status, minutes ago, extra columns
 JOBS: list[tuple[str, str, str, str, int, dict[str, Any]]] = [
     ("nightly-backup", "default", "normal", "succeeded", 90,
      {"progress": 1.0, "progress_message": "done", "result": json.dumps({"files": 1204})}),
-    ("resize-images", "images", "high", "running", 12, {"progress": 0.42, "progress_message": "chunk 21/50"}),
+    ("resize-images", "images", "high", "running", 12,
+     {"progress": 0.42, "progress_message": "chunk 21/50: s3://photos/2027/01/15/batch-0021 to webp at 1600px",
+      "lease_owner": f"{HOST}:4242:a1b2c3"}),
     ("monthly-report", "reports", "critical", "dead", 45, {"error": "KeyError: 'month'", "exit_code": None}),
     ("send-digest", "emails", "low", "retrying", 30, {"error": "ConnectionError: smtp down"}),
     ("cleanup-tmp", "default", "normal", "cancelled", 25, {"error": "cancelled by user"}),
@@ -74,6 +77,12 @@ def fill(store: Any) -> None:
         sql(store,
             f"UPDATE job SET {', '.join(f'{k}=?' for k in values)} WHERE id=?", [*values.values(), job_id]
         )
+        if started is not None:  # the attempt's start names the daemon that claimed it, and its host
+            sql(store,
+                "INSERT INTO event (job_id, at, attempt, from_status, to_status, message) "
+                "VALUES (?, ?, 1, 'queued', 'running', ?)",
+                (job_id, started, f"attempt 1 started by {HOST}:4242:a1b2c3"),
+            )
         if status == "dead":
             sql(store,
                 "INSERT INTO event (job_id, at, attempt, from_status, to_status, message, details) "
@@ -86,6 +95,7 @@ def fill(store: Any) -> None:
                 "VALUES (?, ?, 1, 'running', ?, ?)",
                 (job_id, created + 150, status, extra["error"]),
             )
+    runs.register_daemon(store, f"{HOST}:4242:a1b2c3", HOST, 4242, "0.1.0", 4, [], FROZEN - 2)
     for name, kind, expression, paused, last in (
         ("nightly-backup", "cron", "0 3 * * *", False, FROZEN - 5 * 3600),
         ("digest", "every", "15m", True, None),
@@ -147,6 +157,37 @@ def test_detail_screen(frozen, snap_compare):
 
     # Taller, so the history with the traceback fits above the log.
     assert snap_compare(app_for(frozen), terminal_size=(120, 60), run_before=ready)
+
+
+def test_jobs_screen_narrow(frozen, snap_compare):
+    """80 columns: the header's lines take their short forms rather than wrap."""
+
+    async def ready(pilot: Pilot) -> None:
+        await wait_for(pilot, rows_shown(pilot, len(JOBS)))
+
+    assert snap_compare(app_for(frozen), terminal_size=(80, 24), run_before=ready)
+
+
+def test_jobs_screen_wide(frozen, snap_compare):
+    """160 columns: the progress column takes the room left, the running job's host shows."""
+
+    async def ready(pilot: Pilot) -> None:
+        await wait_for(pilot, rows_shown(pilot, len(JOBS)))
+
+    assert snap_compare(app_for(frozen), terminal_size=(160, 30), run_before=ready)
+
+
+def test_detail_screen_running_wide(frozen, snap_compare):
+    """A running job at 160 columns: its whole progress message, its host, and a log that has
+    not started (a line, not most of the screen)."""
+
+    async def ready(pilot: Pilot) -> None:
+        await wait_for(pilot, rows_shown(pilot, len(JOBS)))
+        pilot.app.screen.query_one(PagedTable).move_cursor(row=len(JOBS) - 2)  # resize-images, running
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, DetailScreen) and pilot.app.screen.job)
+
+    assert snap_compare(app_for(frozen), terminal_size=(160, 50), run_before=ready)
 
 
 def test_dead_letters_screen(frozen, snap_compare):

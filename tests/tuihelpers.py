@@ -19,8 +19,9 @@ from jobrunner.tui.widgets.paged_table import PagedTable
 SIZE = (120, 35)
 
 
-def drive(store: Any, scenario: Callable[[Pilot, list[str]], Awaitable[None]], **options: Any) -> None:
-    """Run the app headless and play a scenario; `notes` collects every notification shown."""
+def drive(store: Any, scenario: Callable[[Pilot, list[str]], Awaitable[None]], size: tuple[int, int] = SIZE,
+          **options: Any) -> None:  # fmt: skip
+    """Run the app headless at `size` and play a scenario; `notes` collects every notification shown."""
     notes: list[str] = []
 
     def hook(message: object) -> None:
@@ -29,7 +30,7 @@ def drive(store: Any, scenario: Callable[[Pilot, list[str]], Awaitable[None]], *
 
     async def main() -> None:
         app = JobrunnerApp(store, **options)
-        async with app.run_test(size=SIZE, message_hook=hook) as pilot:
+        async with app.run_test(size=size, message_hook=hook) as pilot:
             await scenario(pilot, notes)
 
     asyncio.run(main())

@@ -17,6 +17,7 @@ from jobrunner.present import (
     STATUS_STYLES,
     job_duration,
     one_line,
+    owner_host,
     parse_iso,
     progress_bar,
     progress_message,
@@ -29,6 +30,7 @@ __all__ = [
     "STATUS_STYLES",
     "age",
     "duration",
+    "host",
     "one_line",
     "progress_cell",
     "short_age",
@@ -80,3 +82,9 @@ def duration(job: dict[str, Any], now: float) -> str:
 def tries(job: dict[str, Any]) -> str:
     """Attempts in the current retry budget over that budget, as `list` shows them."""
     return tries_text(job)
+
+
+def host(job: dict[str, Any]) -> str:
+    """The host a running job runs on, from its lease (no query per row); '' for any other job
+    (the detail view names the hosts of every attempt)."""
+    return owner_host(job["lease_owner"]) if job["status"] == "running" else ""

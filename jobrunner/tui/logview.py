@@ -31,11 +31,22 @@ class LogView(Log):
         self._open = 0  # how many of the last lines are the tail the next chunk replaces
         self._chars = 0
         self._noted = False  # the first line is the note
+        self._at_end = True  # following when last scrolled or fed: kept when the pane is resized
 
     @property
     def following(self) -> bool:
         """The end is in view: new lines scroll in."""
         return self.max_scroll_y == 0 or self.scroll_y >= self.max_scroll_y
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        self._at_end = self.following
+
+    def on_resize(self) -> None:
+        """The detail view sizes its panes by their content: a log that followed its end before
+        the pane grew or shrank still does."""
+        if self._at_end and not self.following:
+            self.scroll_end(animate=False, immediate=True, x_axis=False)
 
     def clear(self) -> LogView:
         super().clear()
@@ -62,6 +73,7 @@ class LogView(Log):
             self.scroll_end(animate=False, immediate=True, x_axis=False)
         elif removed:  # the lines a reader looks at stay in place
             self.scroll_to(y=max(self.scroll_y - removed, 0), animate=False, immediate=True)
+        self._at_end = self.following
         self.refresh()
 
     def _trim(self, trimmed: bool) -> int:

@@ -96,17 +96,38 @@ class DetailScreen(Screen):
         self.job = job
         now = self.app.clock()
         title = Text.assemble(
-            (f"job {job['id']}  ", "bold"), (format.visible(job["name"], lines=False), "bold"), "  ", format.status_text(job["status"])
+            (f"job {job['id']}  ", "bold"),
+            (format.visible(job["name"], lines=False), "bold"),
+            "  ",
+            format.status_text(job["status"]),
         )
-        if present.shows_progress(job):
+        if present.shows_progress(job):  # the message as wide as the line allows; whole in the fields below
             title.append("  ")
-            title.append_text(format.progress_cell(job, 60))
+            title.append_text(format.progress_cell(job, max(self.size.width - title.cell_len - 4, 30)))
         self.query_one("#detail-title", Label).update(title)
         shown = (job, events, links, format.duration(job, now))
         if shown != self._shown:  # a running job's duration ticks; otherwise nothing to redraw
             self._shown = shown
-            self.query_one("#fields", Static).update(Group(*present.job_detail(job, events, now, links)))
+            self.query_one("#fields", Static).update(
+                Group(*present.job_detail(job, events, now, links, ruled=True))
+            )
         self._show_log(job, chunk)
+        self._size_panes()
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._size_panes)
+
+    def _size_panes(self) -> None:
+        """Fields and history take the room they need, the log the rest: an empty log keeps a
+        line, a log keeps at least its lines up to a third of the room (the rest scrolls)."""
+        room = self.size.height - 3  # the title, the log's title, the footer
+        if room <= 0:
+            return
+        keep = min(max(self.query_one(LogView).line_count, 1), max(room // 3, 3))
+        most = max(room - keep, 3)
+        info = self.query_one("#info", VerticalScroll)
+        if info.styles.max_height is None or info.styles.max_height.value != most:
+            info.styles.max_height = most
 
     def _show_log(self, job: dict[str, Any], chunk: LogChunk | None) -> None:
         log = self.query_one(LogView)

@@ -17,7 +17,8 @@ from jobrunner.tui.widgets.filter_bar import FilterBar
 from jobrunner.tui.widgets.paged_table import Column, PagedTable
 from jobrunner.tui.widgets.status_header import StatusHeader
 
-PROGRESS_WIDTH = 28
+PROGRESS_WIDTH = 28  # at least: the column takes the room the others leave (61 cells at 160 columns)
+HOST_WIDTH = 10
 
 JOB_COLUMNS: list[Column] = [
     Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True, sort="id"),
@@ -27,12 +28,13 @@ JOB_COLUMNS: list[Column] = [
            descending_first=True),
     Column("status", "STATUS", 9, lambda job, now: format.status_text(job["status"]), sort="status"),
     Column("progress", "PROGRESS", PROGRESS_WIDTH, lambda job, now: format.progress_cell(job, PROGRESS_WIDTH),
-           sort="progress", descending_first=True),
+           sort="progress", descending_first=True, fill=lambda job, now, width: format.progress_cell(job, width)),
     Column("tries", "TRIES", 6, lambda job, now: format.tries(job), right=True, sort="attempts",
            descending_first=True),
     Column("age", "AGE", 4, lambda job, now: format.age(job, now), right=True, sort="created_at",
            descending_first=True),
     Column("took", "TOOK", 7, lambda job, now: format.duration(job, now), right=True),
+    Column("host", "HOST", HOST_WIDTH, lambda job, now: format.host(job), optional=True),  # from 127 columns
 ]  # fmt: skip
 
 

@@ -85,13 +85,14 @@ class PagedScreen(Screen):
             return  # before the first layout: how many rows fit is not known yet
         self.request = replace(self.request, limit=self.table.capacity)
         self._cursor, self._follow = cursor, follow
-        self._loader = self._load(self.request, frozenset(self.marked))
+        self._loader = self._load(self.request, frozenset(self.marked), self.table.widths)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="page", name="page")
-    def _load(self, request: data.PageRequest, marked: frozenset[int]) -> tuple[data.Snapshot, list, frozenset]:
+    def _load(self, request: data.PageRequest, marked: frozenset[int],
+              widths: dict[str, int]) -> tuple[data.Snapshot, list, frozenset]:  # fmt: skip
         now = self.app.clock()
         snapshot = data.fetch_page(self.app.store, request, now)
-        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now, marked), marked
+        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now, marked, widths), marked
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker

@@ -31,24 +31,47 @@ class Column:
     right: bool = False
     sort: str | None = None  # the store column it sorts by (queries.SORTABLE); None: not sortable
     descending_first: bool = False  # numbers and times: biggest/newest first on the first click
+    # draws the cell at a given width: the column takes the room the others leave, `width` at least
+    fill: Callable[[dict[str, Any], float, int], Cell] | None = None
+    optional: bool = False  # shown only where the others keep their widths beside it (else 0 wide)
+
+
+def fitted_widths(columns: list[Column], room: int, padding: int = 1) -> dict[str, int]:
+    """Each column's width in a table `room` cells wide: optional columns (the last first) go
+    when the others would not fit beside them, and the first that fills takes what is left,
+    never less than its own width."""
+    widths = {column.key: column.width for column in columns}
+    used = sum(widths.values()) + 2 * padding * len(columns)
+    for column in reversed(columns):
+        if column.optional and used > room:
+            widths[column.key] = 0
+            used -= column.width
+    filling = next((column for column in columns if column.fill), None)
+    if filling is not None:
+        widths[filling.key] = max(filling.width, filling.width + room - used)
+    return widths
 
 
 def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float,
-                marked: frozenset[int] = frozenset()) -> list[tuple[Cell, ...]]:  # fmt: skip
-    """Cells for every job, cut to their column's width (runs in the worker thread); a marked
-    job's first cell is shown reversed."""
+                marked: frozenset[int] = frozenset(), widths: dict[str, int] | None = None) -> list[tuple[Cell, ...]]:  # fmt: skip
+    """Cells for every job, cut to their column's width (`widths`, fitted_widths: else each
+    column's own) (runs in the worker thread); a marked job's first cell is shown reversed."""
     rows = []
+    widths = widths or {}
     for job in jobs:
         cells: list[Cell] = []
         for index, column in enumerate(columns):
-            cell = column.render(job, now)
+            width = widths.get(column.key, column.width)
+            cell = column.fill(job, now, width) if column.fill else column.render(job, now)
             if index == 0 and job["id"] in marked:  # shown reversed, so the width stays
                 cell = Text(cell, style=MARK_STYLE) if isinstance(cell, str) else cell
                 cell.stylize(MARK_STYLE)
-            if isinstance(cell, str):
-                cell = Text(cell if len(cell) <= column.width else cell[: column.width - 1] + "…")
+            if width <= 0:  # an optional column with no room
+                cell = Text("")
+            elif isinstance(cell, str):
+                cell = Text(cell if len(cell) <= width else cell[: width - 1] + "…")
             else:
-                cell.truncate(column.width, overflow="ellipsis")
+                cell.truncate(width, overflow="ellipsis")
             if column.right:
                 cell.justify = "right"
             cells.append(cell)
@@ -85,8 +108,26 @@ class PagedTable(DataTable):
         self._shown: list[tuple[Cell, ...]] = []
 
     def on_mount(self) -> None:
-        for column in self.job_columns:
-            self.add_column(self._label(column, None), key=column.key, width=column.width)
+        for column in self.job_columns:  # optional ones come in once the width is known to have room
+            width = 0 if column.optional else column.width
+            self.add_column(self._label(column, None), key=column.key, width=width)
+
+    @property
+    def widths(self) -> dict[str, int]:
+        """The columns' widths at the table's width now (a filling column takes the room left)."""
+        return fitted_widths(self.job_columns, self.scrollable_content_region.width, self.cell_padding)
+
+    def on_resize(self) -> None:
+        changed = False
+        for key, width in self.widths.items():
+            column = self.columns[ColumnKey(key)]
+            if column.width != width:
+                column.width = width
+                changed = True
+        if changed:
+            self._require_update_dimensions = True
+            self._clear_caches()
+            self.refresh()
 
     @staticmethod
     def _label(column: Column, order_by: str | None) -> Text:
