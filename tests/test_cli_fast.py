@@ -161,7 +161,7 @@ MORE_SUBMITS = [
 
 FALLBACKS = [
     [], ["--help"], ["-h"], ["--version"], ["submit"], ["submit", "--help"], ["submit", "-h", "--", "x"],
-    ["list", "--help"], ["show", "1"], ["stats"], ["submit", "--bogus", "--", "true"],
+    ["list", "--help"], ["show", "1"], ["stats", "--help"], ["stats", "x"], ["submit", "--bogus", "--", "true"],
     ["submit", "-nfoo", "--", "true"], ["submit", "-n=foo", "--", "true"], ["submit", "--nam", "x", "--", "true"],
     ["submit", "--name", "-x", "--", "true"], ["submit", "--name", "--", "--", "true"],
     ["submit", "--name", "a", "--name", "b", "--", "true"], ["submit", "--retries", "x", "--", "true"],
@@ -254,7 +254,8 @@ LISTS = [
     ["list", "--status", "queued,running"], ["list", "-s", "succeeded", "-s", "running"],
     ["list", "--queue", "q", "-q", "default", "--limit", "5"], ["list", "--tag", "a"],
     ["list", "--search", "echo 1"], ["list", "--search", "nothing-like-this"], ["list", "--oldest-first", "-n", "4"],
-    ["list", "--status", "bogus"], ["--db", "other.db", "list"],
+    ["list", "--status", "bogus"], ["--db", "other.db", "list"], ["stats"], ["stats", "--json"],
+    ["--db", "other.db", "stats"],
 ]  # fmt: skip
 
 
@@ -370,12 +371,12 @@ def test_defaults_match_the_typer_commands():
     import typer.main
 
     from jobrunner.cli.app import app
-    from jobrunner.cli.listing import list_jobs
+    from jobrunner.cli.listing import list_jobs, show_stats
     from jobrunner.cli.rundaemon import run_daemon
     from jobrunner.cli.submit import submit_job
 
     group = typer.main.get_command(app)
-    for name, function in (("submit", submit_job), ("list", list_jobs), ("daemon", run_daemon)):
+    for name, function in (("submit", submit_job), ("list", list_jobs), ("daemon", run_daemon), ("stats", show_stats)):
         defaults = {key: p.default for key, p in inspect.signature(function).parameters.items()}
         for param in group.commands[name].params:  # type: ignore[attr-defined]
             if param.name not in TYPER_ONLY:

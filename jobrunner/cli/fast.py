@@ -1,9 +1,9 @@
-"""The `jobrunner` console script: the common `submit`, `list` and `daemon` forms without Typer.
+"""The `jobrunner` console script: the common `submit`, `list`, `stats` and `daemon` forms without Typer.
 
 Importing Typer and building the app costs more than a submit's own work, so this entry
-point parses `jobrunner [--db X] [--config F] submit|list|daemon [OPTIONS] [-- COMMAND...]` by
-hand and calls the same functions the Typer commands call (submit.submit_job, listing.list_jobs,
-rundaemon.run_daemon).
+point parses `jobrunner [--db X] [--config F] submit|list|stats|daemon [OPTIONS] [-- COMMAND...]`
+by hand and calls the same functions the Typer commands call (submit.submit_job,
+listing.list_jobs, listing.show_stats, rundaemon.run_daemon).
 It takes only what it understands exactly as click would; anything else (help, --version,
 shell completion, an unknown or bundled option, a missing value, a value that looks like an
 option, a number click might read differently) goes to the Typer app untouched, so messages,
@@ -66,7 +66,8 @@ DAEMON_OPTIONS = {
     "--log-level": ("log_level", "str"),
     "--log-format": ("log_format", "str"),
 }  # fmt: skip
-COMMANDS = {"submit": SUBMIT_OPTIONS, "list": LIST_OPTIONS, "daemon": DAEMON_OPTIONS}
+STATS_OPTIONS = {"--json": ("as_json", "flag")}
+COMMANDS = {"submit": SUBMIT_OPTIONS, "list": LIST_OPTIONS, "daemon": DAEMON_OPTIONS, "stats": STATS_OPTIONS}
 #: Ranges click enforces (with its own messages): a value outside goes to Typer. Others: >= 0.
 RANGES = {"workers": (1, 512)}
 COMPLETE_VAR = "_JOBRUNNER_COMPLETE"  # click's variable for prog_name "jobrunner"
@@ -172,6 +173,10 @@ def run(command: str, root: dict[str, Any], values: dict[str, Any]) -> int:
             from jobrunner.cli.rundaemon import run_daemon
 
             return run_daemon(app_state, **values)
+        elif command == "stats":
+            from jobrunner.cli.listing import show_stats
+
+            show_stats(app_state, **values)
         else:
             from jobrunner.cli.listing import list_jobs
 

@@ -387,15 +387,9 @@ def purge_command(
 
 def stats_command(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """Count jobs per status, overall and per queue."""
-    from jobrunner.store import queries
+    from jobrunner.cli.listing import show_stats
 
-    data = queries.stats(state(ctx).store)
-    if as_json:
-        print_json(data)
-        return
-    from jobrunner.cli.output import console, stats_table
-
-    console().print(stats_table(data))
+    show_stats(state(ctx), as_json)
 
 
 def register(app: typer.Typer) -> None:

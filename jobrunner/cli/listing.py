@@ -60,3 +60,16 @@ def list_jobs(
             note(f"showing {limit} of over {FOOTER_COUNT_UP_TO:,} jobs; --limit 0 shows all, `stats` counts them")
         elif total > limit:
             note(f"showing {limit} of {total} jobs; --limit 0 shows all")
+
+
+def show_stats(app_state: AppState, as_json: bool = False) -> None:
+    """`jobrunner stats`: jobs per status, overall and per queue (a table, or JSON)."""
+    from jobrunner.store import queries
+
+    data = queries.stats(app_state.store)
+    if as_json:
+        print_json(data)
+        return
+    from jobrunner.cli.output import console, stats_table
+
+    console().print(stats_table(data))
