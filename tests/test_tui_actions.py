@@ -117,6 +117,16 @@ def test_submit_form_checks_input_then_stores_the_job(cli, store):
         await until(pilot, lambda: queries.count_jobs(store) == 3)
         shell = queries.list_jobs(store, limit=1)[0]
         assert shell["command"] == ["/bin/sh", "-c", "echo hi > out.txt"] and shell["cwd"]
+        for _ in range(2):  # the same unique key twice: one job, and the second says which holds it
+            await pilot.press("n")
+            await until(pilot, lambda: isinstance(pilot.app.screen, SubmitDialog))
+            pilot.app.screen.query_one("#target", Input).value = "echo report"
+            pilot.app.screen.query_one("#unique-key", Input).value = "report:2026-11"
+            await pilot.press("enter")
+            await until(pilot, lambda: not isinstance(pilot.app.screen, SubmitDialog))
+        await until(pilot, lambda: any("already holds unique key 'report:2026-11'" in n for n in notes))
+        assert queries.count_jobs(store) == 4
+        assert queries.list_jobs(store, limit=1)[0]["unique_key"] == "report:2026-11"
 
     drive(store, scenario)
 

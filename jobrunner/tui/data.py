@@ -347,10 +347,12 @@ def stepped_priority(current: int, up: bool) -> int:
     return next((level for level in reversed(levels) if level < current), max(current - 1, 0))
 
 
-def job_fields(target: str, queue: str, priority: str, retries: str, cwd: str) -> dict[str, Any]:
+def job_fields(target: str, queue: str, priority: str, retries: str, cwd: str,
+               unique_key: str = "") -> dict[str, Any]:  # fmt: skip
     """What the submit form says, as the fields `jobrunner submit` and the API build a job from.
 
-    `module:function` is a Python job; anything else runs with /bin/sh -c, in `cwd`.
+    `module:function` is a Python job; anything else runs with /bin/sh -c, in `cwd`. A unique
+    key, if given, works as `submit --unique-key` (an unfinished job holding it is the answer).
     Raises UsageError naming the bad field (checked on the UI thread: no I/O).
     """
     from jobrunner.domain.jobspec import CALLABLE_PATTERN, SpecError, build_spec
@@ -368,6 +370,8 @@ def job_fields(target: str, queue: str, priority: str, retries: str, cwd: str) -
         fields["retries"] = int(retries.strip() or "0")
     except ValueError:
         raise UsageError(f"retries: {retries.strip()!r} is not a whole number") from None
+    if unique_key.strip():
+        fields["unique_key"] = unique_key.strip()
     try:
         build_spec(fields)
     except SpecError as exc:
@@ -381,7 +385,15 @@ def submit_job(store: Store, fields: dict[str, Any], now: float) -> str:
 
     spec = build_spec(fields)
     with thread_connection(store):
-        job_id = repo.submit(store, spec, now)
+        if spec.unique_key is None:
+            job_id = repo.submit(store, spec, now)
+        else:
+            from jobrunner.store.keys import submit_keyed
+
+            done = submit_keyed(store, spec, now)
+            if not done.created:
+                return f"job {done.job_id} already holds unique key {spec.unique_key!r}: nothing submitted"
+            job_id = done.job_id
     return f"job {job_id} submitted: {spec.name} on queue {spec.queue}"
 
 

@@ -42,6 +42,9 @@ class SubmitDialog(ModalScreen[dict[str, Any] | None]):
                              id="priority")  # fmt: skip
                 yield Label("retries")
                 yield Input("0", type="integer", compact=True, id="retries")
+                yield Label("unique key")
+                yield Input(placeholder="optional: a second submit with it gets the unfinished job's id",
+                            compact=True, id="unique-key")  # fmt: skip
             yield Label("", id="submit-error", markup=False)
             with Horizontal(id="buttons"):
                 yield Button("Submit (Enter)", variant="success", id="submit")
@@ -59,6 +62,7 @@ class SubmitDialog(ModalScreen[dict[str, Any] | None]):
             str(priority) if isinstance(priority, str) else "normal",
             self.query_one("#retries", Input).value,
             self.cwd,
+            self.query_one("#unique-key", Input).value,
         )
         self._check_here(fields)
         return fields
