@@ -100,12 +100,7 @@ def unit_text(*, user: bool, argv: list[str], db: str, config: str | None, grace
         "",
         "# Moderate hardening: jobs can still write in your home and anywhere you can, except",
         "# /usr, /boot and /etc (ProtectSystem=full), and /tmp is private to the service.",
-        "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
-        "ProtectSystem=full",
-        "",
-        "[Install]",
-        "WantedBy=" + ("default.target" if user else "multi-user.target"),
+        *_hardened_and_installed(user),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
 
@@ -158,14 +153,15 @@ def serve_unit_text(*, user: bool, argv: list[str], db: str, config: str | None,
         f"EnvironmentFile=-{env_file}",
         "",
         "# Moderate hardening: serve writes only the database, its log directory and api.token.",
-        "NoNewPrivileges=yes",
-        "PrivateTmp=yes",
-        "ProtectSystem=full",
-        "",
-        "[Install]",
-        "WantedBy=" + ("default.target" if user else "multi-user.target"),
+        *_hardened_and_installed(user),
     ]  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _hardened_and_installed(user: bool) -> list[str]:
+    """The units' moderate hardening and [Install] section (after a comment saying what it allows)."""
+    return ["NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=full", "",
+            "[Install]", "WantedBy=" + ("default.target" if user else "multi-user.target")]  # fmt: skip
 
 
 def _refuse_control_characters(values: list[tuple[str, str]]) -> None:

@@ -114,7 +114,7 @@ def main(payload_fd: int, result_fd: int, worker: int) -> None:
 def _call(job: dict[str, Any]) -> dict[str, Any]:
     import pkgutil
 
-    from jobrunner.jobcontext import JobContext, _set_current
+    from jobrunner.jobcontext import JobContext
 
     try:
         func = pkgutil.resolve_name(job["callable"])
@@ -123,16 +123,8 @@ def _call(job: dict[str, Any]) -> dict[str, Any]:
         print(message, file=sys.stderr)
         return {"failure": {"kind": "permanent", "message": message}}
     context = JobContext(id=job["id"], attempt=job["attempt"], _send=_Progress().send)
-    kwargs = job["kwargs"]
-    if wants_job_argument(func) and "job" not in kwargs:
-        kwargs = {**kwargs, "job": context}
-    _set_current(context)
     try:
-        result = func(*job["args"], **kwargs)
-        if inspect.isawaitable(result):
-            import asyncio
-
-            result = asyncio.run(_await(result))
+        result = call(func, wants_job_argument(func), job, context)
     except BaseException as exc:  # SystemExit and KeyboardInterrupt too: the attempt failed
         text = traceback.format_exc()
         with suppress(Exception):
@@ -141,6 +133,23 @@ def _call(job: dict[str, Any]) -> dict[str, Any]:
         return {"failure": {"kind": "exception", "message": f"{type(exc).__name__}: {exc}".rstrip(": "),
                             "exception_names": exception_names(exc), "traceback": text, "exit_code": code}}  # fmt: skip
     return {"result": result}
+
+
+def call(func: Any, wants_job: bool, job: dict[str, Any], context: Any) -> Any:
+    """Call a job's function with its arguments (and `job=` its JobContext, when it takes one),
+    as the current job; an async one is run to its end. Its exceptions are the caller's."""
+    from jobrunner.jobcontext import _set_current
+
+    kwargs = job["kwargs"]
+    if wants_job and "job" not in kwargs:
+        kwargs = {**kwargs, "job": context}
+    _set_current(context)
+    result = func(*job["args"], **kwargs)
+    if inspect.isawaitable(result):
+        import asyncio  # only for async jobs: a worker starts faster without it
+
+        result = asyncio.run(_await(result))
+    return result
 
 
 async def _await(awaitable: Any) -> Any:

@@ -8,7 +8,6 @@ session, so the supervisor can stop the whole process tree with killpg.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import pkgutil
@@ -23,8 +22,8 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from jobrunner.daemon import limits, tree
+from jobrunner.daemon.childcall import call, run_in_child
 from jobrunner.daemon.childcall import exception_names as _exception_names
-from jobrunner.daemon.childcall import run_in_child
 from jobrunner.daemon.childcall import wants_job_argument as _wants_job_argument
 from jobrunner.daemon.jobenv import (
     enter_job,
@@ -323,16 +322,8 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
                 message = f"unknown callable {job['callable']!r}: {type(exc).__name__}: {exc}"
                 print(message, file=sys.stderr)
                 return ("done", job_id, attempt, None, _failure(FailureKind.PERMANENT, message), None)
-            kwargs = job["kwargs"]
-            if wants_job and "job" not in kwargs:
-                kwargs = {**kwargs, "job": context}
-            _set_current(context)
             try:
-                result = func(*job["args"], **kwargs)
-                if inspect.isawaitable(result):
-                    import asyncio  # only for async jobs: the worker starts faster without it
-
-                    result = asyncio.run(_await(result))
+                result = call(func, wants_job, job, context)
             except BaseException as exc:
                 text = traceback.format_exc()
                 job_failed_here(output, text)
@@ -388,7 +379,4 @@ def _run_python_child(job: dict[str, Any], logs: Logs) -> tuple:
     failure = _failure(FailureKind.EXIT, describe_exit(code), exit_code=code)  # it died without a word
     return ("done", job_id, attempt, None, failure, code)
 
-
-async def _await(awaitable: Any) -> Any:
-    return await awaitable
 
