@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: Give a dead daemon's never-started attempts back uncounted. Off once, while a PostgreSQL chaos
 #: run showed an attempt given back that a worker had started: that worker, exiting cleanly when
 #: its dead daemon's pipe closed, had deleted its start log (startlog.py: only daemons delete them
-#: now). Off again, every attempt a dead daemon held counts as lost: the safe side.
+#: now). Set to False, every attempt a dead daemon held counts as lost: the safe side.
 GIVE_BACK_UNSTARTED = True
 
 log = logging.getLogger("jobrunner.daemon")

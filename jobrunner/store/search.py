@@ -208,10 +208,13 @@ PG_TAG_SCHEMA = (
     "SELECT DISTINCT t, NEW.id FROM jsonb_array_elements_text(NEW.tags::jsonb) AS t ON CONFLICT DO NOTHING; END IF; "
     "RETURN NULL; END $$",
     # the WHEN is checked without calling the function: a job without tags costs nothing more
+    "DROP TRIGGER IF EXISTS job_tag_new ON job",  # a migration run again (one cut short) makes it anew
     "CREATE TRIGGER job_tag_new AFTER INSERT ON job FOR EACH ROW WHEN (NEW.tags <> '[]') "
     "EXECUTE FUNCTION job_tag_sync()",
+    "DROP TRIGGER IF EXISTS job_tag_edit ON job",
     "CREATE TRIGGER job_tag_edit AFTER UPDATE OF tags ON job FOR EACH ROW "
     "WHEN (OLD.tags IS DISTINCT FROM NEW.tags) EXECUTE FUNCTION job_tag_sync()",
+    "DROP TRIGGER IF EXISTS job_tag_gone ON job",
     "CREATE TRIGGER job_tag_gone AFTER DELETE ON job FOR EACH ROW WHEN (OLD.tags <> '[]') "
     "EXECUTE FUNCTION job_tag_sync()",
     "INSERT INTO job_tag (tag, job_id) SELECT DISTINCT t, id FROM job, jsonb_array_elements_text(tags::jsonb) AS t "
@@ -225,9 +228,12 @@ PG_TEXT_SCHEMA = (
     "IF TG_OP = 'DELETE' THEN DELETE FROM job_text WHERE job_id = OLD.id; RETURN NULL; END IF; "
     f"INSERT INTO job_text (job_id, text) VALUES (NEW.id, {TEXT_OF_NEW}) "
     "ON CONFLICT (job_id) DO UPDATE SET text = EXCLUDED.text; RETURN NULL; END $$",
+    "DROP TRIGGER IF EXISTS job_text_new ON job",  # a migration run again (one cut short) makes it anew
     "CREATE TRIGGER job_text_new AFTER INSERT ON job FOR EACH ROW EXECUTE FUNCTION job_text_sync()",
+    "DROP TRIGGER IF EXISTS job_text_edit ON job",
     "CREATE TRIGGER job_text_edit AFTER UPDATE OF name, command, callable ON job FOR EACH ROW "
     "EXECUTE FUNCTION job_text_sync()",
+    "DROP TRIGGER IF EXISTS job_text_gone ON job",
     "CREATE TRIGGER job_text_gone AFTER DELETE ON job FOR EACH ROW EXECUTE FUNCTION job_text_sync()",
     f"INSERT INTO job_text (job_id, text) SELECT id, {TEXT_OF_NEW.replace('NEW.', '')} FROM job "
     "ON CONFLICT (job_id) DO NOTHING",
