@@ -48,6 +48,36 @@ def test_status_with_a_running_daemon(cli, daemon):
     assert "workers 2: " in text and "queues all" in text
 
 
+def test_a_daemon_is_judged_by_its_own_heartbeat_interval(cli, daemon, db_path):
+    """A daemon beating every 30 s is alive between two beats (a fixed 15 s took it for dead),
+    silent ("reconnecting, or stalled") after 1.5 of its intervals and gone after 3; a row of
+    an older daemon, with no interval, is judged by the default 5 s."""
+    cli.submit("--", "true")
+    proc = daemon.start("--workers", "1", "--lease", "120s", "--heartbeat", "30s")
+    wait_until(lambda: cli("status").exit_code == 0, timeout=20)
+    [row] = [d for d in json.loads(cli("status", "--json").stdout)["daemons"] if d["pid"] == proc.proc.pid]
+    assert row["heartbeat_every"] == 30 and row["alive"] and not row["silent"]
+    proc.stop()  # the rows below are judged by their age alone: no daemon beats meanwhile
+
+    def judged(every: float | None, age: float) -> tuple[bool, bool, str]:
+        sql(db_path, "DELETE FROM daemon")
+        sql(db_path, "INSERT INTO daemon (id, host, pid, version, started_at, heartbeat_at, workers, busy, queues, "
+                     "state, heartbeat_every) VALUES ('elsewhere:1:a', 'elsewhere', 1, '0', ?, ?, 1, 0, '[]', "
+                     "'running', ?)", (time.time() - 600, time.time() - age, every))  # fmt: skip
+        [d] = json.loads(cli("status", "--json").stdout)["daemons"]
+        return d["alive"], d["silent"], cli("status").stdout
+
+    alive, silent, text = judged(30, 20)
+    assert alive and not silent and "heartbeat 20s ago" in text
+    alive, silent, text = judged(30, 50)
+    assert alive and silent and "no heartbeat for 50s: reconnecting to the database, or stalled" in text
+    alive, silent, text = judged(30, 95)
+    assert not alive and "none running (last seen: pid 1 on elsewhere" in text
+    assert judged(None, 3)[:2] == (True, False)
+    assert judged(None, 10)[:2] == (True, True)
+    assert judged(None, 16)[0] is False
+
+
 # ---------------------------------------------------------------- doctor
 def doctor_lines(cli, *args: str) -> tuple[int, dict[str, tuple[str, str]]]:
     result = cli(*args, "doctor", "--json")

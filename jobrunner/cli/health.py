@@ -25,10 +25,6 @@ from jobrunner.secrets import redact_target, redact_text
 NOT_RUNNING = 3  # `status` exit code when no daemon is alive (as `systemctl status` does)
 WAL_WARN_BYTES = 64 * 1024 * 1024
 IMPORT_TIMEOUT_S = 30.0  # for importing every configured callable: a module that hangs fails the check
-# A live daemon heard from longer ago than this (half the time after which it counts as dead, and
-# half as long again as the default heartbeat) is taken to be cut off from the database: a daemon
-# that cannot reach it keeps trying, and its row cannot say so.
-SILENT_AFTER_S = 7.5
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -81,7 +77,7 @@ def status_lines(data: dict[str, Any]) -> list[str]:
     alive = [d for d in data["daemons"] if d["alive"]]
     for d in alive:
         beat = f"heartbeat {format_duration(d['heartbeat_age'])} ago, {d['state']}"
-        if d["heartbeat_age"] >= SILENT_AFTER_S:
+        if d["silent"]:  # queries.daemons: heard from longer ago than its own rhythm allows
             beat = f"no heartbeat for {format_duration(d['heartbeat_age'])}: reconnecting to the database, or stalled"
         lines.append(f"daemon    up: pid {d['pid']} on {d['host']}, jobrunner {d['version']}, {beat}")
         queues = ", ".join(d["queues"]) or "all"

@@ -36,6 +36,9 @@ GIVE_BACK_UNSTARTED = True
 
 log = logging.getLogger("jobrunner.daemon")
 
+#: After a heartbeat the database refused: how soon the next one is tried.
+BEAT_RETRY_S = 1.0
+
 
 def fence_after(lease: float) -> float:
     """How long after a lease is written its jobs may run without a renewal: a quarter of the
@@ -49,7 +52,15 @@ class PeriodicWork:
         self.systemd.watchdog()  # rate-limited inside: half of WATCHDOG_USEC
         if now - self.timers["heartbeat"] >= opts.heartbeat:
             self.timers["heartbeat"] = now
-            self._heartbeat(now)
+            try:
+                self._heartbeat(now)
+            except StoreError:
+                # Tried again within a second, not a whole interval later: from another host a
+                # daemon's state is its heartbeat's age, and "reconnecting" should end with the outage.
+                self.beat_missed = True
+                self.timers["heartbeat"] = now - opts.heartbeat + min(BEAT_RETRY_S, opts.heartbeat)
+                raise
+            self.beat_missed = False
             self._trouble(None)  # the database is there: STATUS= says what runs, not "reconnecting"
             self.systemd.status(self._status_text())
         if not self.stopping:

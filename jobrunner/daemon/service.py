@@ -119,6 +119,7 @@ class Service(Handover, PeriodicWork):
         self.rate_due: float | None = None  # when a rate-limited queue's next token is due (jobs wait for it)
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.renewed_at = time.time()  # clock.now() of the last heartbeat that renewed our leases
+        self.beat_missed = False  # the last heartbeat failed: beat as soon as a write goes through
         self.unrecorded = 0  # job ends given up on at a stop, the database refusing every write
         self.ahead = ClaimAhead(options.workers)
         self.lost: set[tuple[int, int]] = set()  # attempts another daemon took over: stop them
@@ -156,7 +157,7 @@ class Service(Handover, PeriodicWork):
             self.scheduler = Scheduler(self.store, self.config)
             self.scheduler.load(self.config, now)
             runs.register_daemon(self.store, self.owner, self.host, os.getpid(), __version__,
-                                 self.options.workers, self.options.queues, now)  # fmt: skip
+                                 self.options.workers, self.options.queues, now, self.options.heartbeat)  # fmt: skip
             registered = True
             rates.keep_only(self.store, self._rated_queues())
             log.info(
@@ -505,6 +506,8 @@ class Service(Handover, PeriodicWork):
                 back = "reachable again" if said.startswith("reconnecting") else "writes go through again"
                 log.info("database %s after %s", back, format_duration(time.time() - since))
                 self.db_trouble = None
+                if self.beat_missed:  # a claim or a record went through first: beat on this turn
+                    self.timers["heartbeat"] = 0.0
                 self.db_logged.clear()
                 self.systemd.status(self._status_text())
             return

@@ -233,7 +233,9 @@ class DaemonOut(BaseModel):
     started_at: str | None
     heartbeat_at: str | None
     heartbeat_age: float
+    heartbeat_every: float
     alive: bool
+    silent: bool
     workers: int
     busy: int
     free: int

@@ -133,6 +133,14 @@ def _v10_resource_limits(store: Store) -> None:
             store.execute(f"ALTER TABLE job ADD COLUMN {name} {kind}")
 
 
+def _v12_heartbeat_interval(store: Store) -> None:
+    # Each daemon's own heartbeat interval (`daemon --heartbeat`), so `status` and every reader
+    # judge a daemon silent or dead by its own rhythm: a fixed 15 s took a daemon beating every
+    # 30 s for dead between two beats. NULL for rows of older daemons: the default, 5 s.
+    if "heartbeat_every" not in {c.name for c in store.db.get_columns("daemon")}:
+        store.execute(f"ALTER TABLE daemon ADD COLUMN heartbeat_every {'REAL' if store.is_sqlite else 'DOUBLE PRECISION'}")
+
+
 def _v11_search_and_page_indexes(store: Store) -> None:
     # Issue 17 at a million jobs. A search and a tag filter read an index (store/search.py):
     # SQLite gets job_tag and job_search (FTS5 trigrams), filled now and then by the daemon in
@@ -167,7 +175,7 @@ KEY_HELD = "unique_key IS NOT NULL AND status NOT IN ('succeeded', 'dead', 'canc
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
     _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates, _v10_resource_limits,
-    _v11_search_and_page_indexes,
+    _v11_search_and_page_indexes, _v12_heartbeat_interval,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL

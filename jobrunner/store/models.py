@@ -130,6 +130,7 @@ class Daemon(BaseModel):
     busy = IntegerField(default=0, constraints=db_default(0))
     queues = TextField(default="[]", constraints=db_default("[]"))  # JSON list; [] means all
     state = TextField(default="running", constraints=db_default("running"))  # running, stopping, stopped
+    heartbeat_every = DoubleField(null=True)  # seconds between its heartbeats (NULL: the default, 5)
 
 
 class Schedule(BaseModel):

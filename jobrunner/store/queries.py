@@ -351,31 +351,36 @@ def finished_since(store: Store, since: float) -> int:
     return int(store.execute(sql, (since,)).fetchone()[0])
 
 
-#: A daemon whose heartbeat is older than this is taken for dead.
-DAEMON_STALE_AFTER_S = 15.0
+#: The heartbeat interval of a daemon whose row does not say (one older than schema v12).
+DEFAULT_HEARTBEAT_S = 5.0
+#: A daemon not heard from for this many of its heartbeat intervals is taken for dead (15 s at
+#: the default); after SILENT_BEATS it is taken to be cut off from the database, or stalled: a
+#: daemon that cannot reach the database keeps trying, and its row cannot say so.
+DEAD_BEATS, SILENT_BEATS = 3.0, 1.5
 
 
 @guarded
 def daemons(store: Store, now: float) -> list[dict[str, Any]]:
-    """Known daemons, newest heartbeat first, with `alive` judged from the heartbeat's age."""
+    """Known daemons, newest heartbeat first, with `alive` and `silent` judged from the
+    heartbeat's age against the daemon's own interval."""
     sql = (
-        "SELECT id, host, pid, version, started_at, heartbeat_at, workers, busy, queues, state "
+        "SELECT id, host, pid, version, started_at, heartbeat_at, workers, busy, queues, state, heartbeat_every "
         "FROM daemon ORDER BY heartbeat_at DESC"
     )
     result = []
     here = socket.gethostname()
     for row in store.execute(sql).fetchall():
-        ident, host, pid, version, started, beat, workers, busy, queues, daemon_state = row
-        age = now - beat
-        alive = daemon_state != "stopped" and age < DAEMON_STALE_AFTER_S
+        ident, host, pid, version, started, beat, workers, busy, queues, daemon_state, every = row
+        age, every = now - beat, every or DEFAULT_HEARTBEAT_S
+        alive = daemon_state != "stopped" and age < DEAD_BEATS * every
         if alive and host == here:  # on this host a dead daemon is known at once: its pid is gone
             alive = pid_alive(pid)
         result.append(
             {
                 "id": ident, "host": host, "pid": pid, "version": version,
                 "started_at": iso(started), "heartbeat_at": iso(beat),
-                "heartbeat_age": round(age, 3),
-                "alive": alive,
+                "heartbeat_age": round(age, 3), "heartbeat_every": every,
+                "alive": alive, "silent": alive and age >= SILENT_BEATS * every,
                 "workers": workers, "busy": busy, "queues": json.loads(queues), "state": daemon_state,
             }
         )  # fmt: skip

@@ -397,14 +397,14 @@ def next_due(store: Store) -> float | None:
 
 @guarded
 def register_daemon(store: Store, owner: str, host: str, pid: int, version: str, workers: int,
-                    queues: Sequence[str], now: float) -> None:  # fmt: skip
+                    queues: Sequence[str], now: float, heartbeat_every: float | None = None) -> None:  # fmt: skip
     p = store.backend.param
     with store.write():
         store.execute(f"DELETE FROM daemon WHERE id={p}", (owner,))
         store.execute(
             "INSERT INTO daemon (id, host, pid, version, started_at, heartbeat_at, workers, busy, "
-            f"queues, state) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, 'running')",
-            (owner, host, pid, version, now, now, workers, json.dumps(list(queues))),
+            f"queues, state, heartbeat_every) VALUES ({p}, {p}, {p}, {p}, {p}, {p}, {p}, 0, {p}, 'running', {p})",
+            (owner, host, pid, version, now, now, workers, json.dumps(list(queues)), heartbeat_every),
         )
 
 
