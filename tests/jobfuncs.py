@@ -139,3 +139,21 @@ def report_through_a_child(marker: str) -> str:
     while not Path(marker).exists() and time.monotonic() < deadline:
         time.sleep(0.01)
     return "done"
+
+
+def postgres_drivers() -> dict[str, bool]:
+    """What a job sees of the PostgreSQL drivers: importable, and found by peewee."""
+    import importlib
+
+    seen = {}
+    for name in ("psycopg2", "psycopg"):
+        try:
+            importlib.import_module(name)
+            seen[name] = True
+        except ImportError:
+            seen[name] = False
+    import peewee
+
+    seen["peewee.psycopg2"] = peewee.psycopg2 is not None
+    seen["peewee.psycopg"] = getattr(peewee, "psycopg", None) is not None
+    return seen

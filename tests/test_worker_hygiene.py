@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -120,3 +121,20 @@ def test_a_worker_does_not_grow_with_the_python_jobs_it_runs(tmp_path):
     assert done.returncode == 0, done.stderr
     grown_kb = int(done.stdout.split()[-1])
     assert grown_kb * 1024 / 30_000 < 16, f"the worker grew {grown_kb} kB in 30,000 jobs"
+
+
+def test_a_python_job_finds_the_postgresql_drivers_as_it_would_anywhere(cli, daemon):
+    """The console script keeps peewee from importing the PostgreSQL drivers (start-up time);
+    a job must not inherit that: `import psycopg2` works in it, and its peewee finds the
+    drivers a plain Python process finds (a worker forked from the daemon once failed both)."""
+    plain = subprocess.run(
+        [sys.executable, "-c", "import json, tests.jobfuncs as f; print(json.dumps(f.postgres_drivers()))"],
+        cwd=ROOT, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    ids = [cli.submit("--call", "tests.jobfuncs:postgres_drivers") for _ in range(4)]
+    daemon.start("--workers", "2")
+    wait_until(lambda: _finished(cli, *ids), timeout=30)
+    for job_id in ids:
+        job = cli.job(job_id)
+        assert job["status"] == "succeeded", job["error"]
+        assert job["result"] == json.loads(plain.stdout)

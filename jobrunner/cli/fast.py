@@ -17,7 +17,7 @@ from typing import Any
 
 # jobrunner.store.backends.POSTGRES_DRIVERS (a test keeps them equal): importing that module
 # here would import peewee, the very thing that must come after the block.
-POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi")
+POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi", "psycopg")
 
 #: option -> (parameter, kind). Kinds: "str", "int", "float", "strs"/"ints" (repeatable), "flag".
 ROOT_OPTIONS = {"--db": ("db", "str"), "--config": ("config", "str"), "--verbose": ("verbose", "flag"), "-v": ("verbose", "flag")}
@@ -243,7 +243,7 @@ def _progress(args: list[str]) -> bool:
 
 def main() -> None:
     """Console-script entry point: the fast path when it applies, else the Typer app."""
-    # peewee imports psycopg2 (tens of ms) when imported, even for a SQLite file; blocked
+    # peewee imports psycopg2 and psycopg (up to 150 ms) when imported, even for a SQLite file; blocked
     # here, jobrunner.store.db lifts the block and loads it when a postgresql:// URL is opened.
     for name in POSTGRES_DRIVERS:
         sys.modules.setdefault(name, None)  # type: ignore[arg-type]

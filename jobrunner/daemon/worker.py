@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+from jobrunner.cli.fast import POSTGRES_DRIVERS
 from jobrunner.daemon import limits, tree
 from jobrunner.daemon.childcall import call, run_in_child
 from jobrunner.daemon.childcall import exception_names as _exception_names
@@ -141,6 +142,7 @@ def worker_main(conn: Any, db_target: str, log_dir: str | None = None, ctl: Any 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the supervisor's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a worker forked from the daemon has its handler
     prepare_environment(db_target)
+    _unblock_drivers()
     sys.path[:0] = python_path  # before any job's import: the config's directories win
     progress_read = open_progress_pipe(log_dir)  # jobs report progress on it (progress.py)
     logs = Logs(log_dir)
@@ -274,6 +276,32 @@ def run_shell(conn: Any, job: dict[str, Any], db_target: str, logs: Logs, watch:
 _functions: dict[str, tuple[Callable[..., Any], bool]] = {}
 
 
+def _unblock_drivers() -> None:
+    """A worker forked from the daemon before the daemon imported peewee still has the console
+    script's block on the PostgreSQL drivers (cli/fast.py), under which a job's own `import
+    psycopg2` fails: lifted before any job runs."""
+    for name in POSTGRES_DRIVERS:
+        if name in sys.modules and sys.modules[name] is None:
+            del sys.modules[name]
+
+
+_peewee_checked = False
+
+
+def _peewee_as_anywhere() -> None:
+    """A worker forked from the daemon may hold the daemon's peewee, imported with the drivers
+    blocked: before a job's Python code first runs here, peewee gets them back, so a job that
+    uses peewee with PostgreSQL finds the driver it would find anywhere else. Paid once per
+    such worker, by its first Python job, never by shell jobs."""
+    global _peewee_checked
+    _peewee_checked = True
+    peewee = sys.modules.get("peewee")
+    if peewee is not None:
+        from jobrunner.store.backends import restore_drivers
+
+        restore_drivers(peewee)
+
+
 def _resolve(path: str) -> tuple[Callable[..., Any], bool]:
     """The function a job names and whether it takes `job`, looked up once per worker."""
     found = _functions.get(path)
@@ -317,6 +345,8 @@ def run_python(conn: Any, job: dict[str, Any], logs: Logs, quiet_log: bool = Fal
             output = guard.output
         with output_to(output):
             try:
+                if not _peewee_checked:
+                    _peewee_as_anywhere()
                 func, wants_job = _resolve(job["callable"])
             except (ImportError, AttributeError, ValueError) as exc:
                 message = f"unknown callable {job['callable']!r}: {type(exc).__name__}: {exc}"

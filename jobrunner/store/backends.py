@@ -106,8 +106,10 @@ POSTGRESQL = Backend(name="postgresql", param="%s")
 #     for name in POSTGRES_DRIVERS: sys.modules.setdefault(name, None)
 # (it cannot import this module for that: jobrunner.store imports peewee). jobrunner.store.db
 # lifts the block right after its own `import peewee`, and open_store hands peewee the driver
-# when a postgresql:// URL is opened. Without the block, both are no-ops.
-POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi")  # psycopg (3) is left alone: peewee may prefer it
+# when a postgresql:// URL is opened; a worker hands it both before a job's Python code runs
+# (restore_drivers), so a job's own peewee is the one it would get anywhere else. Without the
+# block, all of these are no-ops.
+POSTGRES_DRIVERS = ("psycopg2", "psycopg2cffi", "psycopg")  # psycopg (3): 70-150 ms more where installed
 
 
 def release_deferred_drivers() -> None:
@@ -117,6 +119,28 @@ def release_deferred_drivers() -> None:
     for name in POSTGRES_DRIVERS:
         if name in sys.modules and sys.modules[name] is None:
             del sys.modules[name]
+
+
+def restore_drivers(peewee: Any) -> None:
+    """Give a peewee imported with the drivers blocked every driver it would have found, as a
+    job's own `import peewee` would (psycopg2, and psycopg 3 for prefer_psycopg3 or alone)."""
+    load_postgres_driver(peewee)
+    if getattr(peewee, "psycopg", None) is not None:
+        return
+    try:
+        import psycopg
+        from psycopg.pq import TransactionStatus
+        from psycopg.types.json import Json, Jsonb
+    except ImportError:
+        return
+    for name, value in {"psycopg": psycopg, "TransactionStatus": TransactionStatus,
+                        "Json_pg3": Json, "Jsonb_pg3": Jsonb}.items():  # fmt: skip
+        setattr(peewee, name, value)
+    adapter = getattr(peewee, "Psycopg3Adapter", None)
+    if adapter is not None:  # set in its class body only when psycopg was importable
+        adapter.txn_idle = TransactionStatus.IDLE
+        adapter.txn_inerror = TransactionStatus.INERROR
+        adapter.txn_unknown = TransactionStatus.UNKNOWN
 
 
 def load_postgres_driver(peewee: Any) -> None:
