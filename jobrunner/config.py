@@ -27,10 +27,8 @@ APP_NAME = "jobrunner"
 TOP_KEYS = ("db", "durability", "tasks", "queues", "schedules", "daemon", "retention", "notify", "serve")
 QUEUE_KEYS = ("concurrency", "scope", "rate", "description")
 QUEUE_SCOPES = ("daemon", "global")
-SCHEDULE_KEYS = (
-    "cron", "every", "at", "task", "command", "callable", "args", "kwargs", "timezone",
-    "misfire", "misfire_grace", "max_running", "enabled", "queue", "priority", "tags",
-)  # fmt: skip
+#: When and how a [schedules.NAME] table fires; its other keys are its job's (schedule_job_keys).
+SCHEDULE_TIMING_KEYS = ("cron", "every", "at", "timezone", "misfire", "misfire_grace", "max_running", "enabled")
 DURABILITY = ("normal", "full")
 DAEMON_KEYS = ("python_path", "max_log_size")
 # [notify.NAME] tables: checked here with the rest, built into notifiers by daemon/notify.py
@@ -66,6 +64,16 @@ class Config:
 
     def task_spec(self, name: str, overrides: dict[str, Any] | None = None) -> JobSpec:
         """The job a named task makes, with `overrides` (CLI options, JSON fields) on top."""
+        from jobrunner.domain.jobspec import SpecError, build_spec
+
+        try:
+            return build_spec(self.task_fields(name, overrides), task=name)
+        except SpecError as exc:
+            raise ConfigError(f"task {name!r}: {exc}") from None
+
+    def task_fields(self, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A task's fields with `overrides` on top, unchecked: for callers that name a bad
+        override themselves (`schedules.X.memory`, `--memory`) rather than blame the task."""
         if name not in self.tasks:
             known = ", ".join(sorted(self.tasks)) or "none are defined"
             where = f" in {self.path}" if self.path else " (no config file found)"
@@ -75,12 +83,7 @@ class Config:
             fields.pop("callable" if "command" in overrides else "command", None)
         if overrides and "kwargs" in overrides and "kwargs" in self.tasks[name]:
             fields["kwargs"] = {**self.tasks[name]["kwargs"], **overrides["kwargs"]}
-        from jobrunner.domain.jobspec import SpecError, build_spec
-
-        try:
-            return build_spec(fields, task=name)
-        except SpecError as exc:
-            raise ConfigError(f"task {name!r}: {exc}") from None
+        return fields
 
 
 def default_config_path() -> Path:
@@ -197,9 +200,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         config.queues[name] = QueueConfig(name=name, concurrency=concurrency, scope=scope, rate=rate)
 
     for name, table in _tables(data, "schedules", fail).items():
+        schedule_keys = (*SCHEDULE_TIMING_KEYS, *schedule_job_keys())
         for key in table:
-            if key not in SCHEDULE_KEYS:
-                raise fail(f"schedules.{name}", unknown_key_message(key, SCHEDULE_KEYS))
+            if key not in schedule_keys:
+                raise fail(f"schedules.{name}", unknown_key_message(key, schedule_keys))
         if sum(k in table for k in ("cron", "every", "at")) != 1:
             raise fail(f"schedules.{name}", "give exactly one of cron, every or at")
         if sum(k in table for k in ("task", "command", "callable")) != 1:
@@ -207,6 +211,10 @@ def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
         if "task" in table and table["task"] not in config.tasks:
             raise fail(f"schedules.{name}.task", f"unknown task {table['task']!r}")
         _check_schedule(table, f"schedules.{name}", fail)
+        try:
+            schedule_spec(name, schedule_job(table), config)
+        except SpecError as exc:
+            raise fail(f"schedules.{name}.{exc.key}" if exc.key else f"schedules.{name}", _tail(exc)) from None
         config.schedules[name] = dict(table)
 
     for section in ("daemon", "retention", "notify", "serve"):
@@ -264,6 +272,31 @@ def _max_log_size(section: dict[str, Any], fail: Any) -> int | None:
         return log_size_limit("daemon.max_log_size", section["max_log_size"])
     except SpecError as exc:
         raise fail(exc.key, _tail(exc)) from None
+
+
+def schedule_job_keys() -> tuple[str, ...]:
+    """A schedule's job: a task (its other keys override the task's), or a job of its own, with
+    any key a task takes (memory, timeout, retries...). A function: jobspec loads only when needed."""
+    from jobrunner.domain.jobspec import JOB_KEYS
+
+    return ("task", *JOB_KEYS)
+
+
+def schedule_job(table: dict[str, Any]) -> dict[str, Any]:
+    """The job fields of a [schedules.NAME] table, as its row stores them."""
+    return {key: table[key] for key in schedule_job_keys() if key in table}
+
+
+def schedule_spec(name: str, job: dict[str, Any], config: Config) -> JobSpec:
+    """The job schedule `name` fires: its task's with its own `job` fields on top, or its own,
+    checked as a submit checks it; a bad field raises SpecError naming the field, not the task."""
+    from jobrunner.domain.jobspec import build_spec
+
+    fields = dict(job)
+    task = fields.pop("task", None)
+    if task is not None:
+        return build_spec(config.task_fields(task, fields), task=task)
+    return build_spec({"name": name, **fields})
 
 
 def _check_schedule(table: dict[str, Any], where: str, fail: Any) -> None:

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobrunner.api import connect
 from jobrunner.errors import JobrunnerError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from jobrunner.domain.states import Status
 
 FINISHED_STATUSES = ("succeeded", "dead", "cancelled")
 # wait's pause between reads of the job's row: a twentieth of the time waited so far, from 2 ms to
@@ -119,16 +122,9 @@ def list_jobs(status: str | Iterable[str] | None = None, queue: str | Iterable[s
               tag: str | Iterable[str] | None = None, search: str | None = None, limit: int | None = 50,
               *, oldest_first: bool = False, db: str | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """Jobs as `list --json` gives them, newest first (at most `limit`; None for all)."""
-    from jobrunner.domain.states import Status
     from jobrunner.store import queries
 
-    statuses = []
-    for name in _names(status):
-        try:
-            statuses.append(Status(name))
-        except ValueError:
-            known = ", ".join(s.value for s in Status)
-            raise UsageError(f"status: {name!r} is not a status: use {known}") from None
+    statuses = _statuses(status)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise UsageError(f"limit: {limit!r} must be a whole number from 1, or None for all")
     where = queries.JobFilter(statuses=statuses, queues=_names(queue), tags=_names(tag), search=search)
@@ -174,6 +170,21 @@ def _names(value: str | Iterable[str] | None) -> list[str]:
     if value is None:
         return []
     return [value] if isinstance(value, str) else list(value)
+
+
+def _statuses(value: str | Iterable[str] | None) -> list[Status]:
+    """Status names a caller gave (one or several) as Status values: the API's filters (list_jobs
+    here, retry_matching and cancel_matching in jobrunner.editing) refuse an unknown one alike."""
+    from jobrunner.domain.states import Status
+
+    statuses = []
+    for name in _names(value):
+        try:
+            statuses.append(Status(name))
+        except ValueError:
+            known = ", ".join(s.value for s in Status)
+            raise UsageError(f"status: {name!r} is not a status: use {known}") from None
+    return statuses
 
 
 def _changes(outcomes: list[Any]) -> list[dict[str, Any]]:

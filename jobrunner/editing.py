@@ -57,18 +57,11 @@ def _edit(job_id: Any, fields: dict[str, Any], db: str | None, retry: bool) -> d
 
 
 def _where(status: Any, queue: Any, tag: Any, search: str | None, since: Any) -> Any:
-    from jobrunner.control import _names
+    from jobrunner.control import _names, _statuses
     from jobrunner.domain.durations import parse_duration
-    from jobrunner.domain.states import Status
     from jobrunner.store.queries import JobFilter
 
-    statuses = []
-    for name in _names(status):
-        try:
-            statuses.append(Status(name))
-        except ValueError:
-            known = ", ".join(s.value for s in Status)
-            raise UsageError(f"status: {name!r} is not a status: use {known}") from None
+    statuses = _statuses(status)
     cutoff = None
     if since is not None:
         try:

@@ -22,6 +22,7 @@ import typer
 
 from jobrunner.cli import limit_options
 from jobrunner.cli.context import parse_job_ids, state
+from jobrunner.cli.jobs import DASHDASH, BackoffOption, SubmitCommand
 from jobrunner.cli.output import print_json
 from jobrunner.cli.submit import OPTION_NAMES, check_here, parse_env, parse_pairs, read_env_file
 from jobrunner.domain.jobspec import SpecError
@@ -258,14 +259,7 @@ def edit_command(
             "--timeout", "-t", metavar="DURATION", help="Stop an attempt that runs longer (30s, 10m, 1h)."
         ),
     ] = None,
-    backoff: Annotated[
-        str | None,
-        typer.Option(
-            "--backoff",
-            metavar="DURATION",
-            help="The delay before the first retry, doubled for each one after.",
-        ),
-    ] = None,
+    backoff: BackoffOption = None,
     tag: Annotated[
         list[str] | None,
         typer.Option(
@@ -305,8 +299,6 @@ def edit_command(
     new. With no option, $VISUAL or $EDITOR (else vi) opens the job's fields as JSON. A running
     or succeeded job is refused.
     """
-    from jobrunner.cli.jobs import DASHDASH
-
     after = ctx.meta.get(DASHDASH)
     head = words[: len(words) - after] if after is not None else words
     if not head:
@@ -326,6 +318,4 @@ def edit_command(
 
 
 def register(app: typer.Typer) -> None:
-    from jobrunner.cli.jobs import SubmitCommand
-
     app.command("edit", cls=SubmitCommand)(edit_command)

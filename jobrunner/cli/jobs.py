@@ -19,6 +19,25 @@ from jobrunner.errors import UsageError
 JsonOption = Annotated[
     bool, typer.Option("--json", help="Print JSON (documented in README) instead of a table.")
 ]
+# `list` and `purge` narrow by the same --queue and --search (retry's and cancel's, which also
+# take ids, are bulk.QueueFilter and bulk.SearchFilter).
+QueueFilterOption = Annotated[
+    list[str] | None,
+    typer.Option("--queue", "-q", metavar="NAME", help="Only jobs in this queue; repeatable."),
+]
+SearchFilterOption = Annotated[
+    str | None,
+    typer.Option("--search", metavar="TEXT", help="Only jobs with this text in their name, command or callable."),
+]
+# `submit` and `edit` (jobrunner.cli.editing) take the same --backoff.
+BackoffOption = Annotated[
+    str | None,
+    typer.Option(
+        "--backoff",
+        metavar="DURATION",
+        help="The delay before the first retry, doubled for each one after.",
+    ),
+]
 
 
 # The console script parses `submit` and `list` by hand first (jobrunner.cli.fast): an option
@@ -90,14 +109,7 @@ def submit_command(
             help="Stop an attempt that runs longer than this (30s, 10m, 1h).",
         ),
     ] = None,
-    backoff: Annotated[
-        str | None,
-        typer.Option(
-            "--backoff",
-            metavar="DURATION",
-            help="The delay before the first retry, doubled for each one after.",
-        ),
-    ] = None,
+    backoff: BackoffOption = None,
     tag: Annotated[
         list[str] | None,
         typer.Option(
@@ -188,20 +200,12 @@ def list_command(
             help="Only jobs in these statuses; repeat it or separate them with commas.",
         ),
     ] = None,
-    queue: Annotated[
-        list[str] | None,
-        typer.Option("--queue", "-q", metavar="NAME", help="Only jobs in this queue; repeatable."),
-    ] = None,
+    queue: QueueFilterOption = None,
     tag: Annotated[
         list[str] | None,
         typer.Option("--tag", metavar="TAG", help="Only jobs with this tag; repeated, with all of them."),
     ] = None,
-    search: Annotated[
-        str | None,
-        typer.Option(
-            "--search", metavar="TEXT", help="Only jobs with this text in their name, command or callable."
-        ),
-    ] = None,
+    search: SearchFilterOption = None,
     limit: Annotated[
         int,
         typer.Option("--limit", "-n", min=0, metavar="N", help="Show at most this many jobs (0 shows all)."),
@@ -356,16 +360,11 @@ def purge_command(
             help="Only jobs in these finished statuses [default: succeeded, dead, cancelled].",
         ),
     ] = None,
-    queue: Annotated[
-        list[str] | None, typer.Option("--queue", "-q", metavar="NAME", help="Only jobs in this queue; repeatable.")
-    ] = None,
+    queue: QueueFilterOption = None,
     tag: Annotated[
         list[str] | None, typer.Option("--tag", metavar="TAG", help="Only jobs with this tag; repeated, with all.")
     ] = None,
-    search: Annotated[
-        str | None,
-        typer.Option("--search", metavar="TEXT", help="Only jobs with this text in their name, command or callable."),
-    ] = None,
+    search: SearchFilterOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Delete nothing: print how many jobs would go, and their ids.")
     ] = False,

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from jobrunner.cli import limit_options
 from jobrunner.cli.context import state
 from jobrunner.cli.jobs import DASHDASH, SubmitCommand
 from jobrunner.cli.output import note, print_json
@@ -61,16 +62,31 @@ def add_command(
     priority: Annotated[str | None, typer.Option(
         "--priority", "-p", metavar="LEVEL", help="The priority of its jobs."
     )] = None,
+    retries: Annotated[int | None, typer.Option(
+        "--retries", "-r", metavar="N", help="How often to retry a failed attempt of its jobs [default: the task's, else 0]."
+    )] = None,
+    timeout: Annotated[str | None, typer.Option(
+        "--timeout", "-t", metavar="DURATION", help="Stop an attempt of its jobs that runs longer than this (30s, 10m, 1h)."
+    )] = None,
+    backoff: Annotated[str | None, typer.Option(
+        "--backoff", metavar="DURATION", help="The delay before the first retry, doubled for each one after."
+    )] = None,
+    memory: limit_options.Memory = None,
+    cpu_time: limit_options.CpuTime = None,
+    max_log_size: limit_options.MaxLogSize = None,
 ) -> None:
     """Add a schedule.
 
     For example, `jobrunner schedule add backup --cron '0 3 * * sun' --task nightly-backup` runs
-    the task nightly-backup every Sunday at 03:00.
+    the task nightly-backup every Sunday at 03:00. The job options (--queue ... --max-log-size)
+    apply to every job it fires, over a task's own.
     """
     import os
 
+    from jobrunner.cli.editing import option_error
+    from jobrunner.config import schedule_spec
     from jobrunner.domain.durations import parse_duration
-    from jobrunner.domain.jobspec import SpecError, build_spec
+    from jobrunner.domain.jobspec import SpecError
     from jobrunner.store import schedules
     from jobrunner.store.schedules import ScheduleRow
     from jobrunner.triggers import TriggerError, make_trigger, next_fire, system_timezone, zone
@@ -78,7 +94,9 @@ def add_command(
     after = ctx.meta.get(DASHDASH) or 0
     command = words[len(words) - after :] if after else []
     head = words[: len(words) - after]
-    name = _schedule_name(head, {"--every": every, "--misfire-grace": misfire_grace})
+    durations = {"--every": every, "--misfire-grace": misfire_grace, "--timeout": timeout,
+                 "--backoff": backoff, "--cpu-time": cpu_time}  # fmt: skip
+    name = _schedule_name(head, durations)
     whens = [(k, v) for k, v in (("cron", cron), ("every", every), ("at", at)) if v]
     if len(whens) != 1:
         raise UsageError("give exactly one of --cron, --every or --at")
@@ -106,17 +124,13 @@ def add_command(
     else:
         job["command"] = command
         job["cwd"] = os.getcwd()
-    if queue:
-        job["queue"] = queue
-    if priority:
-        job["priority"] = priority
-    try:
-        if task:
-            app_state.config.task_spec(task, {k: v for k, v in job.items() if k != "task"})
-        else:
-            build_spec(job)
+    options = (("queue", queue), ("priority", priority), ("retries", retries), ("timeout", timeout),
+               ("backoff", backoff), ("memory", memory), ("cpu_time", cpu_time), ("max_log_size", max_log_size))  # fmt: skip
+    job.update((key, value) for key, value in options if value is not None)
+    try:  # as the daemon will build each job it fires
+        schedule_spec(name, job, app_state.config)
     except SpecError as exc:
-        raise UsageError(str(exc)) from None
+        raise option_error(exc) from None
     kind, expression = whens[0]
     now = time.time()
     timezone = tz or system_timezone()
@@ -142,7 +156,7 @@ def add_command(
     typer.echo(f"schedule {name} added; next run {local_time(iso(first)) if first else 'never'}")
 
 
-def _schedule_name(head: list[str], durations: dict[str, str]) -> str:
+def _schedule_name(head: list[str], durations: dict[str, str | None]) -> str:
     """The NAME: the one word before `--`; more words are a mistake, said for what it is."""
     if not head:
         raise UsageError("give the schedule a NAME, then -- COMMAND for a shell job")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from jobrunner.config import Config
+from jobrunner.config import Config, schedule_job
 from jobrunner.daemon import clock
 from jobrunner.domain.durations import parse_duration
 from jobrunner.errors import JobrunnerError, StoreError
@@ -23,7 +23,6 @@ from jobrunner.triggers import due_times, make_trigger, next_fire, system_timezo
 log = logging.getLogger("jobrunner.daemon")
 SKIP_TOLERANCE_S = 60.0  # with misfire = "skip", a fire this late still counts as on time
 RETRY_S = (5.0, 300.0)  # a schedule whose fire hit a database error waits this long, doubling, to the max
-JOB_KEYS = ("task", "command", "callable", "args", "kwargs", "queue", "priority", "tags", "retries", "timeout", "cwd")
 
 
 def plan(misfire: str, grace: float, times: list[float], now: float) -> tuple[list[float], int]:
@@ -41,10 +40,9 @@ def plan(misfire: str, grace: float, times: list[float], now: float) -> tuple[li
 
 def row_from_config(name: str, table: dict[str, Any], now: float) -> ScheduleRow:
     kind = next(k for k in ("cron", "every", "at") if k in table)
-    job = {k: table[k] for k in JOB_KEYS if k in table}
     return ScheduleRow(
         name=name, source="config", kind=kind, expression=str(table[kind]),
-        timezone=table.get("timezone") or system_timezone(), job=job,
+        timezone=table.get("timezone") or system_timezone(), job=schedule_job(table),
         misfire=table.get("misfire", "coalesce"),
         misfire_grace=parse_duration(table.get("misfire_grace", "1h")),
         max_running=int(table.get("max_running", 1)), paused=not table.get("enabled", True),

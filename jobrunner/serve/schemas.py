@@ -8,9 +8,9 @@ CLI's message rather than a schema library's.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 
 class ErrorOut(BaseModel):
@@ -200,29 +200,34 @@ class TaskOut(BaseModel):
     name: str
 
 
-class ScheduleOut(BaseModel):
-    """A schedule as `jobrunner schedule list --json` gives it."""
+def _schedule_job_out() -> type[BaseModel]:
+    """The keys a schedule's job may have (config.schedule_job_keys), each described as JobIn
+    describes it: a job key added there is listed here by itself."""
+    from jobrunner.config import schedule_job_keys
 
-    name: str
-    source: str
-    kind: str
-    expression: str
-    timezone: str
-    job: dict[str, Any]
-    misfire: str
-    misfire_grace: float
-    max_running: int
-    paused: bool
-    next_fire_at: str | None
-    last_fire_at: str | None
-    last_job_id: int | None
-    last_job_status: str | None
-    missed: int
-    last_note: str | None
-    broken: bool
-    error: str | None
-    description: str
-    state: str
+    described = JobIn.model_fields
+    keys = {key: (Any, Field(None, description=described[key].description if key in described else None))
+            for key in schedule_job_keys()}  # fmt: skip
+    doc = ("The job a schedule fires: its task, or its own command or callable, and the job options "
+           "it sets (memory, timeout, retries...), as the schedule gave them; only the keys it sets.")  # fmt: skip
+    return create_model("ScheduleJobOut", __config__=ConfigDict(extra="allow"), __doc__=doc, **keys)
+
+
+def _schedule_out() -> type[BaseModel]:
+    """store.schedules' view columns with ScheduleRow's types (a column added there is listed
+    here by itself), then what the view adds."""
+    from jobrunner.store.schedules import ISO_COLUMNS, VIEW_COLUMNS, ScheduleRow
+
+    types = get_type_hints(ScheduleRow)
+    fields: dict[str, Any] = {c: (str | None if c in ISO_COLUMNS else types[c], ...) for c in VIEW_COLUMNS}
+    fields["job"] = (_schedule_job_out(), ...)
+    fields.update(last_job_status=(str | None, ...), broken=(bool, ...), error=(str | None, ...),
+                  description=(str, ...), state=(str, ...))  # fmt: skip
+    doc = "A schedule as `jobrunner schedule list --json` gives it."
+    return create_model("ScheduleOut", __doc__=doc, **fields)
+
+
+ScheduleOut = _schedule_out()
 
 
 class DaemonOut(BaseModel):

@@ -186,6 +186,24 @@ def preview(store: Store, where: JobFilter, action: str) -> BulkResult:
     return result
 
 
+def _batch_by_batch(store: Store, where: JobFilter, action: str,
+                    change: Callable[[str, list[Any], BulkResult], None], dry_run: bool, batch: int,
+                    progress: Progress | None) -> BulkResult:  # fmt: skip
+    """What a bulk retry and cancel share around their own statements: a dry run only previews;
+    otherwise `change` acts on each batch's (condition, params) in a transaction of its own, and
+    `progress` hears of the result after each commit. (purge counts its dry run and reports its
+    batches its own way.)"""
+    if dry_run:
+        return preview(store, where, action)
+    result = BulkResult(action, False)
+    for cond, params in _batches(store, where, batch):
+        with store.write():
+            change(cond, params, result)
+        if progress is not None:
+            progress(result)
+    return result
+
+
 _RETRY_SET = (
     "status={p}, run_at={p}, updated_at={p}, "
     "retry_offset=CASE WHEN status IN ('dead', 'cancelled', 'succeeded') THEN attempts ELSE retry_offset END, "
@@ -205,35 +223,28 @@ def retry_matching(store: Store, where: JobFilter, now: float, *, dry_run: bool 
                    batch: int = BATCH, progress: Progress | None = None) -> BulkResult:  # fmt: skip
     """Put every job the filter matches back in the queue (dead only, unless it names retrying
     or cancelled), each with a fresh retry budget, as `retry ID` does."""
-    where = retry_filter(where)
-    if dry_run:
-        return preview(store, where, "retry")
-    result = BulkResult("retry", False)
     p = store.backend.param
-    for cond, params in _batches(store, where, batch):
-        with store.write():
-            ids = [int(r[0]) for r in _locked(store, cond, params, "id")]
-            if not ids:
+
+    def retry_batch(cond: str, params: list[Any], result: BulkResult) -> None:
+        ids = [int(r[0]) for r in _locked(store, cond, params, "id")]
+        linked = _linked(store, ids)
+        plain = [i for i in ids if i not in linked]
+        _events(store, plain, now, Status.QUEUED.value, "retried by user")
+        for chunk in _chunks(plain):
+            store.execute(
+                f"UPDATE job SET {_RETRY_SET.format(p=p)} WHERE id IN ({_marks(store, chunk)})",
+                [Status.QUEUED.value, now, now, False, *chunk],
+            )
+        result.add(plain)
+        for job_id in sorted(linked):
+            held = key_conflict(store, job_id)
+            if held:
+                result.skip(held)
                 continue
-            linked = _linked(store, ids)
-            plain = [i for i in ids if i not in linked]
-            _events(store, plain, now, Status.QUEUED.value, "retried by user")
-            for chunk in _chunks(plain):
-                store.execute(
-                    f"UPDATE job SET {_RETRY_SET.format(p=p)} WHERE id IN ({_marks(store, chunk)})",
-                    [Status.QUEUED.value, now, now, False, *chunk],
-                )
-            result.add(plain)
-            for job_id in sorted(linked):
-                held = key_conflict(store, job_id)
-                if held:
-                    result.skip(held)
-                    continue
-                done = _one_by_one(store, job_id, lambda j=job_id: repo.retry(store, [j], now), result)
-                result.add([o.job_id for o in done if o.job_id == job_id])
-        if progress is not None:
-            progress(result)
-    return result
+            done = _one_by_one(store, job_id, lambda j=job_id: repo.retry(store, [j], now), result)
+            result.add([o.job_id for o in done if o.job_id == job_id])
+
+    return _batch_by_batch(store, retry_filter(where), "retry", retry_batch, dry_run, batch, progress)
 
 
 def cancel_filter(where: JobFilter) -> JobFilter:
@@ -249,41 +260,34 @@ def cancel_matching(store: Store, where: JobFilter, now: float, *, dry_run: bool
                     progress: Progress | None = None) -> BulkResult:  # fmt: skip
     """Cancel every job the filter matches (queued, scheduled, waiting and retrying ones unless it
     names statuses), as `cancel ID` does: a running one is asked to stop."""
-    where = cancel_filter(where)
-    if dry_run:
-        return preview(store, where, "cancel")
-    result = BulkResult("cancel", False)
     p = store.backend.param
-    for cond, params in _batches(store, where, batch):
-        with store.write():
-            rows = _locked(store, cond, params, "id, status")
-            running = [int(i) for i, status in rows if status == Status.RUNNING.value]
-            waiting = [int(i) for i, status in rows if status != Status.RUNNING.value]
-            linked = _linked(store, waiting, dependents_only=True)
-            plain = [i for i in waiting if i not in linked]
-            _events(store, plain, now, Status.CANCELLED.value, reason)
-            _events(store, running, now, None, f"cancel requested: {reason}")
-            for chunk in _chunks(plain):
-                store.execute(
-                    f"UPDATE job SET status={p}, finished_at={p}, updated_at={p}, error={p}, lease_owner=NULL, "
-                    f"lease_until=NULL WHERE id IN ({_marks(store, chunk)})",
-                    [Status.CANCELLED.value, now, now, reason, *chunk],
-                )
-            for chunk in _chunks(running):
-                store.execute(
-                    f"UPDATE job SET cancel_requested={p}, updated_at={p} WHERE id IN ({_marks(store, chunk)})",
-                    [True, now, *chunk],
-                )
-            result.add(plain)
-            result.requested += len(running)
-            for job_id in sorted(linked):
-                done = _one_by_one(
-                    store, job_id, lambda j=job_id: repo.cancel(store, [j], now, reason), result
-                )
-                result.add([o.job_id for o in done if o.job_id == job_id])
-        if progress is not None:
-            progress(result)
-    return result
+
+    def cancel_batch(cond: str, params: list[Any], result: BulkResult) -> None:
+        rows = _locked(store, cond, params, "id, status")
+        running = [int(i) for i, status in rows if status == Status.RUNNING.value]
+        waiting = [int(i) for i, status in rows if status != Status.RUNNING.value]
+        linked = _linked(store, waiting, dependents_only=True)
+        plain = [i for i in waiting if i not in linked]
+        _events(store, plain, now, Status.CANCELLED.value, reason)
+        _events(store, running, now, None, f"cancel requested: {reason}")
+        for chunk in _chunks(plain):
+            store.execute(
+                f"UPDATE job SET status={p}, finished_at={p}, updated_at={p}, error={p}, lease_owner=NULL, "
+                f"lease_until=NULL WHERE id IN ({_marks(store, chunk)})",
+                [Status.CANCELLED.value, now, now, reason, *chunk],
+            )
+        for chunk in _chunks(running):
+            store.execute(
+                f"UPDATE job SET cancel_requested={p}, updated_at={p} WHERE id IN ({_marks(store, chunk)})",
+                [True, now, *chunk],
+            )
+        result.add(plain)
+        result.requested += len(running)
+        for job_id in sorted(linked):
+            done = _one_by_one(store, job_id, lambda j=job_id: repo.cancel(store, [j], now, reason), result)
+            result.add([o.job_id for o in done if o.job_id == job_id])
+
+    return _batch_by_batch(store, cancel_filter(where), "cancel", cancel_batch, dry_run, batch, progress)
 
 
 def purge_filter(where: JobFilter) -> JobFilter:

@@ -31,6 +31,10 @@ COLUMNS = (
     "max_running", "paused", "next_fire_at", "last_fire_at", "last_job_id", "missed", "last_note",
     "created_at", "updated_at",
 )  # fmt: skip
+#: The columns `schedule list --json` shows, the fire times as ISO text (ISO_COLUMNS); the API's
+#: ScheduleOut (serve.schemas) is made from them and ScheduleRow's types.
+VIEW_COLUMNS = COLUMNS[: COLUMNS.index("created_at")]
+ISO_COLUMNS = ("next_fire_at", "last_fire_at")
 
 
 @dataclass
@@ -293,26 +297,22 @@ def schedule_view(store: Store, row: ScheduleRow) -> dict[str, Any]:
             f"SELECT status FROM job WHERE id={store.backend.param}", (row.last_job_id,)
         ).fetchone()
         last_status = found[0] if found else None
-    return {
-        "name": row.name, "source": row.source, "kind": row.kind, "expression": row.expression,
-        "timezone": row.timezone, "job": row.job, "misfire": row.misfire,
-        "misfire_grace": row.misfire_grace, "max_running": row.max_running, "paused": row.paused,
-        "next_fire_at": iso(row.next_fire_at), "last_fire_at": iso(row.last_fire_at),
-        "last_job_id": row.last_job_id, "last_job_status": last_status, "missed": row.missed,
-        "last_note": row.last_note, "broken": broken_reason(row) is not None, "error": broken_reason(row),
-    }  # fmt: skip
+    view = {column: getattr(row, column) for column in VIEW_COLUMNS}
+    view.update({column: iso(view[column]) for column in ISO_COLUMNS})
+    if isinstance(row.job.get("env"), dict):  # values may be secrets, as a task's are in GET /api/tasks
+        from jobrunner.secrets import masked_env
+
+        view["job"] = {**row.job, "env": masked_env(row.job["env"])}
+    view.update(last_job_status=last_status, broken=broken_reason(row) is not None, error=broken_reason(row))
+    return view
 
 
 def job_spec_for(row: ScheduleRow, config: Config) -> JobSpec:
-    """The job a schedule enqueues: its task's (with overrides), or its own fields."""
-    from jobrunner.domain.jobspec import build_spec
+    """The job a schedule enqueues: its task's (with overrides), or its own fields, limits,
+    timeout and retries included: the same check as the config's (config.schedule_spec)."""
+    from jobrunner.config import schedule_spec
 
-    fields = dict(row.job)
-    task = fields.pop("task", None)
-    if task is not None:
-        return config.task_spec(task, fields)
-    fields.setdefault("name", row.name)
-    return build_spec(fields)
+    return schedule_spec(row.name, row.job, config)
 
 
 def describe(kind: str, expression: str) -> str:

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Label
+from textual.widgets import Footer, Label
 
 from jobrunner.domain.states import Status
 from jobrunner.tui import data, format
@@ -66,14 +65,6 @@ class DeadLetterScreen(PagedScreen):
             self.table.focus()  # Esc first leaves the search box
         else:
             self.dismiss()
-
-    @on(DataTable.RowSelected)
-    def _detail(self) -> None:
-        from jobrunner.tui.screens.detail import DetailScreen
-
-        job = self.selected_job()
-        if job is not None:
-            self.app.push_screen(DetailScreen(job["id"]))
 
     def action_retry(self) -> None:
         job = self.selected_job()

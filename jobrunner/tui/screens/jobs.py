@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Footer, Label, Select
+from textual.widgets import Footer, Label, Select
 
 from jobrunner.domain.priority import priority_label
 from jobrunner.domain.states import ALL_STATUSES, CANCELLABLE, FINISHED, Status
@@ -73,14 +72,6 @@ class JobsScreen(PagedScreen):
 
     def after_apply(self, snapshot: data.Snapshot) -> None:
         self.query_one(FilterBar).set_queues(sorted(snapshot.stats["queues"]))
-
-    @on(DataTable.RowSelected)
-    def action_detail(self) -> None:
-        from jobrunner.tui.screens.detail import DetailScreen
-
-        job = self.selected_job()
-        if job is not None:
-            self.app.push_screen(DetailScreen(job["id"]))
 
     def action_cancel(self) -> None:
         if self.marked:

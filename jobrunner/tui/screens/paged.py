@@ -249,6 +249,15 @@ class PagedScreen(Screen):
             self.notify("no job selected", severity="warning", timeout=3, markup=False)
         return job
 
+    @on(DataTable.RowSelected)
+    def action_detail(self) -> None:
+        """Enter (or a click) on a row opens the job's detail, alike on every screen of jobs."""
+        from jobrunner.tui.screens.detail import DetailScreen
+
+        job = self.selected_job()
+        if job is not None:
+            self.app.push_screen(DetailScreen(job["id"]))
+
     def run_action(self, action: Callable[..., str], *args: Any, confirm: str | None = None,
                    yes: str = "Yes") -> None:  # fmt: skip
         """Run a store action in a worker; with `confirm`, only after the user says yes."""
