@@ -273,9 +273,9 @@ def _repo() -> Any:
 
 
 def _spec(fields: dict[str, Any], task: str | None) -> JobSpec:
-    if task is not None:
-        return _current_config().task_spec(task, fields)
     try:
+        if task is not None:
+            return _current_config().task_spec(task, fields)
         return build_spec(fields)
     except SpecError as exc:
         raise UsageError(str(exc)) from None

@@ -69,6 +69,8 @@ class Config:
         try:
             return build_spec(self.task_fields(name, overrides), task=name)
         except SpecError as exc:
+            if overrides and exc.key.split(".")[0] in overrides:
+                raise  # the caller's own value, which it names (`--memory`, `line 3: memory`)
             raise ConfigError(f"task {name!r}: {exc}") from None
 
     def task_fields(self, name: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

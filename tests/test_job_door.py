@@ -372,3 +372,21 @@ def test_whatever_passes_the_door_is_stored_and_read_back(store, fields, when):
     json.dumps(job, allow_nan=False)  # what `list --json` prints is JSON
     for key in ("created_at", "scheduled_at"):
         assert local_time(job[key]) not in ("-", "out of range")
+
+
+def test_a_bad_option_over_a_task_is_blamed_on_the_option_not_the_task(cli, db_path, monkeypatch):
+    """`submit TASK --memory 2X` names --memory (the task is fine); a bad value in the task
+    itself still names the task. Bulk lines and the Python API name the field alike."""
+    Path("jobs.toml").write_text('[tasks.t]\ncommand = ["true"]\n')
+    not_a_size = "'2X' is not a size"
+    assert cli("submit", "t", "--memory", "2X").stderr.startswith(f"jobrunner: error: --memory: {not_a_size}")
+    assert cli("submit", "t", "--retries", "-3").stderr.startswith("jobrunner: error: --retries: -3 is not")
+    Path("jobs.jsonl").write_text(json.dumps({"task": "t", "memory": "2X"}) + "\n")
+    assert f"jobs.jsonl:1: memory: {not_a_size}" in cli("submit", "-f", "jobs.jsonl").stderr
+    monkeypatch.setenv("JOBRUNNER_CONFIG", str(Path("jobs.toml").resolve()))
+    with pytest.raises(UsageError, match=f"^memory: {not_a_size}"):
+        jobrunner.submit(task="t", memory="2X", db=str(db_path))
+    Path("jobs.toml").write_text('[tasks.t]\ncommand = ["true"]\nmemory = "9Q"\n')
+    result = cli("submit", "t", "--timeout", "5s")
+    assert result.exit_code == 2 and "tasks.t.memory: '9Q' is not a size" in result.stderr
+    assert not database_exists(db_path)
