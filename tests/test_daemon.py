@@ -266,7 +266,7 @@ def test_wait_exit_codes(cli, daemon):
     bad = cli.submit("--", "false")
     assert run_jobrunner("wait", str(ok), "--timeout", "20").returncode == 0
     failed = run_jobrunner("wait", str(bad), "--timeout", "20")
-    assert failed.returncode == 4 and "dead: exit code 1" in failed.stderr
+    assert failed.returncode == 1 and "dead: exit code 1" in failed.stderr
     slow = cli.submit("--", "sleep", "30")
     assert run_jobrunner("wait", str(slow), "--timeout", "0.3").returncode == 124
     assert run_jobrunner("wait", "9999").returncode == 2

@@ -14,7 +14,7 @@ from jobrunner.domain.states import FINISHED
 from jobrunner.errors import UsageError
 from jobrunner.present import visible
 
-EXIT_JOB_FAILED = 4
+EXIT_JOB_FAILED = 1  # 0 ok, 1 a job failed, 2 a usage error: the CLI's convention
 EXIT_WAIT_TIMEOUT = 124  # as coreutils `timeout` does
 DAEMON_CHECK_EVERY_S = 2.0  # how often `wait` looks whether a daemon is alive to run the jobs
 
