@@ -92,7 +92,7 @@ def wait_command(
 ) -> None:
     """Wait until the jobs finish.
 
-    Exit 0 if all of them succeeded, 4 if any is dead or cancelled. With no daemon running, it
+    Exit 0 if all of them succeeded, 1 if any is dead or cancelled. With no daemon running, it
     says so on stderr once and keeps waiting: the jobs go on when a daemon starts.
     """
     from jobrunner.domain.durations import parse_duration
