@@ -138,3 +138,19 @@ def test_a_python_job_finds_the_postgresql_drivers_as_it_would_anywhere(cli, dae
         job = cli.job(job_id)
         assert job["status"] == "succeeded", job["error"]
         assert job["result"] == json.loads(plain.stdout)
+
+
+def test_a_killed_workers_start_log_goes_once_its_jobs_are_recorded(cli, daemon, db_path):
+    """A Python job past its timeout takes its worker with it; the dead worker's start log (read
+    only by a successor, for attempts still held) is deleted once its attempts' ends are
+    recorded, not kept until the daemon stops: one file per live worker, however many kills."""
+    from tests.conftest import logs_of
+
+    ids = [cli.submit("--call", "tests.jobfuncs:sleep_for", "--arg", "seconds=30", "--timeout", "0.3",
+                      "--retries", "0") for _ in range(4)]  # fmt: skip
+    proc = daemon.start("--workers", "1")
+    wait_until(lambda: all(cli.job(i)["status"] == "dead" for i in ids), timeout=60)
+    assert all("timed out" in cli.job(i)["error"] for i in ids)
+    started = logs_of(db_path).glob
+    wait_until(lambda: len(list(started(f".started-{proc.proc.pid}-*"))) == 1, timeout=10)
+    assert proc.proc.poll() is None

@@ -125,6 +125,8 @@ class Handover:
             self._give_back(not_started)
         else:
             log.warning("worker %d exited (%s) while idle; starting a new one", worker.index, describe_exit(code or 0))
+        if worker.process.pid:  # its start log goes once what it ran is recorded (_forget_dead_workers)
+            self.dead_workers.append((worker.process.pid, {(o.job_id, o.attempt) for o in self.pending}))
         self._unwatch(worker)
         self._watch(self.pool.replace(worker))
 

@@ -120,6 +120,7 @@ class Service(Handover, PeriodicWork):
         self.timers = {"heartbeat": 0.0, "recover": 0.0, "cancel": 0.0, "poll": 0.0}
         self.renewed_at = time.time()  # clock.now() of the last heartbeat that renewed our leases
         self.beat_missed = False  # the last heartbeat failed: beat as soon as a write goes through
+        self.dead_workers: list[tuple[int, set[tuple[int, int]]]] = []  # pid, outcomes unrecorded at its death
         self.unrecorded = 0  # job ends given up on at a stop, the database refusing every write
         self.ahead = ClaimAhead(options.workers)
         self.lost: set[tuple[int, int]] = set()  # attempts another daemon took over: stop them
@@ -339,9 +340,22 @@ class Service(Handover, PeriodicWork):
         self.claimed = len(claims)
         self._log_records(self.recorded)
         self.pending, self.recorded = self.pending[self.flushed :], []  # some may have failed meanwhile
+        if self.dead_workers:
+            self._forget_dead_workers()
         if self.pending:
             self.pending_since = now
         self.lines.assign(claims)
+
+    def _forget_dead_workers(self) -> None:
+        """Delete the start logs of dead workers whose every attempt's end is now recorded."""
+        unrecorded = {(o.job_id, o.attempt) for o in self.pending}
+        keep = []
+        for pid, waiting in self.dead_workers:
+            if waiting & unrecorded:
+                keep.append((pid, waiting))
+            else:
+                startlog.forget_worker(self.log_dir, os.getpid(), pid)
+        self.dead_workers = keep
 
     def _sleep_time(self, now: float) -> float:
         deadlines = [self.timers["heartbeat"] + self.options.heartbeat, self.timers["poll"] + self.options.poll]

@@ -10,7 +10,8 @@ successor on this host reads the dead daemon's files, once its workers are gone,
 the attempts none of them started, uncounted; the others are lost as before. When it cannot be
 sure (a worker still alive, a file missing or unreadable), every attempt counts: the safe side.
 
-A file is never deleted by its worker, only by its daemon's orderly end or a successor that
+A file is never deleted by its worker, only by its daemon (once the worker is dead and the
+end of every attempt it started is recorded, or at its orderly end) or a successor that
 recovered the daemon: a worker that saw its daemon's pipe close and exited cleanly once took its
 file with it, and the successor, counting a file left by a worker killed earlier, took that
 worker's finished attempt for never started and ran its number again (a PostgreSQL chaos run).
@@ -95,6 +96,15 @@ def started_by(log_dir: str, daemon_pid: int, workers: int, wait_s: float = 2.0)
             return None
         started.update(entry for entry in _ENTRY.iter_unpack(data[: len(data) // _ENTRY.size * _ENTRY.size]) if entry[0])
     return started
+
+
+def forget_worker(log_dir: str | None, daemon_pid: int, worker_pid: int) -> None:
+    """Delete a dead worker's file once its daemon has recorded the end of every attempt it
+    started: none of them is held any more, so no successor needs to know of them, and a daemon
+    that kills a worker per timeout or cancel for months does not gather a file per kill."""
+    if log_dir:
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(log_dir, f"{_PREFIX}{daemon_pid}-{worker_pid}"))
 
 
 def forget(log_dir: str, daemon_pid: int) -> None:
