@@ -1,8 +1,11 @@
 """create_app(settings): the FastAPI application of `jobrunner serve`.
 
-Routes that touch the database are plain `def`s: FastAPI runs them in its thread pool, where
-each thread gets its own connection and the Store's write lock takes this process's writers in
-turn. The streams (events, a followed log) are async and read in worker threads.
+Every request passes the Guard first (serve.guard). POST /api/jobs then goes to
+serve.submit.FastSubmit, which answers a well-formed submit without FastAPI's layers; everything
+else (and a malformed submit) goes to FastAPI. Routes that touch the database are plain `def`s:
+FastAPI runs them in its thread pool, where each thread gets its own connection and the Store's
+write lock takes this process's writers in turn. The streams (events, a followed log) are async
+and read in worker threads.
 """
 
 from __future__ import annotations
@@ -22,17 +25,42 @@ errors as the `jobrunner` CLI (`--json`). With a token set (`$JOBRUNNER_API_TOKE
 read-only one in `$JOBRUNNER_API_READ_TOKEN`), send `Authorization: Bearer TOKEN`."""
 
 
+SUBMIT_PATH = "/api/jobs"
+
+
+class Api(FastAPI):
+    """FastAPI behind the Guard, with POST /api/jobs answered before FastAPI's own layers (by
+    serve.submit.FastSubmit, which hands FastAPI's route what it does not take itself)."""
+
+    def __init__(self, settings: ServeSettings, **options: Any) -> None:
+        from jobrunner.serve.submit import FastSubmit
+
+        super().__init__(**options)
+        fastapi = super().__call__
+        submit = FastSubmit(settings, fallback=fastapi)
+
+        async def route(scope: dict[str, Any], receive: Any, send: Any) -> None:
+            if scope["type"] == "http" and scope["path"] == SUBMIT_PATH and scope["method"] == "POST":
+                await submit(scope, receive, send)
+            else:
+                await fastapi(scope, receive, send)
+
+        self._door = Guard(route, settings=settings)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._door(scope, receive, send)
+
+
 def create_app(settings: ServeSettings) -> FastAPI:
     from jobrunner.serve import events, jobs, logs, metrics, submit, system
 
-    app = FastAPI(title="jobrunner", version=__version__, description=DESCRIPTION, redoc_url=None)
+    app = Api(settings, title="jobrunner", version=__version__, description=DESCRIPTION, redoc_url=None)
     app.state.settings = settings
     app.state.metrics = metrics.registry(settings.store)
     errors.install(app)
     for module in (submit, jobs, logs, system, events, metrics):
         app.include_router(module.router)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
-    app.add_middleware(Guard, settings=settings)
     return app
 
 

@@ -92,21 +92,31 @@ def conflict(exc: UsageError) -> ApiError:
     return ApiError(409, str(exc))
 
 
+def answer(exc: Exception, method: str, path: str) -> ApiJSON:
+    """The answer to an exception a route raised: ApiError as it says, a jobrunner error by its
+    kind, anything else a 500 whose traceback stays in the log. The handlers below and the
+    POST /api/jobs fast path (serve.submit) both answer through here."""
+    if isinstance(exc, ApiError):
+        return error_response(exc.status, exc, exc.headers)
+    if isinstance(exc, JobrunnerError):
+        status = status_for(exc)
+        if status >= 500:
+            log.error("%s %s: %s", method, path, one_line(exc))
+        return error_response(status, exc, {"Retry-After": "1"} if status == 503 else None)
+    log.error("%s %s failed", method, path, exc_info=exc)  # the traceback stays here
+    return error_response(500, f"internal error ({type(exc).__name__}); the server's log has the details")
+
+
 def install(app: Any) -> None:
     """The handlers that turn every exception into the one-line answer."""
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException
 
     @app.exception_handler(ApiError)
-    async def api_error(request: Any, exc: ApiError) -> ApiJSON:
-        return error_response(exc.status, exc, exc.headers)
-
     @app.exception_handler(JobrunnerError)
-    async def jobrunner_error(request: Any, exc: JobrunnerError) -> ApiJSON:
-        status = status_for(exc)
-        if status >= 500:
-            log.error("%s %s: %s", request.method, request.url.path, one_line(exc))
-        return error_response(status, exc, {"Retry-After": "1"} if status == 503 else None)
+    @app.exception_handler(Exception)
+    async def raised(request: Any, exc: Exception) -> ApiJSON:
+        return answer(exc, request.method, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Any, exc: RequestValidationError) -> ApiJSON:
@@ -124,11 +134,6 @@ def install(app: Any) -> None:
         elif exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path} (GET /docs lists what is)"
         return error_response(exc.status_code, message, getattr(exc, "headers", None))
-
-    @app.exception_handler(Exception)
-    async def unexpected(request: Any, exc: Exception) -> ApiJSON:
-        log.exception("%s %s failed", request.method, request.url.path)  # the traceback stays here
-        return error_response(500, f"internal error ({type(exc).__name__}); the server's log has the details")
 
 
 #: pydantic's words for a body of the wrong shape, in JSON's (a job is a JSON object).
