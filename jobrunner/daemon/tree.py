@@ -138,25 +138,23 @@ def end_orphans(known: set[int], deadline_s: float = 5.0) -> list[int]:
     ended: list[int] = []
     deadline = time.monotonic() + deadline_s
     while True:
-        reap_orphans(known)
-        parents = _parents()
+        # One look at /proc decides both: a process killed a moment ago may be a zombie by now,
+        # and a zombie still answers `kill -0` (a job's pidfile check would see its last attempt
+        # alive), so the loop ends only on a look with neither a live one nor a zombie of ours.
+        states = list(_states())
+        zombies = [pid for pid, state, parent in states if state == b"Z" and parent == me and pid not in known]
+        for pid in zombies:
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(pid, os.WNOHANG)
+        parents = {pid: parent for pid, state, parent in states if state != b"Z"}
         roots = [pid for pid, parent in parents.items() if parent == me and pid not in known]
         left = roots + [pid for root in roots for pid in descendants(root, parents=parents)]
-        if not left or time.monotonic() > deadline:
+        if (not left and not zombies) or time.monotonic() > deadline:
             return ended
         ended += [pid for pid in left if pid not in ended]
         signal_all(left, signal.SIGKILL)
-        time.sleep(0.002)
-
-
-def reap_orphans(known: set[int]) -> None:
-    """Collect exited children this process did not start itself (zombies a subreaper inherits)."""
-    me = os.getpid()
-    for pid, state, parent in _states():
-        if state == b"Z" and parent == me and pid not in known:
-            with contextlib.suppress(ChildProcessError, OSError):
-                os.waitpid(pid, os.WNOHANG)
-
+        if left:
+            time.sleep(0.002)
 
 
 def job_processes(db_target: str, attempts: set[tuple[int, int]]) -> list[int]:

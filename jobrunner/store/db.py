@@ -46,7 +46,9 @@ class Store:
         # Threads of one process take turns at SQLite's write lock here: waiting on SQLite's
         # busy handler instead, a thread sleeps in growing steps (1, 2, 5 ... 100 ms) and 8
         # threads together reached half the rate of one. Re-entrant: writes nest (savepoints).
-        self.write_lock = threading.RLock()
+        # PostgreSQL has no such lock (each thread's connection writes beside the others'):
+        # none here either, or a server's threads would submit one round trip at a time.
+        self.write_lock: Any = threading.RLock() if backend is SQLITE else contextlib.nullcontext()
 
     @property
     def is_sqlite(self) -> bool:
