@@ -68,6 +68,33 @@ def test_a_read_only_token_may_only_read(clients):
     assert full.get("/api/stats").json()["by_status"]["queued"] == 1  # nothing changed
 
 
+SECRET_ENV = {"API_KEY": "s3cret"}
+
+
+def test_a_read_only_token_sees_env_values_as_stars_wherever_a_job_is_returned(db_path, cli):
+    """A dashboard's read-only token reads every job, but env values (where users put tokens and
+    passwords) reach it as `***`, keys kept, as /api/tasks shows them; the value is in no answer,
+    the event stream and an edit's history included. The full token sees them, as `show --json`."""
+    options = {"token": TOKEN, "read_only_token": READ_TOKEN, "stream_limit_s": 0.3, "poll_s": 0.01}
+    with client_for(db_path, bearer=TOKEN, **options) as full, client_for(db_path, bearer=READ_TOKEN, **options) as read:
+        job_id = full.post("/api/jobs", json={**JOB, "env": SECRET_ENV}).json()["id"]
+        edited = full.post("/api/jobs", json=JOB).json()["id"]
+        cli.ok("edit", str(edited), "--env", "API_KEY=s3cret")  # its history records an env change
+        for path in ("/api/jobs", "/api/jobs?status=queued&search=true", f"/api/jobs/{job_id}",
+                     f"/api/jobs/{edited}", "/api/events?after=0"):  # fmt: skip
+            shown = read.get(path)
+            assert shown.status_code == 200, (path, shown.text)
+            assert "s3cret" not in shown.text, path
+            assert "s3cret" in full.get(path).text or path.startswith("/api/events"), path
+        assert read.get(f"/api/jobs/{job_id}").json()["env"] == {"API_KEY": "***"}
+        assert [job["env"] for job in read.get("/api/jobs").json()["jobs"]] == [{"API_KEY": "***"}] * 2
+        assert "API_KEY" in read.get("/api/events?after=0").text  # the edit's event names the key
+        assert full.get(f"/api/jobs/{job_id}").json()["env"] == SECRET_ENV
+        assert [job["env"] for job in full.get("/api/jobs").json()["jobs"]] == [SECRET_ENV] * 2
+    with client_for(db_path) as loopback:  # no token: this machine only, full access as before
+        assert loopback.get(f"/api/jobs/{job_id}").json()["env"] == SECRET_ENV
+
+
 def test_health_and_the_docs_need_no_token(clients):
     none = clients["none"]
     assert none.get("/healthz").status_code == 503  # no daemon: an answer, not a 401

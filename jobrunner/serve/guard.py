@@ -1,7 +1,8 @@
 """The door every request passes before any route: host, origin, token, body size.
 
 - With tokens (JOBRUNNER_API_TOKEN, and a read-only one), every request but /healthz and the
-  API's own docs must carry `Authorization: Bearer TOKEN`; a read-only token may only GET.
+  API's own docs must carry `Authorization: Bearer TOKEN`; a read-only token may only GET, and
+  is marked on the request (`sees_secrets`) so jobs' env values reach it as `***`.
 - Without a token the server listens on loopback only, so the door keeps browsers out instead:
   a request whose Host is not a loopback name is refused (a DNS-rebinding page would run jobs
   as you), as is every request with a foreign Origin (a cross-site form or fetch), whatever the
@@ -18,12 +19,14 @@ from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.requests import Request
 
 from jobrunner.serve.errors import error_response
 from jobrunner.serve.settings import ServeSettings
 
 PUBLIC_PATHS = frozenset({"/healthz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+READ_ONLY = "read_only"  # key in the request's state: the caller holds the read-only token
 
 
 class BodyTooLarge(HTTPException):
@@ -93,10 +96,17 @@ class Guard:
             return None
         if self._read_only_token is not None and hmac.compare_digest(token, self._read_only_token):
             if scope["method"] in READ_METHODS:
+                scope.setdefault("state", {})[READ_ONLY] = True  # request.state: the routes mask secrets
                 return None
             return error_response(403, f"this token may only read: {scope['method']} {scope['path']} needs the "
                                        f"token in ${settings.token_env}")  # fmt: skip
         return error_response(401, "wrong token", {"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+def sees_secrets(request: Request) -> bool:
+    """Whether this caller may read job env values: a dashboard's read-only token may not (they
+    hold tokens and passwords); the full token may (a script that re-submits a job needs them)."""
+    return not getattr(request.state, READ_ONLY, False)
 
 
 def _raw(token: str | None) -> bytes | None:

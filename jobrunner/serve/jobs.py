@@ -1,6 +1,6 @@
 """Reading and steering jobs: list, show, cancel, retry, priority, delete. The store functions and
 the JSON of `list --json`, `show --json`, `cancel --json`, `retry --json`, `priority --json` and
-`purge --json`."""
+`purge --json`. A read-only token sees every job's env values as `***` (guard.sees_secrets)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from jobrunner.domain.jobspec import MAX_JOB_ID
 from jobrunner.domain.priority import parse_priority
 from jobrunner.domain.states import parse_status
 from jobrunner.errors import UsageError
+from jobrunner.secrets import masked_env
 from jobrunner.serve.errors import ApiError, ApiJSON, conflict
+from jobrunner.serve.guard import sees_secrets
 from jobrunner.serve.schemas import (
     ERRORS,
     ChangeOut,
@@ -32,6 +34,14 @@ MAX_PAGE = 1000
 
 def store_of(request: Request) -> Any:
     return request.app.state.settings.store
+
+
+def shown_jobs(request: Request, jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The jobs as this caller may see them: env keys kept, values `***` for a read-only token
+    (env values are where users put tokens and passwords)."""
+    if sees_secrets(request):
+        return jobs
+    return [{**job, "env": masked_env(job["env"])} if job.get("env") else job for job in jobs]
 
 
 @router.get("", response_model=JobPageOut, summary="List jobs, newest first")
@@ -60,14 +70,14 @@ def list_jobs(
                        before=None if oldest_first else bound, after=bound if oldest_first else None)  # fmt: skip
     jobs = queries.list_jobs(store_of(request), where, limit=limit + 1, newest_first=not oldest_first)
     following = str(jobs[limit - 1]["id"]) if len(jobs) > limit else None
-    return ApiJSON({"jobs": jobs[:limit], "next": following})
+    return ApiJSON({"jobs": shown_jobs(request, jobs[:limit]), "next": following})
 
 
 @router.get("/{job_id}", response_model=JobDetailOut, summary="One job, with its history")
 def get_job(request: Request, job_id: JobId) -> Any:
     """Everything about one job, as `jobrunner show --json` gives it."""
     store = store_of(request)
-    job = queries.get_job(store, job_id)
+    (job,) = shown_jobs(request, [queries.get_job(store, job_id)])
     return ApiJSON({**job, **dependencies.links(store, job_id), "events": queries.job_events(store, job_id)})
 
 

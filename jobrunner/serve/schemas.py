@@ -125,7 +125,7 @@ class JobOut(BaseModel):
     tags: list[str] | None
     metadata: dict[str, Any] | None
     cwd: str | None
-    env: dict[str, str] | None
+    env: dict[str, str] | None = Field(description="values `***` for the read-only token")
     lease_owner: str | None
     lease_until: str | None
     cancel_requested: bool

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from jobrunner.errors import NotFoundError, UsageError
+from jobrunner.secrets import masked_env
 from jobrunner.serve.errors import ApiError, ApiJSON, one_line
 from jobrunner.serve.schemas import (
     ERRORS,
@@ -41,7 +42,7 @@ def tasks(request: Request) -> Any:
     for name, fields in sorted(config.tasks.items()):
         shown = dict(fields)
         if isinstance(shown.get("env"), dict):
-            shown["env"] = dict.fromkeys(shown["env"], "***")
+            shown["env"] = masked_env(shown["env"])
         found.append({"name": name, **shown})
     return ApiJSON(found)
 
