@@ -8,6 +8,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -49,6 +50,8 @@ class Store:
         # PostgreSQL has no such lock (each thread's connection writes beside the others'):
         # none here either, or a server's threads would submit one round trip at a time.
         self.write_lock: Any = threading.RLock() if backend is SQLITE else contextlib.nullcontext()
+        # connection -> names of the hot statements prepared on it (execute_hot)
+        self._prepared: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
     @property
     def is_sqlite(self) -> bool:
@@ -61,6 +64,7 @@ class Store:
 
     #: Clients wake an idle daemon after each write; the daemon turns this off for itself.
     poke_on_commit = True
+    prepare_hot = False  # the daemon's store: see execute_hot
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -117,6 +121,28 @@ class Store:
         try:
             cursor = self.db.cursor()
             cursor.execute(sql, params)
+        except _driver_errors() as exc:
+            self.drop_if_broken()
+            raise _store_error(self.target, exc) from exc
+        return cursor
+
+    def execute_hot(self, name: str, sql: str, params: tuple | list) -> Any:
+        """execute(), for a statement the daemon runs at every turn: on PostgreSQL, with
+        `prepare_hot` set (the daemon's store, which talks to the server itself), prepared once
+        per connection and run by name, so the server plans it once instead of every time (the
+        claim: 390 -> 185 µs a round trip). PgBouncer in transaction mode cannot carry a
+        prepared statement, nor the daemon's LISTEN: a daemon connects to the server (README)."""
+        if self.is_sqlite or not self.prepare_hot:
+            return self.execute(sql, params)
+        try:
+            conn = self.db.connection()
+            cursor = conn.cursor()
+            prepared = self._prepared.setdefault(conn, set())
+            if name not in prepared:
+                cursor.execute(f"PREPARE {name} AS {_numbered(sql)}")
+                prepared.add(name)  # kept by the session whatever becomes of this transaction
+            cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}",
+                           params)  # fmt: skip
         except _driver_errors() as exc:
             self.drop_if_broken()
             raise _store_error(self.target, exc) from exc
@@ -240,6 +266,14 @@ def describe_db_error(target: str, exc: BaseException) -> str:
     if "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
         return f"cannot open database {target}: {text} (check the path and its permissions)"
     return f"database {target}: {text.splitlines()[0]}"
+
+
+def _numbered(sql: str) -> str:
+    """psycopg2's `%s` placeholders as PREPARE's `$1`, `$2`... (the hot statements have no `%` else)."""
+    parts = sql.split("%s")
+    if any("%" in part for part in parts):
+        raise ValueError("a statement to prepare must have no % but its placeholders")
+    return "".join(f"{part}${n}" for n, part in enumerate(parts[:-1], 1)) + parts[-1]
 
 
 def _store_error(target: str, exc: BaseException) -> JobrunnerError:

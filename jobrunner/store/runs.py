@@ -138,7 +138,7 @@ def claim(store: Store, owner: str, now: float, limit: int, lease_s: float, log_
     if events_written:
         params += [now, owner]
     with store.joined():
-        rows = store.execute(sql, params).fetchall()
+        rows = store.execute_hot(f"jobrunner_claim_{len(only_queues)}_{len(exclude_queues)}", sql, params).fetchall()
         claims = [_claim_from_row(row) for row in rows]
         claims.sort(key=lambda c: (-c.priority, c.id))
         if claims and on_claimed is not None:
