@@ -84,6 +84,10 @@ class PagedScreen(Screen):
         if not self.is_mounted or not self.table.size.height:
             return  # before the first layout: how many rows fit is not known yet
         self.request = replace(self.request, limit=self.table.capacity)
+        if cursor is None and self._cursor is not None:
+            # a periodic reload between a jump's read and its drawing must not drop where the
+            # jump puts the cursor (End once left it on the top row of the last page)
+            cursor, follow = self._cursor, self._follow
         self._cursor, self._follow = cursor, follow
         self._loader = self._load(self.request, frozenset(self.marked), self.table.widths)
 
