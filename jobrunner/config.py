@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from jobrunner import trust
-from jobrunner.config_checks import check_notifiers, check_serve, parse_retention
 from jobrunner.errors import ConfigError, UsageError
 
 if TYPE_CHECKING:
@@ -156,6 +155,7 @@ def load_config(explicit: str | os.PathLike[str] | None = None,
 def parse_config(data: dict[str, Any], path: Path | None = None) -> Config:
     """Validate a parsed TOML document; every error names its key."""
     # here, not at the top: `jobrunner list` with no config file never needs them
+    from jobrunner.config_checks import check_notifiers, check_serve, parse_retention
     from jobrunner.domain.jobspec import SpecError, build_spec, unknown_key_message
 
     where = str(path) if path else "config"

@@ -314,6 +314,16 @@ def test_submit_and_list_leave_heavy_modules_alone(work: Path):
     assert not {m.split(".")[0] for m in modules} & set(HEAVY[:-1])
 
 
+@pytest.mark.sqlite_only(reason="a SQLite file is read without peewee; a postgresql:// URL needs it")
+def test_list_and_stats_read_a_current_file_without_peewee(work: Path):
+    """Importing peewee was a fifth of `list` and `stats` (store.db.SqliteReader)."""
+    db = work / "jobs.db"
+    loaded_modules(["submit", "--tag", "t", "--", "true"], db)
+    for args in (["list"], ["list", "--status", "dead"], ["list", "--tag", "t"], ["stats"], ["stats", "--json"]):
+        modules = loaded_modules(args, db)
+        assert not {"peewee", "jobrunner.store.models"} & modules, args
+
+
 def test_postgres_drivers_listed_once():
     """fast.py cannot import jobrunner.store.backends (it imports peewee): the lists must agree."""
     from jobrunner.store.backends import POSTGRES_DRIVERS

@@ -309,6 +309,25 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
 
 
 @pytest.mark.sqlite_only(reason="a SQLite file as jobrunner v7 left it")
+def test_list_and_stats_migrate_an_older_file_first(tmp_path):
+    """They read a current file without peewee (store.db.SqliteReader), an older one as every
+    command does: migrated first."""
+    for args in (["list", "--json"], ["stats", "--json"]):
+        path = tmp_path / f"{args[0]}.db"
+        _v7_database(path, jobs=2)
+        result = run_jobrunner("--db", str(path), *args)
+        assert result.returncode == 0, result.stderr
+        assert sql(path, "SELECT value FROM meta WHERE key='schema_version'") == [(str(SCHEMA_VERSION),)]
+    reader = open_store(str(path), reading=True)
+    try:
+        assert type(reader.db).__name__ == "SqliteReader" and reader.db.transaction_depth() == 0
+        with pytest.raises(RuntimeError, match="does not write"), reader.write():
+            pass
+    finally:
+        reader.close()
+
+
+@pytest.mark.sqlite_only(reason="a SQLite file as jobrunner v7 left it")
 def test_migration_keeps_ids_it_can_still_see_were_used(tmp_path):
     """A purged job a schedule fired is still named in schedule_fire: its id is not handed out."""
     path = tmp_path / "v7.db"

@@ -107,6 +107,22 @@ def test_stats_counts_every_queue_and_status(mixed):
     assert got["total"] == 60
 
 
+@pytest.mark.parametrize("queues", [3, queries.FILTERED_QUEUES + 2])
+@pytest.mark.parametrize("queued_only", [False, True], ids=["every-queue-has-others", "a-queue-of-queued-jobs-only"])
+def test_stats_count_the_queued_jobs_of_every_queue(store, queues, queued_only):
+    """Queued jobs per queue: counted in one read of the claim index for a few queues that other
+    statuses name, grouped otherwise (many queues, or one that has queued jobs only)."""
+    names = [f"q{n}" for n in range(queues)]
+    repo.submit_many(store, [build_spec({"command": ["true"], "queue": q}) for q in names for _ in range(3)], 1000.0)
+    lonely = "AND queue <> 'q0'" if queued_only else ""
+    sql(store, f"UPDATE job SET status='dead' WHERE id % 3 = 0 {lonely}")
+    got = queries.stats(store)
+    expected = {(queue, status): count for queue, status, count in
+                sql(store, "SELECT queue, status, COUNT(*) FROM job GROUP BY 1, 2")}  # fmt: skip
+    assert {(q, s): n for q, view in got["queues"].items() for s, n in view["by_status"].items() if n} == expected
+    assert got["by_status"]["queued"] == sum(n for (_, s), n in expected.items() if s == "queued")
+
+
 @pytest.mark.parametrize("params", [{}, {"status": "queued,dead"}, {"queue": "a"}, {"tag": "t"}, {"search": "job"},
                                     {"status": "succeeded", "oldest_first": "true"}])  # fmt: skip
 def test_a_cursor_walks_every_job_once_while_jobs_are_added(mixed, db_path, params):

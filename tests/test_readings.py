@@ -215,6 +215,32 @@ def test_piped_list_prints_every_value_whole(cli, db_path):
     assert row["NAME"] == name and row["COMMAND"] == f"sh -c '{script}'"
 
 
+def test_a_piped_table_reads_as_at_its_measured_width(cli, capsys):
+    """Piped, print_table lets a table take the width its columns need instead of measuring it
+    first (rich would measure every cell once more): the same text, wide characters, emoji
+    codes, markup-like text and a column that may wrap included."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from jobrunner.cli.output import jobs_table, print_table
+
+    cli.submit("--name", "名前:smile: [bold]x[/bold]", "--", "echo", "[red]x[/] :thumbs_up: 日本語")
+    cli.submit("--name", "emoji 🎉 wide", "--", "sh", "-c", "echo " + "x" * 150)
+    wrapping = Table(box=None, pad_edge=False)
+    wrapping.add_column("A", min_width=24)
+    wrapping.add_column("B", no_wrap=True)
+    wrapping.add_row("a few words that could wrap " * 3, "日本語 :fire:")
+    for table in (jobs_table(cli.json("list"), width=None), wrapping):
+        measured = Console(file=io.StringIO(), highlight=False, soft_wrap=False, width=1_000_000)
+        measured.width = measured.measure(table).maximum
+        measured.print(table)
+        capsys.readouterr()
+        print_table(table)
+        assert capsys.readouterr().out == measured.file.getvalue()
+
+
 @pytest.mark.parametrize("columns", [40, 80, 200])
 def test_list_fits_a_terminal_of_any_width_and_keeps_the_id(cli, db_path, columns):
     job_id = cli.submit("--name", "a-rather-long-job-name", "--", "sh", "-c", "echo " + "x" * 150)

@@ -20,6 +20,9 @@ if TYPE_CHECKING:  # typer stays out of the fast path (jobrunner.cli.fast), whic
 #: The commands that add something, and so may create a missing database; any other command
 #: on a missing SQLite file says so rather than leave an empty database behind (a typo'd --db).
 CREATING_COMMANDS = frozenset({("submit",), ("daemon",), ("schedule", "add"), ("db", "migrate")})
+#: The commands that only read, and so open a SQLite file whose schema is current without peewee
+#: (store.db.SqliteReader): a fifth of their start-up.
+READING_COMMANDS = frozenset({("list",), ("stats",)})
 
 
 @dataclass
@@ -92,7 +95,8 @@ class AppState:
 
             if self.command not in CREATING_COMMANDS and self.database_missing:
                 raise no_database(self.db_target)
-            self._store = open_store(self.db_target, durability=self.config_for_database.durability)
+            self._store = open_store(self.db_target, durability=self.config_for_database.durability,
+                                     reading=self.command in READING_COMMANDS)  # fmt: skip
             self.say_where()
         return self._store
 

@@ -257,7 +257,13 @@ def main() -> None:
         except Fallback:
             pass
         else:
-            raise SystemExit(run(command, root, values))
+            code = run(command, root, values)
+            # What is left is freed by the exit, not by the interpreter's last collection over
+            # every object the imports made (exit: 11 -> 4 ms of `stats`; atexit still runs)
+            import gc
+
+            gc.freeze()
+            raise SystemExit(code)
     from jobrunner.cli.app import main as typer_main
 
     typer_main()

