@@ -68,3 +68,26 @@ def test_durability_sets_synchronous_commit_on_postgresql(postgres_url, durabili
         store.close()
     with open_store(postgres_url, migrate=False) as default:
         assert default.execute("SHOW synchronous_commit").fetchone()[0] == "off"
+
+
+def test_the_daemons_claim_is_prepared_once_and_survives_losing_it(pg, tmp_path):
+    """The daemon's store prepares its claim once per connection (the server plans it once).
+    Should the statement vanish from the session under it (a pooler handing the transaction
+    to another server session: here DEALLOCATE), that claim fails in one StoreError and the
+    store claims with the plain statement from then on; nothing is claimed twice or lost."""
+    from jobrunner.errors import StoreError
+    from tests.conftest import sql
+
+    pg.prepare_hot = True
+    now = time.time()
+    ids = [repo.submit(pg, build_spec({"command": ["true"]}), now) for _ in range(3)]
+    [first] = runs.claim(pg, "owner", now, 1, 30.0, str(tmp_path))
+    assert first.id == ids[0]
+    assert sql(pg, "SELECT name FROM pg_prepared_statements") == [("jobrunner_claim_0_0",)]
+    pg.execute("DEALLOCATE ALL")
+    with pytest.raises(StoreError):
+        runs.claim(pg, "owner", now, 1, 30.0, str(tmp_path))
+    assert pg.prepare_hot is False
+    rest = runs.claim(pg, "owner", now, 10, 30.0, str(tmp_path))
+    assert [c.id for c in rest] == ids[1:] and sql(pg, "SELECT name FROM pg_prepared_statements") == []
+    assert sorted(sql(pg, "SELECT id, attempts FROM job WHERE status = 'running'")) == [(i, 1) for i in ids]

@@ -140,7 +140,10 @@ class Store:
         `prepare_hot` set (the daemon's store, which talks to the server itself), prepared once
         per connection and run by name, so the server plans it once instead of every time (the
         claim: 390 -> 185 µs a round trip). PgBouncer in transaction mode cannot carry a
-        prepared statement, nor the daemon's LISTEN: a daemon connects to the server (README)."""
+        prepared statement, nor the daemon's LISTEN: a daemon connects to the server (README).
+        Should it go through one all the same, the statement is found missing (or there twice)
+        on the session a transaction lands on: that transaction fails, and from then on this
+        store runs the statement plainly, as before (the daemon retries its turn)."""
         if self.is_sqlite or not self.prepare_hot:
             return self.execute(sql, params)
         try:
@@ -153,6 +156,8 @@ class Store:
             cursor.execute(f"EXECUTE {name} ({', '.join(['%s'] * len(params))})" if params else f"EXECUTE {name}",
                            params)  # fmt: skip
         except _driver_errors() as exc:
+            if getattr(exc, "pgcode", None) in _NOT_THIS_SESSIONS:
+                self.prepare_hot = False  # a pooler between us and the server: plain statements
             self.drop_if_broken()
             raise _store_error(self.target, exc) from exc
         return cursor
@@ -347,6 +352,11 @@ def describe_db_error(target: str, exc: BaseException) -> str:
     if "unable to open" in lowered or "readonly" in lowered or "permission" in lowered:
         return f"cannot open database {target}: {text} (check the path and its permissions)"
     return f"database {target}: {text.splitlines()[0]}"
+
+
+#: SQLSTATEs of a prepared statement missing from, or already in, the server session: not the
+#: session the store prepared it on (invalid_sql_statement_name, duplicate_prepared_statement).
+_NOT_THIS_SESSIONS = ("26000", "42P05")
 
 
 def _numbered(sql: str) -> str:
