@@ -11,7 +11,7 @@ import pytest
 
 from jobrunner.domain.jobspec import build_spec
 from jobrunner.domain.states import ALL_STATUSES, Status
-from jobrunner.store import pages, queries, repo
+from jobrunner.store import pages, queries, repo, search
 from jobrunner.store.queries import JobFilter
 from tests.conftest import sql
 from tests.servehelpers import client_for
@@ -76,6 +76,40 @@ def test_pages_from_indexes_are_the_plain_sort_page_by_page(mixed, where, order_
         assert [i for page in reversed(back) for i in page] == expected
     assert queries.count_jobs(mixed, where) == len(expected)
     assert queries.count_jobs(mixed, where, up_to=3) == min(len(expected), 4)
+
+
+@pytest.mark.parametrize("order_by", ["name", "-name", "created_at", "-created_at"])
+@pytest.mark.parametrize("drive", [False, True], ids=["filters-sort-their-matches", "filters-walk-the-sort-table"])
+@pytest.mark.parametrize("where", FILTERS, ids=range(len(FILTERS)))
+def test_pages_by_name_and_age_are_the_plain_sort_page_by_page(mixed, where, order_by, drive, monkeypatch):
+    """Sorted by name or age, a page reads the sort tables (SQLite) up to the indexed mark and
+    sorts the jobs past it: equal to the plain sort with names repeated, ages out of id order,
+    a rename and a delete on each side of the mark, whichever way a filter is served."""
+    for job_id in range(1, 61):
+        sql(mixed, "UPDATE job SET name=?, created_at=? WHERE id=?",
+            (f"n{job_id % 7}", 1000.0 + (job_id * 37) % 11, job_id))  # fmt: skip
+    search.index_new(mixed, batch=35)  # 1-35 in the tables, 36-60 past the mark
+    sql(mixed, "UPDATE job SET name='aardvark', created_at=5.0 WHERE id IN (9, 50)")
+    sql(mixed, "DELETE FROM job WHERE id IN (12, 44)")
+    if drive:  # every filter walks the table in order, checking each job, however few it keeps
+        monkeypatch.setattr(pages, "COMPARE_UP_TO", 0)
+    expected = plain(mixed, where, order_by)
+    for limit in (1, 4, 9):
+        got = [i for offset in range(0, 64, limit)
+               for i in ids(queries.list_jobs(mixed, where, limit, offset, order_by=order_by))]  # fmt: skip
+        assert got == expected, (limit, order_by)
+        back = [ids(queries.list_jobs(mixed, where, limit, offset, order_by=order_by, from_end=True))
+                for offset in range(0, 64, limit)]  # fmt: skip
+        assert [i for page in reversed(back) for i in page] == expected
+
+
+@pytest.mark.sqlite_only(reason="SQLite's sort tables and EXPLAIN QUERY PLAN (PostgreSQL sorts)")
+def test_a_page_by_name_reads_its_sort_table_in_order(mixed):
+    """The whole point: no sort of every job (a temp b-tree over the table) at a million."""
+    search.index_new(mixed)
+    page, params = queries._page(mixed, JobFilter(), 5, 0, True, "name", False)
+    plan = " | ".join(row[3] for row in mixed.execute(f"EXPLAIN QUERY PLAN {page}", params).fetchall())
+    assert "MERGE (UNION ALL)" in plan and "SCAN s" in plan, plan
 
 
 def test_from_the_end_pages_count_back_from_the_last_job(mixed):

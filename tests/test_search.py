@@ -160,6 +160,8 @@ def test_the_migration_indexes_the_jobs_already_there(store, db_path):
                 "DELETE FROM meta WHERE key = 'search_indexed_to'"]  # fmt: skip
         undo += [f"DROP TRIGGER {name}" for name in ("job_search_edit", "job_search_gone", "job_tag_edit",
                                                      "job_tag_gone")]  # fmt: skip
+        undo += ["DROP TABLE job_by_name", "DROP TABLE job_by_created"]  # v13: tables and triggers
+        undo += [f"DROP TRIGGER {t}_{e}" for t in ("job_by_name", "job_by_created") for e in ("edit", "gone")]
     else:
         undo = ["DROP TABLE job_tag", "DROP FUNCTION job_tag_sync CASCADE", "DROP TABLE job_text",
                 "DROP FUNCTION job_text_sync CASCADE", "DROP INDEX job_priority_done"]  # fmt: skip
@@ -176,5 +178,9 @@ def test_the_migration_indexes_the_jobs_already_there(store, db_path):
             assert found(reopened, JobFilter(search=text)) == like_ids(reopened, text), text
         for tag in ("nightly", "eu"):
             assert found(reopened, JobFilter(tags=[tag])) == tag_ids(reopened, tag), tag
+        if reopened.is_sqlite:  # v13: every job in the sort tables, read in order
+            assert sql(reopened, "SELECT COUNT(*) FROM job_by_name") == [(40,)]
+            by_name = [job["id"] for job in queries.list_jobs(reopened, limit=None, order_by="name")]
+            assert [job["id"] for job in queries.list_jobs(reopened, limit=40, order_by="name")] == by_name
     finally:
         reopened.close()

@@ -142,6 +142,16 @@ def _v12_heartbeat_interval(store: Store) -> None:
         store.execute(f"ALTER TABLE daemon ADD COLUMN heartbeat_every {'REAL' if store.is_sqlite else 'DOUBLE PRECISION'}")
 
 
+def _v13_sort_tables(store: Store) -> None:
+    # Pages sorted by name or age at a million jobs (issue 17): SQLite gets a table of
+    # (value, id) per column, filled by the daemon with the search index (store/sort_tables.py).
+    # A migration that rebuilds `job` must create their triggers again (sort_tables.schema).
+    if store.is_sqlite:
+        from jobrunner.store import sort_tables
+
+        sort_tables.create(store)
+
+
 def _v11_search_and_page_indexes(store: Store) -> None:
     # Issue 17 at a million jobs. A search and a tag filter read an index (store/search.py):
     # SQLite gets job_tag and job_search (FTS5 trigrams), filled now and then by the daemon in
@@ -176,7 +186,7 @@ KEY_HELD = "unique_key IS NOT NULL AND status NOT IN ('succeeded', 'dead', 'canc
 MIGRATIONS: list[Callable[[Store], None]] = [
     _v1_initial, _v2_daemons, _v3_schedules, _v4_dependencies, _v5_page_indexes, _v6_lean_indexes,
     _v7_queued_jobs_in_one_index, _v8_ids_never_reused, _v9_unique_keys_and_rates, _v10_resource_limits,
-    _v11_search_and_page_indexes, _v12_heartbeat_interval,
+    _v11_search_and_page_indexes, _v12_heartbeat_interval, _v13_sort_tables,
 ]  # fmt: skip
 SCHEMA_VERSION = len(MIGRATIONS)
 MIGRATION_LOCK = 0x6A6F6272  # 'jobr': the advisory lock migrations hold on PostgreSQL

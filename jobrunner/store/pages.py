@@ -8,7 +8,8 @@ arms (UNION ALL ... ORDER BY id: SQLite merges them, PostgreSQL a Merge Append),
 it, even `offset` rows deep, costs index steps, not a sort of every match. An arm whose status,
 queue or priority is one value is in (that column, id) order too, so a page sorted by status,
 queue or priority merges the same way (jobs that left the queue by job_priority_done). On
-SQLite a search or a tag drives its own index (search.py) in id order. Counts stop past a cap:
+SQLite a search or a tag drives its own index (search.py) in id order, and a page sorted by
+name or age reads that column's sort table (sort_tables.py). Counts stop past a cap:
 past it, callers say "over N".
 """
 
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from jobrunner.domain.states import ALL_STATUSES, Status
-from jobrunner.store import search
+from jobrunner.store import search, sort_tables
 from jobrunner.store.db import Store
 from jobrunner.store.migrations import NOT_QUEUED
 
@@ -34,7 +35,7 @@ QUEUED_NAMES_SCAN = 200_000
 #: How far the two ways of reading a tag or search with a status or queue are counted, to take
 #: the one that reads fewer rows (a dead-letter search of a word every job has: the dead jobs).
 COMPARE_UP_TO = 100_000
-#: Sorts the arms serve (queries.SORTABLE's others sort every match).
+#: Sorts the arms serve (name and created_at: sort_tables.py; queries.SORTABLE's others sort every match).
 ARM_SORTS = ("id", "status", "queue", "priority")
 
 
@@ -46,9 +47,10 @@ class Arm:
     conditions: tuple[str, ...]
     params: tuple[Any, ...]
     key: str = "id"
+    sort_key: str = ""  # where the sort column's value comes from: job's own column if empty
 
     def sql(self, sort: str | None = None) -> str:
-        first = f"job.{sort} AS k, " if sort and sort != "id" else ""
+        first = f"{self.sort_key or f'job.{sort}'} AS k, " if sort and sort != "id" else ""
         return f"SELECT {first}{self.key} AS id FROM {self.source} WHERE {' AND '.join(self.conditions)}"
 
 
@@ -207,6 +209,30 @@ def arms(store: Store, where: JobFilter, sort: str = "id") -> list[Arm] | None:
     return found if len(found) <= MAX_ARMS else None
 
 
+def _sort_table_arms(store: Store, where: JobFilter, sort: str, reach: int) -> list[Arm] | None:
+    """A page sorted by name or age (SQLite): the column's sort table in order, every condition
+    of the filter checked on each job, merged with the jobs past the mark. None (sort the
+    matches instead) when the filter keeps too few jobs for that: reaching `reach` matches
+    reads about reach * jobs / matches pairs, where sorting reads the matches."""
+    if not store.is_sqlite or not sort_tables.present(store):
+        return None
+    terms = where.terms(store.backend.param)
+    if terms:
+        matches = count(store, where, COMPARE_UP_TO)
+        if matches is not None and matches <= COMPARE_UP_TO:
+            (top,) = store.execute("SELECT COALESCE(MAX(id), 0) FROM job").fetchone()
+            if reach * int(top) >= matches * matches:
+                return None
+    conditions = tuple(sql for _, sql, _ in terms)
+    params = tuple(value for _, _, values in terms for value in values)
+    table = sort_tables.TABLES[sort]
+    # CROSS JOIN: the pairs stay the outer loop, in order (SQLite would rather walk a status's jobs)
+    source = f"{table} AS s CROSS JOIN job ON job.id = s.job_id" if terms else f"{table} AS s"
+    indexed = Arm(source, conditions or ("1 = 1",), params, key="s.job_id", sort_key="s.k")
+    tail = Arm("job NOT INDEXED", (f"job.id > COALESCE({search.MARK_SQL}, 0)", *conditions), params)
+    return [indexed, tail]
+
+
 def _count(store: Store, found: list[Arm], up_to: int) -> int:
     union, params = merged(found)
     return _count_query(store, f"SELECT 1 FROM ({union}) AS u", params, up_to)
@@ -228,9 +254,12 @@ def page_query(store: Store, where: JobFilter, limit: int, offset: int, descendi
                sort: str = "id") -> tuple[str, list[Any]] | None:  # fmt: skip
     """A query of one page's ids in (sort, id) order (highest first if `descending`), from the
     filter's index ranges; None when the filter has none (a plain query is as good)."""
-    if sort not in ARM_SORTS:
+    if sort in sort_tables.TABLES:
+        found = _sort_table_arms(store, where, sort, limit + offset)
+    elif sort in ARM_SORTS:
+        found = arms(store, where, sort)
+    else:
         return None
-    found = arms(store, where, sort)
     if found is None:
         return None
     direction = "DESC" if descending else "ASC"

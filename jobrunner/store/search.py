@@ -93,11 +93,13 @@ def tag_condition(param: str, tag: str) -> tuple[str, list[Any]]:
 
 @guarded
 def index_new(store: Store, batch: int = INDEX_BATCH) -> int:
-    """Put the text and tags of up to `batch` jobs past the mark into job_search and job_tag
-    (SQLite; one short write transaction); returns how many, so a caller with a backlog comes
-    back soon."""
+    """Put the text, tags, name and age of up to `batch` jobs past the mark into job_search,
+    job_tag and the sort tables (SQLite; one short write transaction); returns how many, so a
+    caller with a backlog comes back soon."""
     if not store.is_sqlite:
         return 0
+    from jobrunner.store import sort_tables
+
     (behind,) = store.execute(f"SELECT MAX(id) > COALESCE({MARK_SQL}, 0) FROM job").fetchone()
     if not behind:  # a read, not a write transaction, when there is nothing to do (an idle daemon)
         return 0
@@ -116,6 +118,8 @@ def index_new(store: Store, batch: int = INDEX_BATCH) -> int:
                 (mark, upto),
             )
         store.execute(f"{_TAG_ROWS} AND job.id > ? AND job.id <= ?", (mark, upto))
+        if sort_tables.present(store):
+            sort_tables.fill(store, mark, upto)
         store.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SEARCH_MARK, str(upto)))
     return int(count)
 
