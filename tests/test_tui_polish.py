@@ -109,6 +109,26 @@ def test_progress_takes_the_room_a_wide_screen_has_and_the_detail_shows_it_whole
     drive(store, scenario)
 
 
+def test_an_id_past_a_million_is_shown_whole_and_the_table_still_fits(cli, store):
+    """At a million jobs an id has seven digits: the id column widens to it (it used to read
+    `10000…`), the progress column gives up the room, and nothing scrolls sideways."""
+    small = cli.submit("--", "true")
+    if store.is_sqlite:  # ids go on past the floor (a purge's), on PostgreSQL past the sequence
+        sql(store, "INSERT OR REPLACE INTO meta (key, value) VALUES ('job_id_floor', '1234566')")
+    else:
+        sql(store, "SELECT setval(pg_get_serial_sequence('job', 'id'), 1234566)")
+    big = cli.submit("--name", "late", "--", "true")
+    assert big == 1234567
+
+    async def scenario(pilot: Pilot, notes: list[str]) -> None:
+        await until(pilot, lambda: cell(pilot, big, "id") == "1234567")
+        assert cell(pilot, small, "id").strip() == str(small)
+        table = pilot.app.screen.query_one("#jobs")
+        assert table.virtual_size.width <= table.scrollable_content_region.width
+
+    drive(store, scenario)
+
+
 def test_history_columns_stay_apart_and_the_hosts_of_the_attempts_are_named(cli, store):
     job_id = cli.submit("--name", "month-report", "--retries", "2", "--", "make", "report")
     start = time.time() - 60

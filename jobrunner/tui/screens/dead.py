@@ -19,7 +19,7 @@ from jobrunner.tui.widgets.status_header import StatusHeader
 ERROR_WIDTH = 56
 
 DEAD_COLUMNS: list[Column] = [
-    Column("id", "ID", 7, lambda job, now: str(job["id"]), right=True, sort="id"),
+    Column("id", "ID", 7, lambda job, now: str(job["id"]), right=True, sort="id", fit=True),
     Column("name", "NAME", 22, lambda job, now: format.one_line(job["name"], 22), sort="name"),
     Column("queue", "QUEUE", 10, lambda job, now: job["queue"], sort="queue"),
     Column("tries", "TRIES", 6, lambda job, now: format.tries(job), right=True, sort="attempts",

@@ -20,7 +20,7 @@ PROGRESS_WIDTH = 28  # at least: the column takes the room the others leave (61 
 HOST_WIDTH = 10
 
 JOB_COLUMNS: list[Column] = [
-    Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True, sort="id"),
+    Column("id", "ID", 6, lambda job, now: str(job["id"]), right=True, sort="id", fit=True),
     Column("name", "NAME", 20, lambda job, now: format.one_line(job["name"], 20), sort="name"),
     Column("queue", "QUEUE", 9, lambda job, now: job["queue"], sort="queue"),
     Column("priority", "PRI", 8, lambda job, now: priority_label(job["priority"]), sort="priority",

@@ -17,7 +17,7 @@ from jobrunner.errors import JobrunnerError
 from jobrunner.tui import data
 from jobrunner.tui.screens.dialogs import ConfirmDialog
 from jobrunner.tui.widgets.filter_bar import FilterBar
-from jobrunner.tui.widgets.paged_table import Column, PagedTable, render_rows
+from jobrunner.tui.widgets.paged_table import Column, PagedTable, page_rows
 from jobrunner.tui.widgets.status_header import StatusHeader
 
 if TYPE_CHECKING:
@@ -89,22 +89,22 @@ class PagedScreen(Screen):
             # jump puts the cursor (End once left it on the top row of the last page)
             cursor, follow = self._cursor, self._follow
         self._cursor, self._follow = cursor, follow
-        self._loader = self._load(self.request, frozenset(self.marked), self.table.widths)
+        self._loader = self._load(self.request, frozenset(self.marked), self.table.room)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="page", name="page")
     def _load(self, request: data.PageRequest, marked: frozenset[int],
-              widths: dict[str, int]) -> tuple[data.Snapshot, list, frozenset]:  # fmt: skip
+              room: tuple[int, int]) -> tuple[data.Snapshot, tuple[list, dict[str, int]], frozenset]:  # fmt: skip
         now = self.app.clock()
         snapshot = data.fetch_page(self.app.store, request, now)
-        return snapshot, render_rows(self.COLUMNS, snapshot.jobs, now, marked, widths), marked
+        return snapshot, page_rows(self.COLUMNS, snapshot.jobs, now, marked, room), marked
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
         if worker.name == "page":
             if event.state == WorkerState.SUCCESS:
-                snapshot, rows, marked = worker.result
+                snapshot, page, marked = worker.result
                 if marked == self.marked:
-                    self._apply(snapshot, rows)
+                    self._apply(snapshot, page)
                 else:  # marks changed while it was read: draw them from a fresh read
                     self.reload(self._cursor, self._follow)
             elif event.state == WorkerState.ERROR:
@@ -117,7 +117,7 @@ class PagedScreen(Screen):
                 self.notify(error_text(worker.error), severity="error", timeout=8, markup=False)
                 self.reload()
 
-    def _apply(self, snapshot: data.Snapshot, rows: list) -> None:
+    def _apply(self, snapshot: data.Snapshot, page: tuple[list, dict[str, int]]) -> None:
         if snapshot.request != self.request:
             return  # the user moved or filtered since: a newer page is on its way
         self.request = self.request.at(snapshot.offset, snapshot.from_end)
@@ -125,7 +125,8 @@ class PagedScreen(Screen):
         table = self.table
         selected = table.selected
         follow = selected["id"] if self._follow and selected else None
-        table.show(snapshot.jobs, rows, cursor=self._cursor, follow=follow)
+        rows, widths = page
+        table.show(snapshot.jobs, rows, cursor=self._cursor, follow=follow, widths=widths)
         table.show_order(self.request.order_by)
         self._cursor, self._follow = None, True
         self.header.show(snapshot, self.request, marked=len(self.marked))

@@ -34,13 +34,16 @@ class Column:
     # draws the cell at a given width: the column takes the room the others leave, `width` at least
     fill: Callable[[dict[str, Any], float, int], Cell] | None = None
     optional: bool = False  # shown only where the others keep their widths beside it (else 0 wide)
+    fit: bool = False  # as wide as its widest cell on the page, never cut (an id past 999,999)
 
 
-def fitted_widths(columns: list[Column], room: int, padding: int = 1) -> dict[str, int]:
-    """Each column's width in a table `room` cells wide: optional columns (the last first) go
-    when the others would not fit beside them, and the first that fills takes what is left,
-    never less than its own width."""
-    widths = {column.key: column.width for column in columns}
+def fitted_widths(columns: list[Column], room: int, padding: int = 1,
+                  needs: dict[str, int] | None = None) -> dict[str, int]:  # fmt: skip
+    """Each column's width in a table `room` cells wide: a `fit` column as wide as `needs`
+    says its cells are, optional columns (the last first) go when the others would not fit
+    beside them, and the first that fills takes what is left, never less than its own width."""
+    needs = needs or {}
+    widths = {column.key: max(column.width, needs.get(column.key, 0)) for column in columns}
     used = sum(widths.values()) + 2 * padding * len(columns)
     for column in reversed(columns):
         if column.optional and used > room:
@@ -50,6 +53,16 @@ def fitted_widths(columns: list[Column], room: int, padding: int = 1) -> dict[st
     if filling is not None:
         widths[filling.key] = max(filling.width, filling.width + room - used)
     return widths
+
+
+def page_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float, marked: frozenset[int],
+              room: tuple[int, int]) -> tuple[list[tuple[Cell, ...]], dict[str, int]]:  # fmt: skip
+    """A page's cells and the widths they were cut to, in a table of `room` (its width, its
+    cell padding): the `fit` columns first measured on these jobs (runs in the worker thread)."""
+    needs = {column.key: max((len(str(column.render(job, now))) for job in jobs), default=0)
+             for column in columns if column.fit}  # fmt: skip
+    widths = fitted_widths(columns, room[0], room[1], needs)
+    return render_rows(columns, jobs, now, marked, widths), widths
 
 
 def render_rows(columns: list[Column], jobs: list[dict[str, Any]], now: float,
@@ -106,6 +119,7 @@ class PagedTable(DataTable):
         self.job_columns = columns
         self.jobs: list[dict[str, Any]] = []
         self._shown: list[tuple[Cell, ...]] = []
+        self._needs: dict[str, int] = {}  # the fit columns' widths on the page shown
 
     def on_mount(self) -> None:
         for column in self.job_columns:  # optional ones come in once the width is known to have room
@@ -113,13 +127,21 @@ class PagedTable(DataTable):
             self.add_column(self._label(column, None), key=column.key, width=width)
 
     @property
+    def room(self) -> tuple[int, int]:
+        """What page_rows needs to know of the table: its width now and its cell padding."""
+        return self.scrollable_content_region.width, self.cell_padding
+
+    @property
     def widths(self) -> dict[str, int]:
         """The columns' widths at the table's width now (a filling column takes the room left)."""
-        return fitted_widths(self.job_columns, self.scrollable_content_region.width, self.cell_padding)
+        return fitted_widths(self.job_columns, *self.room, self._needs)
 
     def on_resize(self) -> None:
+        self._set_widths(self.widths)
+
+    def _set_widths(self, widths: dict[str, int]) -> None:
         changed = False
-        for key, width in self.widths.items():
+        for key, width in widths.items():
             column = self.columns[ColumnKey(key)]
             if column.width != width:
                 column.width = width
@@ -162,9 +184,12 @@ class PagedTable(DataTable):
         return self.jobs[self.cursor_row]
 
     def show(self, jobs: list[dict[str, Any]], rows: list[tuple[Cell, ...]], cursor: int | None = None,
-             follow: int | None = None) -> None:  # fmt: skip
-        """Put a page in place: changed cells only; then the cursor on job `follow` if it is
-        on this page, else on row `cursor`, else where it was."""
+             follow: int | None = None, widths: dict[str, int] | None = None) -> None:  # fmt: skip
+        """Put a page in place: changed cells only, in the `widths` they were cut to (page_rows);
+        then the cursor on job `follow` if it is on this page, else on row `cursor`, else where it was."""
+        if widths is not None:
+            self._needs = {column.key: widths[column.key] for column in self.job_columns if column.fit}
+            self._set_widths(widths)
         keys = [column.key for column in self.job_columns]
         for index, row in enumerate(rows):
             if index >= len(self._shown):
