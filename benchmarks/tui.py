@@ -125,6 +125,9 @@ def build_postgres(url: str, jobs: int, shape: str) -> Store:
             "INSERT INTO event (job_id, at, attempt, from_status, to_status, message) "
             "SELECT id, created_at, 0, NULL, 'queued', 'submitted' FROM job"
         )
+        # the search text, as jobrunner's own inserts write it (a trigger did before schema v14)
+        store.execute("INSERT INTO job_text (job_id, text) SELECT id, name || chr(10) || COALESCE(command, '') "
+                      "|| chr(10) || COALESCE(callable, '') FROM job ON CONFLICT (job_id) DO NOTHING")  # fmt: skip
     store.execute("VACUUM ANALYZE")  # as autovacuum leaves a table a daemon works: visibility map set
     return store
 

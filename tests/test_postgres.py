@@ -78,12 +78,13 @@ def test_the_daemons_claim_is_prepared_once_and_survives_losing_it(pg, tmp_path)
     from jobrunner.errors import StoreError
     from tests.conftest import sql
 
-    pg.prepare_hot = True
+    assert pg.prepare_hot is True
     now = time.time()
     ids = [repo.submit(pg, build_spec({"command": ["true"]}), now) for _ in range(3)]
     [first] = runs.claim(pg, "owner", now, 1, 30.0, str(tmp_path))
     assert first.id == ids[0]
-    assert sql(pg, "SELECT name FROM pg_prepared_statements") == [("jobrunner_claim_0_0",)]
+    names = sorted(name for (name,) in sql(pg, "SELECT name FROM pg_prepared_statements"))
+    assert [name.rsplit("_", 1)[0] for name in names] == ["jobrunner_claim_0_0", "jobrunner_submit_0"]
     pg.execute("DEALLOCATE ALL")
     with pytest.raises(StoreError):
         runs.claim(pg, "owner", now, 1, 30.0, str(tmp_path))
@@ -91,3 +92,21 @@ def test_the_daemons_claim_is_prepared_once_and_survives_losing_it(pg, tmp_path)
     rest = runs.claim(pg, "owner", now, 10, 30.0, str(tmp_path))
     assert [c.id for c in rest] == ids[1:] and sql(pg, "SELECT name FROM pg_prepared_statements") == []
     assert sorted(sql(pg, "SELECT id, attempts FROM job WHERE status = 'running'")) == [(i, 1) for i in ids]
+
+
+def test_a_submit_is_prepared_once_and_never_fails_for_losing_it(pg):
+    """A submit runs prepared (planned once per connection). Should the statement vanish from
+    the session (a pooler's doing: here DEALLOCATE), that submit runs the plain statement at
+    once instead: the caller sees no error, and each job is stored exactly once."""
+    from tests.conftest import sql
+
+    now = time.time()
+    first = repo.submit(pg, build_spec({"command": ["true"], "name": "one"}), now)
+    [(prepared,)] = sql(pg, "SELECT name FROM pg_prepared_statements")
+    assert prepared.startswith("jobrunner_submit_0_")
+    pg.execute("DEALLOCATE ALL")
+    second = repo.submit(pg, build_spec({"command": ["true"], "name": "two"}), now)
+    third = repo.submit(pg, build_spec({"command": ["true"], "name": "three"}), now)
+    assert pg.prepare_hot is False and sql(pg, "SELECT name FROM pg_prepared_statements") == []
+    assert sql(pg, "SELECT id, name FROM job ORDER BY id") == [(first, "one"), (second, "two"), (third, "three")]
+    assert sql(pg, "SELECT job_id FROM event WHERE message = 'submitted' ORDER BY job_id") == [(first,), (second,), (third,)]

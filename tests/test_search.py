@@ -184,3 +184,27 @@ def test_the_migration_indexes_the_jobs_already_there(store, db_path):
             assert [job["id"] for job in queries.list_jobs(reopened, limit=40, order_by="name")] == by_name
     finally:
         reopened.close()
+
+
+def test_every_door_that_stores_a_job_makes_it_searchable_at_once(store):
+    """Every way a job is stored (a submit with or without the daemons' wake-up, a bulk submit,
+    a unique key each way, dependencies; a schedule's fire submits through these) leaves it
+    found by a search of its name: on PostgreSQL the inserting statement writes its text (no
+    trigger since schema v14)."""
+    now = time.time()
+    made = [repo.submit(store, build_spec({"command": ["true"], "name": "door-plain"}), now)]
+    store.poke_on_commit = not store.poke_on_commit  # the other statement: with/without NOTIFY
+    made.append(repo.submit(store, build_spec({"callable": "pkg.m:f", "name": "door-other"}), now))
+    store.poke_on_commit = not store.poke_on_commit
+    made += repo.submit_many(store, [build_spec({"command": ["true"], "name": f"door-bulk-{n}"}) for n in range(3)], now)
+    for mode in ("reuse", "replace"):
+        keyed = {"command": ["true"], "name": f"door-key-{mode}", "unique_key": "k", "on_conflict": mode}
+        made.append(repo.submit(store, build_spec(keyed), now))
+    waiting = build_spec({"command": ["true"], "name": "door-after"})
+    waiting.after = [made[0]]
+    made.append(repo.submit(store, waiting, now))
+    names = dict(sql(store, "SELECT id, name FROM job"))
+    for job_id in made:
+        assert ids(queries.list_jobs(store, JobFilter(search=names[job_id]), limit=None)) == [job_id], names[job_id]
+    if not store.is_sqlite:
+        assert sql(store, "SELECT id FROM job WHERE id NOT IN (SELECT job_id FROM job_text)") == []

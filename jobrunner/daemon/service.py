@@ -87,7 +87,6 @@ class Service(Handover, PeriodicWork):
                  starting: StartingPool | None = None) -> None:  # fmt: skip
         self.store = store
         self.store.poke_on_commit = False  # our own writes must not wake us
-        self.store.prepare_hot = True  # the claim planned once per connection (Store.execute_hot)
         bound_lock_waits(store, options.lease)
         self.config = config
         self.options = options

@@ -109,7 +109,8 @@ def submit(store: Store, spec: JobSpec, now: float) -> int:
 
         notify = store.poke_on_commit
         with store.write_lock:
-            cursor = store.execute(backend.submit_statement(notify), (*row, now, *((CHANNEL, "") if notify else ())))
+            cursor = store.execute_hot(f"jobrunner_submit_{int(notify)}", backend.submit_statement(notify),
+                                       (*row, now, *((CHANNEL, "") if notify else ())))  # fmt: skip
         return int(cursor.fetchone()[0])
     with store.write():
         cursor = store.cursor()

@@ -4,7 +4,7 @@ Both: `job_tag`, one row per (tag, job) (schema v11, migrations.py), so a tag fi
 tag's jobs in id order. A search, on SQLite: `job_search`, an FTS5 table of
 trigrams (detail=none: candidates only, no positions) over each job's name, command and
 callable, whose content is the job table itself; on PostgreSQL: `job_text`, that text in a
-table of its own (a trigger's) with a pg_trgm GIN index. Not an index on `job`: a claim or a
+table of its own with a pg_trgm GIN index. Not an index on `job`: a claim or a
 finish rewrites the job's row, and every index of the table takes the new version (a trigram
 index on job cost claims and finishes 12%, measured; on a table of its own, nothing).
 
@@ -12,7 +12,9 @@ Either index only narrows: every candidate is checked again with the filter's ow
 search finds exactly what it found before the index (substrings of three or more characters
 use it; shorter ones read every row, as before).
 
-PostgreSQL keeps both tables by triggers in the writing transaction. SQLite indexes a new job
+PostgreSQL keeps both tables in the writing transaction: a new job's text is written by the
+statement that inserts it (backends.WITH_TEXT: a trigger cost a submit a tenth), its tags and
+every edit and delete by triggers. SQLite indexes a new job
 after the fact, not in its submit: an FTS5 insert costs about as much
 as the submit itself (enqueue fell to 0.45x with a trigger, measured), and even a trigger that
 does nothing for a job without tags cost a submit 3.5%. The daemon indexes new jobs a batch at
@@ -26,13 +28,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from jobrunner.store.backends import job_text
 from jobrunner.store.db import Store, guarded
 
 #: meta's key for the highest job id in job_search and job_tag (SQLite; new ids are always higher).
 SEARCH_MARK = "search_indexed_to"
 MARK_SQL = f"(SELECT CAST(value AS INTEGER) FROM meta WHERE key = '{SEARCH_MARK}')"
 #: PostgreSQL: the text job_text holds for a job (NEW: the row being written).
-TEXT_OF_NEW = "NEW.name || chr(10) || COALESCE(NEW.command, '') || chr(10) || COALESCE(NEW.callable, '')"
+TEXT_OF_NEW = job_text("NEW.")
 INDEX_BATCH = 2000  # jobs indexed per transaction: ~10 ms of the write lock
 
 
@@ -232,14 +235,14 @@ PG_TEXT_SCHEMA = (
     "IF TG_OP = 'DELETE' THEN DELETE FROM job_text WHERE job_id = OLD.id; RETURN NULL; END IF; "
     f"INSERT INTO job_text (job_id, text) VALUES (NEW.id, {TEXT_OF_NEW}) "
     "ON CONFLICT (job_id) DO UPDATE SET text = EXCLUDED.text; RETURN NULL; END $$",
-    "DROP TRIGGER IF EXISTS job_text_new ON job",  # a migration run again (one cut short) makes it anew
-    "CREATE TRIGGER job_text_new AFTER INSERT ON job FOR EACH ROW EXECUTE FUNCTION job_text_sync()",
+    # a new job's text: written by the statement that inserts it (backends.WITH_TEXT; schema v14)
+    "DROP TRIGGER IF EXISTS job_text_new ON job",
     "DROP TRIGGER IF EXISTS job_text_edit ON job",
     "CREATE TRIGGER job_text_edit AFTER UPDATE OF name, command, callable ON job FOR EACH ROW "
     "EXECUTE FUNCTION job_text_sync()",
     "DROP TRIGGER IF EXISTS job_text_gone ON job",
     "CREATE TRIGGER job_text_gone AFTER DELETE ON job FOR EACH ROW EXECUTE FUNCTION job_text_sync()",
-    f"INSERT INTO job_text (job_id, text) SELECT id, {TEXT_OF_NEW.replace('NEW.', '')} FROM job "
+    f"INSERT INTO job_text (job_id, text) SELECT id, {job_text()} FROM job "
     "ON CONFLICT (job_id) DO NOTHING",
 )
 
