@@ -213,6 +213,8 @@ def refresh_cases(shape: str) -> dict[str, dict]:
         "sorted by name": {"order_by": "name"},
         "sorted by name, offset 20,000": {"order_by": "name", "offset": 20_000},
         "sorted by age, oldest first": {"order_by": "created_at"},
+        "sorted by tries, most first": {"order_by": "-attempts"},
+        "sorted by progress, most first": {"order_by": "-progress"},
         "status succeeded, sorted by name": {"statuses": (Status.SUCCEEDED,), "order_by": "name"},
         "status dead, sorted by name": {"statuses": (Status.DEAD,), "order_by": "name"},
         f"search {rare!r}": {"search": rare},
