@@ -38,7 +38,8 @@ def mixed(store):
 def plain(store, where: JobFilter, order_by: str | None) -> list[int]:
     """The page order as one ORDER BY over every match (what pages.py must equal)."""
     clause, params = where.where(store.backend.param)
-    rows = store.execute(f"SELECT id FROM job{clause}{queries.order_clause(order_by)}", params).fetchall()
+    order = queries.order_clause(order_by, spell_nulls=not store.is_sqlite)
+    rows = store.execute(f"SELECT id FROM job{clause}{order}", params).fetchall()
     return [row[0] for row in rows]
 
 

@@ -40,6 +40,16 @@ def test_default_is_newest_first_and_pages_follow_the_sort(filled):
     assert [job["name"] for job in by_name] == ["job-05", "job-07", "job-09", "job-11"]
 
 
+def test_nulls_sort_the_same_way_on_both_backends(filled):
+    """Most progress first starts with the jobs that have some, least first ends with them, on
+    SQLite and PostgreSQL alike (PostgreSQL's own default puts NULLs first going down)."""
+    sql(filled, "UPDATE job SET progress=0.5 WHERE id=4")
+    sql(filled, "UPDATE job SET progress=0.9 WHERE id=9")
+    assert ids(queries.list_jobs(filled, limit=3, order_by="-progress")) == [9, 4, 30]
+    assert ids(queries.list_jobs(filled, limit=2, order_by="progress", from_end=True)) == [4, 9]
+    assert ids(queries.list_jobs(filled, limit=None, order_by="progress"))[-2:] == [4, 9]
+
+
 def test_unknown_sort_columns_never_reach_sql(filled):
     for bad in ("error", "id; DROP TABLE job", "-command"):
         with pytest.raises(UsageError, match="cannot sort by"):

@@ -171,8 +171,14 @@ SORTABLE = (
 )  # fmt: skip
 
 
-def order_clause(order_by: str | None, newest_first: bool = True) -> str:
-    """`ORDER BY col DIR, id DIR` for "col" (ascending) or "-col" (descending); None: by id."""
+#: SORTABLE columns that may be NULL (a job not started, or one that never reported progress).
+NULLABLE = frozenset({"progress", "started_at", "finished_at"})
+
+
+def order_clause(order_by: str | None, newest_first: bool = True, spell_nulls: bool = False) -> str:
+    """`ORDER BY col DIR, id DIR` for "col" (ascending) or "-col" (descending); None: by id.
+    `spell_nulls` (PostgreSQL): NULLs where SQLite puts them, first going up and last going
+    down, so "most progress first" starts with the jobs that have some on either backend."""
     if not order_by:
         return f" ORDER BY id {'DESC' if newest_first else 'ASC'}"
     column = order_by.removeprefix("-")
@@ -181,7 +187,8 @@ def order_clause(order_by: str | None, newest_first: bool = True) -> str:
     direction = "DESC" if order_by.startswith("-") else "ASC"
     if column == "id":
         return f" ORDER BY id {direction}"
-    return f" ORDER BY {column} {direction}, id {direction}"
+    nulls = (" NULLS LAST" if direction == "DESC" else " NULLS FIRST") if spell_nulls and column in NULLABLE else ""
+    return f" ORDER BY {column} {direction}{nulls}, id {direction}"
 
 
 def _flipped(order_by: str) -> str:
@@ -197,7 +204,8 @@ def _page(store: Store, where: JobFilter, limit: int, offset: int, newest_first:
     found = pages.page_query(store, where, limit, offset, descending != from_end, sort)
     if found is not None:
         return found
-    order = order_clause(_flipped(order_by) if from_end and order_by else order_by, newest_first != from_end)
+    order = order_clause(_flipped(order_by) if from_end and order_by else order_by, newest_first != from_end,
+                         not store.is_sqlite)  # fmt: skip
     clause, params = where.where(store.backend.param)
     return f"SELECT id FROM job{clause}{order} LIMIT {int(limit)} OFFSET {int(offset)}", params
 
@@ -210,7 +218,7 @@ def list_jobs(store: Store, where: JobFilter | None = None, limit: int | None = 
     ("-priority": highest first), ties by id in the same direction. `from_end`: the page
     `offset` rows before the end (the last page at 0), in the same order."""
     where = where or JobFilter()
-    order = order_clause(order_by, newest_first)
+    order = order_clause(order_by, newest_first, not store.is_sqlite)
     if limit:
         # The page's ids first, from indexes alone (pages.py), then only those rows: skipping
         # `offset` rows costs index steps, not whole rows, and no filter sorts every match.
