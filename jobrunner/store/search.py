@@ -13,7 +13,7 @@ search finds exactly what it found before the index (substrings of three or more
 use it; shorter ones read every row, as before).
 
 PostgreSQL keeps both tables in the writing transaction: a new job's text is written by the
-statement that inserts it (backends.WITH_TEXT: a trigger cost a submit a tenth), its tags and
+statement that inserts it (backends.WITH_TEXT: a trigger's call per row cost 2%), its tags and
 every edit and delete by triggers. SQLite indexes a new job
 after the fact, not in its submit: an FTS5 insert costs about as much
 as the submit itself (enqueue fell to 0.45x with a trigger, measured), and even a trigger that
