@@ -215,6 +215,8 @@ def refresh_cases(shape: str) -> dict[str, dict]:
         "sorted by age, oldest first": {"order_by": "created_at"},
         "sorted by tries, most first": {"order_by": "-attempts"},
         "sorted by progress, most first": {"order_by": "-progress"},
+        "sorted by progress, least first": {"order_by": "progress"},
+        "status dead, sorted by tries": {"statuses": (Status.DEAD,), "order_by": "-attempts"},
         "status succeeded, sorted by name": {"statuses": (Status.SUCCEEDED,), "order_by": "name"},
         "status dead, sorted by name": {"statuses": (Status.DEAD,), "order_by": "name"},
         f"search {rare!r}": {"search": rare},

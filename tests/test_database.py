@@ -286,10 +286,12 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
     try:
         assert current_version(store) == SCHEMA_VERSION
         # every row, id and index as it was; v9 adds unique_key (NULL) and two indexes, v10 three
-        # limit columns (NULL), v11 the index of jobs by priority (and tables: job_tag, job_search)
+        # limit columns (NULL), v11 the index of jobs by priority (and tables: job_tag, job_search),
+        # v15 the indexes of the tries and progress sort table
         after = _snapshot(path)
         added = [index for index in after["indexes"] if index not in before["indexes"]]
-        assert [name for name, _ in added] == ["job_priority_done", "job_unique_key", "sqlite_autoindex_queue_rate_1"]
+        assert [name for name, _ in added] == ["job_by_run_attempts", "job_by_run_progress", "job_priority_done",
+                                               "job_unique_key", "sqlite_autoindex_queue_rate_1"]  # fmt: skip
         assert after == {**before, "jobs": [(*row, None, None, None, None) for row in before["jobs"]],
                          "indexes": sorted(before["indexes"] + added)}  # fmt: skip
         assert store.execute("SELECT value FROM meta WHERE key='job_id_floor'").fetchone() == ("3",)

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
+from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.domain.jobspec import build_spec
 from jobrunner.domain.states import ALL_STATUSES, Status
-from jobrunner.store import pages, queries, repo, search
+from jobrunner.store import pages, queries, repo, runs, search, sort_tables
 from jobrunner.store.queries import JobFilter
 from tests.conftest import sql
 from tests.servehelpers import client_for
@@ -102,6 +103,96 @@ def test_pages_by_name_and_age_are_the_plain_sort_page_by_page(mixed, where, ord
         back = [ids(queries.list_jobs(mixed, where, limit, offset, order_by=order_by, from_end=True))
                 for offset in range(0, 64, limit)]  # fmt: skip
         assert [i for page in reversed(back) for i in page] == expected
+
+
+TRIES_AND_PROGRESS = ["attempts", "-attempts", "progress", "-progress"]
+
+
+def _assert_pages_sorted(store, where: JobFilter, order_by: str, limit: int = 7) -> None:
+    expected = plain(store, where, order_by)
+    got = [i for offset in range(0, len(expected) + limit, limit)
+           for i in ids(queries.list_jobs(store, where, limit, offset, order_by=order_by))]  # fmt: skip
+    assert got == expected, order_by
+    back = [ids(queries.list_jobs(store, where, limit, offset, order_by=order_by, from_end=True))
+            for offset in range(0, len(expected) + limit, limit)]  # fmt: skip
+    assert [i for page in reversed(back) for i in page] == expected, order_by
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_pages_by_tries_and_progress_stay_the_plain_sort_through_a_run(store, seed, monkeypatch):
+    """The sort tables of tries and progress follow jobs as they run (store/sort_tables.py):
+    claims, progress reports, successes, failures that retry and that end, releases, cancels,
+    retries and purges, with the daemon's batch at random moments (and small batches, so its
+    marks stop part way). After every step, every page sorted by tries or progress, filtered or
+    not, is the plain sort."""
+    rng = random.Random(seed)
+    monkeypatch.setattr(pages, "COMPARE_UP_TO", rng.choice([0, pages.COMPARE_UP_TO]))
+    wheres = [JobFilter(), JobFilter(statuses=[Status.SUCCEEDED, Status.RUNNING]), JobFilter(queues=["b"]),
+              JobFilter(statuses=[Status.DEAD, Status.QUEUED], queues=["a", "c"])]  # fmt: skip
+    now = 1000.0
+
+    def submit(n: int) -> None:
+        specs = [build_spec({"command": ["true"], "queue": rng.choice(QUEUES), "retries": rng.choice([0, 2])})
+                 for _ in range(n)]  # fmt: skip
+        repo.submit_many(store, specs, now)
+
+    submit(30)
+    for _ in range(60):
+        now += 1.0
+        action = rng.choice(["claim", "claim", "progress", "finish", "finish", "release", "cancel",
+                             "retry", "purge", "submit", "index", "index"])  # fmt: skip
+        running = [(i, a) for i, a in sql(store, "SELECT id, attempts FROM job WHERE status = 'running'")]
+        if action == "claim":
+            runs.claim(store, "d1", now, rng.randint(1, 6), 60.0, "/tmp")
+        elif action == "progress" and running:
+            runs.save_progress(store, [(i, a, rng.choice([0.0, 0.3, 0.7, 1.0]), None)
+                                       for i, a in rng.sample(running, min(3, len(running)))], now)  # fmt: skip
+        elif action == "finish" and running:
+            outcomes = [runs.Outcome(i, a, None if rng.random() < 0.5 else Failure(FailureKind.EXIT, "exit 1"))
+                        for i, a in rng.sample(running, min(3, len(running)))]  # fmt: skip
+            runs.finish(store, "d1", outcomes, now, rng)
+        elif action == "release" and running:
+            runs.release(store, "d1", [runs.Attempt(*running[0])], now)
+        elif action == "cancel":
+            queued = [row[0] for row in sql(store, "SELECT id FROM job WHERE status IN ('queued', 'retrying')")]
+            if queued:
+                repo.cancel(store, [rng.choice(queued)], now)
+        elif action == "retry":
+            dead = [row[0] for row in sql(store, "SELECT id FROM job WHERE status IN ('dead', 'cancelled')")]
+            if dead:
+                repo.retry(store, rng.sample(dead, min(2, len(dead))), now)
+        elif action == "purge":
+            repo.purge(store, rng.choice([0.0, 5.0]), [Status.SUCCEEDED, Status.DEAD], now)
+        elif action == "submit":
+            submit(rng.randint(1, 5))
+        elif action == "index":
+            search.index_new(store, batch=rng.randint(1, 12))
+        runs.promote_due(store, now + 3600.0)  # retries due at once
+        for where in wheres:
+            for order_by in TRIES_AND_PROGRESS:
+                _assert_pages_sorted(store, where, order_by)
+    search.index_new(store, batch=10_000)
+    search.index_new(store, batch=10_000)
+    if store.is_sqlite:  # caught up: every job not running is in the table, as it is now
+        columns = "status, queue, attempts, progress"
+        assert sql(store, f"SELECT job_id, {columns} FROM {sort_tables.RUN_TABLE} ORDER BY job_id") == sql(
+            store, f"SELECT id, {columns} FROM job WHERE status <> 'running' ORDER BY id")
+
+
+def test_a_purge_of_the_newest_jobs_does_not_hide_the_next_changes(store):
+    """Event ids are handed out again after a purge of the newest events: the tables' feed mark
+    comes down with them, so the claim that reuses an id is still seen (SQLite's feed)."""
+    repo.submit_many(store, [build_spec({"command": ["true"]}) for _ in range(4)], 1000.0)
+    (first,) = runs.claim(store, "d1", 1001.0, 1, 60.0, "/tmp")  # job 1 runs and succeeds
+    runs.finish(store, "d1", [runs.Outcome(first.id, first.attempt)], 1002.0)
+    search.index_new(store)  # caught up: the feed mark is job 1's success, the newest event
+    repo.purge(store, 0.0, [Status.SUCCEEDED], 1003.0)  # job 1 and its events go
+    runs.claim(store, "d1", 1004.0, 2, 60.0, "/tmp")  # jobs 2 and 3: their events take the ids again
+    for order_by in TRIES_AND_PROGRESS:
+        _assert_pages_sorted(store, JobFilter(), order_by, limit=2)
+    search.index_new(store)
+    for order_by in TRIES_AND_PROGRESS:
+        _assert_pages_sorted(store, JobFilter(), order_by, limit=2)
 
 
 @pytest.mark.sqlite_only(reason="SQLite's sort tables and EXPLAIN QUERY PLAN (PostgreSQL sorts)")

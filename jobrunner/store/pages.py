@@ -15,6 +15,7 @@ past it, callers say "over N".
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -210,27 +211,59 @@ def arms(store: Store, where: JobFilter, sort: str = "id") -> list[Arm] | None:
 
 
 def _sort_table_arms(store: Store, where: JobFilter, sort: str, reach: int) -> list[Arm] | None:
-    """A page sorted by name or age (SQLite): the column's sort table in order, every condition
-    of the filter checked on each job, merged with the jobs past the mark. None (sort the
-    matches instead) when the filter keeps too few jobs for that: reaching `reach` matches
-    reads about reach * jobs / matches pairs, where sorting reads the matches."""
+    """A page sorted by name, age, tries or progress (SQLite): the column's sort table in order,
+    every condition of the filter checked on each job, merged with the jobs past the mark (and,
+    for tries and progress, a range of the table per status, the running jobs and those changed
+    since the table's feed mark, from their rows). None (sort the matches instead) when the
+    filter keeps too few jobs for that: reaching `reach` matches reads about reach * jobs /
+    matches pairs, where sorting reads the matches."""
     if not store.is_sqlite or not sort_tables.present(store):
         return None
+    followed = sort in sort_tables.FOLLOWED
     terms = where.terms(store.backend.param)
-    if terms:
-        matches = count(store, where, COMPARE_UP_TO)
-        if matches is not None and matches <= COMPARE_UP_TO:
-            (top,) = store.execute("SELECT COALESCE(MAX(id), 0) FROM job").fetchone()
-            if reach * int(top) >= matches * matches:
-                return None
+    # a status is a range of its own in the tries and progress table: only the rest is checked
+    if any(kind != "status" for kind, _, _ in terms) or (terms and not followed):
+        (top,) = store.execute("SELECT COALESCE(MAX(id), 0) FROM job").fetchone()
+        enough = min(COMPARE_UP_TO, math.isqrt(reach * int(top)))  # more matches than this: walk
+        matches = count(store, where, enough)
+        if matches is not None and matches <= enough and reach * int(top) >= matches * matches:
+            return None
     conditions = tuple(sql for _, sql, _ in terms)
     params = tuple(value for _, _, values in terms for value in values)
+    tail = Arm("job NOT INDEXED", (f"job.id > COALESCE({search.MARK_SQL}, 0)", *conditions), params)
+    if followed:
+        return [*_run_table_arms(store, where, sort), tail]
     table = sort_tables.TABLES[sort]
     # CROSS JOIN: the pairs stay the outer loop, in order (SQLite would rather walk a status's jobs)
     source = f"{table} AS s CROSS JOIN job ON job.id = s.job_id" if terms else f"{table} AS s"
-    indexed = Arm(source, conditions or ("1 = 1",), params, key="s.job_id", sort_key="s.k")
-    tail = Arm("job NOT INDEXED", (f"job.id > COALESCE({search.MARK_SQL}, 0)", *conditions), params)
-    return [indexed, tail]
+    return [Arm(source, conditions or ("1 = 1",), params, key="s.job_id", sort_key="s.k"), tail]
+
+
+def _run_table_arms(store: Store, where: JobFilter, sort: str) -> list[Arm]:
+    """Sorted by tries or progress, the jobs up to the mark: a range of the table per status
+    (in (value, id) order), less the jobs changed since its feed mark, which are read from
+    their rows with the running jobs (store/sort_tables.py)."""
+    p = store.backend.param
+    statuses = sorted({s.value for s in where.statuses}) or [s.value for s in ALL_STATUSES]
+    checks, check_params = _row_checks(store, where)  # the filter's terms but status and queue
+    by_queue = (f"s.queue IN ({', '.join([p] * len(where.queues))})",) if where.queues else ()
+    source = f"{sort_tables.RUN_TABLE} AS s INDEXED BY {sort_tables.run_index(sort)}"
+    if checks:  # CROSS JOIN: the table's range stays the outer loop, in order
+        source += " CROSS JOIN job ON job.id = s.job_id"
+    changed, below = sort_tables.CHANGED_SQL, f"job.id <= COALESCE({search.MARK_SQL}, 0)"
+    arms = [
+        Arm(source, (f"s.status = {_quote(status)}", f"s.job_id NOT IN {changed}", *by_queue, *checks),
+            (*where.queues, *check_params), key="s.job_id", sort_key=f"s.{sort}")
+        for status in statuses if status != Status.RUNNING.value
+    ]  # fmt: skip
+    terms = where.terms(p)
+    conditions = tuple(sql for _, sql, _ in terms)
+    params = tuple(value for _, _, values in terms for value in values)
+    # NOT INDEXED: by id, from the few changed (not every job a status or tag index holds)
+    arms.append(Arm("job NOT INDEXED", (f"job.id IN {changed}", below, *conditions), params))
+    if Status.RUNNING.value in statuses:
+        arms.append(Arm("job", ("status = 'running'", NOT_QUEUED, below, f"job.id NOT IN {changed}", *conditions), params))
+    return arms
 
 
 def _count(store: Store, found: list[Arm], up_to: int) -> int:
@@ -254,7 +287,7 @@ def page_query(store: Store, where: JobFilter, limit: int, offset: int, descendi
                sort: str = "id") -> tuple[str, list[Any]] | None:  # fmt: skip
     """A query of one page's ids in (sort, id) order (highest first if `descending`), from the
     filter's index ranges; None when the filter has none (a plain query is as good)."""
-    if sort in sort_tables.TABLES:
+    if sort in sort_tables.SORTS:
         found = _sort_table_arms(store, where, sort, limit + offset)
     elif sort in ARM_SORTS:
         found = arms(store, where, sort)

@@ -97,23 +97,25 @@ def tag_condition(param: str, tag: str) -> tuple[str, list[Any]]:
 @guarded
 def index_new(store: Store, batch: int = INDEX_BATCH) -> int:
     """Put the text, tags, name and age of up to `batch` jobs past the mark into job_search,
-    job_tag and the sort tables (SQLite; one short write transaction); returns how many, so a
-    caller with a backlog comes back soon."""
+    job_tag and the sort tables, and bring the tables of tries and progress up to date with the
+    events since their own mark (SQLite; one short write transaction); returns how many jobs and
+    events it read, so a caller with a backlog comes back soon."""
     if not store.is_sqlite:
         return 0
     from jobrunner.store import sort_tables
 
     (behind,) = store.execute(f"SELECT MAX(id) > COALESCE({MARK_SQL}, 0) FROM job").fetchone()
-    if not behind:  # a read, not a write transaction, when there is nothing to do (an idle daemon)
+    if not behind and not sort_tables.behind(store):  # a read, not a write transaction: an idle daemon
         return 0
     with store.write():
         (mark,) = store.execute(f"SELECT COALESCE({MARK_SQL}, 0)").fetchone()
+        followed = sort_tables.follow(store, mark, batch) if sort_tables.present(store) else 0
         (upto, count) = store.execute(
             "SELECT MAX(id), COUNT(*) FROM (SELECT id FROM job WHERE id > ? ORDER BY id LIMIT ?) AS b",
             (mark, batch),
         ).fetchone()
         if not count:
-            return 0
+            return followed
         if has_search_table(store):
             store.execute(
                 "INSERT INTO job_search (rowid, name, command, callable) "
@@ -124,7 +126,7 @@ def index_new(store: Store, batch: int = INDEX_BATCH) -> int:
         if sort_tables.present(store):
             sort_tables.fill(store, mark, upto)
         store.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (SEARCH_MARK, str(upto)))
-    return int(count)
+    return int(count) + followed
 
 
 @guarded
