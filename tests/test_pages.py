@@ -195,6 +195,21 @@ def test_a_purge_of_the_newest_jobs_does_not_hide_the_next_changes(store):
         _assert_pages_sorted(store, JobFilter(), order_by, limit=2)
 
 
+@pytest.mark.parametrize("order_by", TRIES_AND_PROGRESS)
+def test_a_page_by_tries_or_progress_reads_an_index_in_order(mixed, order_by):
+    """No sort of every job at a million: SQLite merges the sort table's range of each status,
+    PostgreSQL reads its index of the column (NULLs first, as the page sorts them)."""
+    search.index_new(mixed)
+    column = order_by.removeprefix("-")
+    page, params = queries._page(mixed, JobFilter(), 5, 0, True, order_by, False)
+    plan = " | ".join(str(row[-1]) for row in mixed.execute(f"EXPLAIN {'QUERY PLAN ' if mixed.is_sqlite else ''}{page}",
+                                                            params).fetchall())  # fmt: skip
+    if mixed.is_sqlite:
+        assert "MERGE (UNION ALL)" in plan and sort_tables.run_index(column) in plan, plan
+    else:
+        assert f"job_{column}_id" in plan and "Sort" not in plan, plan
+
+
 @pytest.mark.sqlite_only(reason="SQLite's sort tables and EXPLAIN QUERY PLAN (PostgreSQL sorts)")
 def test_a_page_by_name_reads_its_sort_table_in_order(mixed):
     """The whole point: no sort of every job (a temp b-tree over the table) at a million."""
