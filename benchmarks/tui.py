@@ -217,6 +217,8 @@ def refresh_cases(shape: str) -> dict[str, dict]:
         "sorted by progress, most first": {"order_by": "-progress"},
         "sorted by progress, least first": {"order_by": "progress"},
         "status dead, sorted by tries": {"statuses": (Status.DEAD,), "order_by": "-attempts"},
+        "status dead by when they died, offset 20,000": {"statuses": (Status.DEAD,), "order_by": "-finished_at",
+                                                         "offset": 20_000},
         "status succeeded, sorted by name": {"statuses": (Status.SUCCEEDED,), "order_by": "name"},
         "status dead, sorted by name": {"statuses": (Status.DEAD,), "order_by": "name"},
         f"search {rare!r}": {"search": rare},

@@ -290,7 +290,7 @@ def test_migration_to_never_reused_ids_keeps_every_row_and_index(tmp_path):
         # v15 the indexes of the tries and progress sort table
         after = _snapshot(path)
         added = [index for index in after["indexes"] if index not in before["indexes"]]
-        assert [name for name, _ in added] == ["job_by_run_attempts", "job_by_run_progress", "job_priority_done",
+        assert [name for name, _ in added] == ["job_by_run_attempts", "job_by_run_finished_at", "job_by_run_progress", "job_priority_done",
                                                "job_unique_key", "sqlite_autoindex_queue_rate_1"]  # fmt: skip
         assert after == {**before, "jobs": [(*row, None, None, None, None) for row in before["jobs"]],
                          "indexes": sorted(before["indexes"] + added)}  # fmt: skip

@@ -41,9 +41,10 @@ def test_sort_by_key_and_by_clicking_a_header(cli, store):
         assert shown(pilot) == [low, high, normal]
         await pilot.press("O")
         await until(pilot, lambda: shown(pilot) == [normal, high, low])
-        for _ in range(3):  # progress, tries, age, then back to newest first
+        for word in ("progress", "tries", "age"):  # the header names the column as the table does
             await pilot.press("o")
-        await pilot.press("o")
+            await until(pilot, lambda word=word: f"sorted by {word} ▼" in header(pilot))
+        await pilot.press("o")  # then back to newest first
         await until(pilot, lambda: "sorted" not in header(pilot))
         await pilot.click("#jobs", offset=(10, 0))  # NAME: alphabetical
         await until(pilot, lambda: shown(pilot) == [normal, low, high])

@@ -211,9 +211,9 @@ def arms(store: Store, where: JobFilter, sort: str = "id") -> list[Arm] | None:
 
 
 def _sort_table_arms(store: Store, where: JobFilter, sort: str, reach: int) -> list[Arm] | None:
-    """A page sorted by name, age, tries or progress (SQLite): the column's sort table in order,
-    every condition of the filter checked on each job, merged with the jobs past the mark (and,
-    for tries and progress, a range of the table per status, the running jobs and those changed
+    """A page sorted by name, age, tries, progress or finish time (SQLite): the column's sort
+    table in order, every condition of the filter checked on each job, merged with the jobs past
+    the mark (and, for the last three, a range of the table per status, the running jobs and those changed
     since the table's feed mark, from their rows). None (sort the matches instead) when the
     filter keeps too few jobs for that: reaching `reach` matches reads about reach * jobs /
     matches pairs, where sorting reads the matches."""
@@ -221,7 +221,7 @@ def _sort_table_arms(store: Store, where: JobFilter, sort: str, reach: int) -> l
         return None
     followed = sort in sort_tables.FOLLOWED
     terms = where.terms(store.backend.param)
-    # a status is a range of its own in the tries and progress table: only the rest is checked
+    # a status is a range of its own in RUN_TABLE: only the rest is checked
     if any(kind != "status" for kind, _, _ in terms) or (terms and not followed):
         (top,) = store.execute("SELECT COALESCE(MAX(id), 0) FROM job").fetchone()
         enough = min(COMPARE_UP_TO, math.isqrt(reach * int(top)))  # more matches than this: walk
@@ -240,7 +240,7 @@ def _sort_table_arms(store: Store, where: JobFilter, sort: str, reach: int) -> l
 
 
 def _run_table_arms(store: Store, where: JobFilter, sort: str) -> list[Arm]:
-    """Sorted by tries or progress, the jobs up to the mark: a range of the table per status
+    """Sorted by tries, progress or finish time, the jobs up to the mark: a range of the table per status
     (in (value, id) order), less the jobs changed since its feed mark, which are read from
     their rows with the running jobs (store/sort_tables.py)."""
     p = store.backend.param

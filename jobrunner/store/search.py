@@ -97,7 +97,7 @@ def tag_condition(param: str, tag: str) -> tuple[str, list[Any]]:
 @guarded
 def index_new(store: Store, batch: int = INDEX_BATCH) -> int:
     """Put the text, tags, name and age of up to `batch` jobs past the mark into job_search,
-    job_tag and the sort tables, and bring the tables of tries and progress up to date with the
+    job_tag and the sort tables, and bring the table of tries, progress and finish times up to date with the
     events since their own mark (SQLite; one short write transaction); returns how many jobs and
     events it read, so a caller with a backlog comes back soon."""
     if not store.is_sqlite:

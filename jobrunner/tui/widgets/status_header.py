@@ -114,6 +114,10 @@ def first_fitting(candidates: list[Text], width: int | None) -> Text:
     return candidates[-1] if width else candidates[0]
 
 
+#: A sort's column as the tables' headers name it (TRIES, AGE, the dead letters' DIED).
+SORT_WORDS = {"attempts": "tries", "created_at": "age", "finished_at": "died"}
+
+
 def window_line(snapshot: Snapshot, request: PageRequest, keys: bool, marked: int = 0) -> Text:
     shown = len(snapshot.jobs)
     first = snapshot.offset + 1 if shown else 0
@@ -135,6 +139,7 @@ def window_line(snapshot: Snapshot, request: PageRequest, keys: bool, marked: in
         line.append(f"  ·  {marked} marked (Esc forgets)", style="bold magenta")
     if request.order_by:
         column = request.order_by.removeprefix("-")
+        column = SORT_WORDS.get(column, column)
         line.append(
             f"  ·  sorted by {column} {'▼' if request.order_by.startswith('-') else '▲'}", style="cyan"
         )
