@@ -14,7 +14,7 @@ from jobrunner.domain.jobspec import build_spec
 from jobrunner.domain.states import ALL_STATUSES, Status
 from jobrunner.store import pages, queries, repo, runs, search, sort_tables
 from jobrunner.store.queries import JobFilter
-from tests.conftest import sql
+from tests.conftest import ON_POSTGRES, sql
 from tests.servehelpers import client_for
 
 QUEUES = ["a", "b", "c"]
@@ -201,7 +201,8 @@ def test_a_page_by_tries_progress_or_finish_reads_an_index_in_order(mixed, order
     PostgreSQL reads its index of the column (NULLs first, as the page sorts them)."""
     search.index_new(mixed)
     column = order_by.removeprefix("-")
-    page, params = queries._page(mixed, JobFilter(), 5, 0, True, order_by, False)
+    where = JobFilter(statuses=[Status.DEAD]) if column == "finished_at" else JobFilter()  # the dead letters
+    page, params = queries._page(mixed, where, 5, 0, True, order_by, False)
     if not mixed.is_sqlite:  # 60 jobs: a sort is cheaper, so forbid it to see that the index serves the order
         mixed.execute("SET enable_seqscan = off")
         mixed.execute("SET enable_sort = off")
@@ -215,7 +216,20 @@ def test_a_page_by_tries_progress_or_finish_reads_an_index_in_order(mixed, order
     if mixed.is_sqlite:
         assert "MERGE (UNION ALL)" in plan and sort_tables.run_index(column) in plan, plan
     else:
-        assert f"job_{column}_id" in plan and "Sort" not in plan, plan
+        index = "job_status_finished_at_id" if column == "finished_at" else f"job_{column}_id"
+        assert index in plan and "Sort" not in plan, plan
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: its (queue, id) index (SQLite merges its status ranges)")
+def test_every_job_by_queue_reads_one_index_on_postgresql(mixed):
+    """Not a merge of every status and queue's range (108 ms 20,000 rows deep at a million)."""
+    page, params = queries._page(mixed, JobFilter(), 5, 20, False, "queue", False)
+    mixed.execute("SET enable_seqscan = off")
+    try:
+        plan = " | ".join(row[0] for row in mixed.execute(f"EXPLAIN {page}", params).fetchall())
+    finally:
+        mixed.execute("RESET enable_seqscan")
+    assert "job_queue_id" in plan and "Sort" not in plan, plan
 
 
 @pytest.mark.sqlite_only(reason="SQLite's sort tables and EXPLAIN QUERY PLAN (PostgreSQL sorts)")

@@ -172,15 +172,18 @@ def _v15_tries_and_progress_sort_tables(store: Store) -> None:
     # an index on each: there a claim and a finish cost the same with them, and so does a
     # progress report (interleaved runs: 785 µs a claim and its finish, 320 µs a progress
     # report, either way). The NULLs of progress and finish time first, as pages sort them
-    # (queries.order_clause), so either way round is one index scan.
+    # (queries.order_clause), so either way round is one index scan; finish time by status, as
+    # the dead letters are sorted by it. And one on (queue, id): a page of every job sorted by
+    # queue merged ranges of every status and queue, 20,000 rows deep 108 ms, with it 3 ms.
     if store.is_sqlite:
         from jobrunner.store import sort_tables
 
         sort_tables.create(store, sort_tables.FOLLOWED)
     else:
         store.execute("CREATE INDEX IF NOT EXISTS job_attempts_id ON job (attempts, id)")
-        for column in ("progress", "finished_at"):
-            store.execute(f"CREATE INDEX IF NOT EXISTS job_{column}_id ON job ({column} ASC NULLS FIRST, id)")
+        store.execute("CREATE INDEX IF NOT EXISTS job_progress_id ON job (progress ASC NULLS FIRST, id)")
+        store.execute("CREATE INDEX IF NOT EXISTS job_status_finished_at_id ON job (status, finished_at ASC NULLS FIRST, id)")
+        store.execute("CREATE INDEX IF NOT EXISTS job_queue_id ON job (queue, id)")
 
 
 def _v11_search_and_page_indexes(store: Store) -> None:

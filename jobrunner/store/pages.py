@@ -289,6 +289,8 @@ def page_query(store: Store, where: JobFilter, limit: int, offset: int, descendi
     filter's index ranges; None when the filter has none (a plain query is as good)."""
     if sort in sort_tables.SORTS:
         found = _sort_table_arms(store, where, sort, limit + offset)
+    elif sort == "queue" and not store.is_sqlite and not where.terms(store.backend.param):
+        return None  # PostgreSQL: every job by queue is its (queue, id) index, in order
     elif sort in ARM_SORTS:
         found = arms(store, where, sort)
     else:
