@@ -182,7 +182,9 @@ def _v15_tries_and_progress_sort_tables(store: Store) -> None:
     else:
         store.execute("CREATE INDEX IF NOT EXISTS job_attempts_id ON job (attempts, id)")
         store.execute("CREATE INDEX IF NOT EXISTS job_progress_id ON job (progress ASC NULLS FIRST, id)")
-        store.execute("CREATE INDEX IF NOT EXISTS job_status_finished_at_id ON job (status, finished_at ASC NULLS FIRST, id)")
+        # finished jobs only: a submit and a claim write no entry of it
+        store.execute("CREATE INDEX IF NOT EXISTS job_status_finished_at_id ON job (status, finished_at ASC NULLS FIRST, id) "
+                      "WHERE status IN ('succeeded', 'dead', 'cancelled')")  # fmt: skip
         store.execute("CREATE INDEX IF NOT EXISTS job_queue_id ON job (queue, id)")
 
 
