@@ -110,3 +110,43 @@ def test_a_submit_is_prepared_once_and_never_fails_for_losing_it(pg):
     assert pg.prepare_hot is False and sql(pg, "SELECT name FROM pg_prepared_statements") == []
     assert sql(pg, "SELECT id, name FROM job ORDER BY id") == [(first, "one"), (second, "two"), (third, "three")]
     assert sql(pg, "SELECT job_id FROM event WHERE message = 'submitted' ORDER BY job_id") == [(first,), (second,), (third,)]
+
+
+def test_a_bulk_submit_beside_other_submitters_writes_one_submitted_event_a_job(postgres_url):
+    """Bulk submits while another connection submits one job at a time: the ids interleave
+    (one sequence), and every job, ours or theirs, has exactly one 'submitted' event and its
+    search text. Its events written for 'every id past our first' duplicated the others'."""
+    import threading
+
+    bulk, single = open_store(postgres_url), open_store(postgres_url)
+    bulk.poke_on_commit = single.poke_on_commit = False
+    done = threading.Event()
+    singles: list[int] = []
+
+    def submit_one_at_a_time() -> None:
+        while not done.is_set():
+            singles.append(repo.submit(single, build_spec({"command": ["true"], "name": "single"}), time.time()))
+
+    thread = threading.Thread(target=submit_one_at_a_time)
+    thread.start()
+    try:
+        spec = build_spec({"command": ["true"], "name": "bulk"})
+        batches = [repo.submit_many(bulk, [spec] * 300, time.time()) for _ in range(5)]
+    finally:
+        done.set()
+        thread.join()
+    try:
+        for ids in batches:
+            assert ids == sorted(ids) and len(set(ids)) == 300  # in the order given
+            names = dict(bulk.execute("SELECT id, name FROM job WHERE id = ANY(%s)", (ids,)).fetchall())
+            assert set(names.values()) == {"bulk"}
+        assert singles, "the other connection submitted nothing meanwhile"
+        counts = dict(bulk.execute("SELECT job_id, count(*) FROM event WHERE message = 'submitted' "
+                                   "GROUP BY job_id").fetchall())  # fmt: skip
+        total = bulk.execute("SELECT count(*) FROM job").fetchone()[0]
+        assert len(counts) == total and set(counts.values()) == {1}
+        texts = bulk.execute("SELECT count(*) FROM job_text").fetchone()[0]
+        assert texts == total
+    finally:
+        bulk.close()
+        single.close()

@@ -96,6 +96,20 @@ class Backend:
         )
 
     @property
+    def insert_jobs(self) -> str:
+        """PostgreSQL's bulk submit: many jobs (psycopg2's execute_values fills `VALUES %s`), their
+        'submitted' events and search text in one statement a page. Its events come from its own
+        rows: read back by id (every id past the first), they took in the jobs another connection
+        submitted meanwhile, whose ids fall among ours (one sequence), and wrote theirs twice."""
+        cols = ", ".join(JOB_INSERT_COLUMNS)
+        events = ", ".join(EVENT_INSERT_COLUMNS)
+        return (
+            f"WITH j AS (INSERT INTO job ({cols}) VALUES %s RETURNING id, status, created_at, {TEXT_COLUMNS}), "
+            f"e AS (INSERT INTO event ({events}) SELECT id, created_at, 0, NULL, status, 'submitted', NULL "
+            f"FROM j ORDER BY id), {WITH_TEXT} SELECT id FROM j"
+        )
+
+    @property
     def insert_keyed_job(self) -> str:
         """insert_job for a job with a unique key (one more value, last): RETURNING its id, or
         nothing when an unfinished job holds the key (the partial unique index decides)."""

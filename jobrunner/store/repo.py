@@ -202,20 +202,38 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
             from jobrunner.store.keys import submit_many_keyed
 
             return submit_many_keyed(store, specs, rows, now)
-        cursor = store.cursor()
         if backend.name == "postgresql":
-            ids = [store.execute(backend.insert_job, row).fetchone()[0] for row in rows]
-            before = min(ids) - 1
+            ids = _insert_many_postgresql(store, rows)
         else:
             # Inside BEGIN IMMEDIATE nobody else inserts, so the new ids are consecutive and end
             # at the last one inserted (each is backends.NEXT_JOB_ID: past any purged id)
-            cursor.executemany(backend.insert_job, rows)
+            store.cursor().executemany(backend.insert_job, rows)
             last = store.execute("SELECT last_insert_rowid()").fetchone()[0]
             before = last - len(rows)
             ids = list(range(before + 1, last + 1))
-        store.execute(backend.events_for_new_jobs, ("submitted", before))
+            store.execute(backend.events_for_new_jobs, ("submitted", before))
         if any(spec.after for spec in specs):
             _link_bulk(store, specs, ids, now)
+    return ids
+
+
+#: Jobs a statement of PostgreSQL's bulk submit (psycopg2 quotes them into its text: ~0.3 MB)
+BULK_PAGE = 1000
+
+
+def _insert_many_postgresql(store: Store, rows: list[tuple]) -> list[int]:
+    """Insert jobs with their events a page per statement, where a statement a job made a
+    round trip a job (600 jobs: 330 ms). Their ids come back in the order given: one sequence
+    numbers a statement's rows in turn, and sorting each page's ids does not hang on the order
+    RETURNING lists them in."""
+    from psycopg2.extras import execute_values
+
+    cursor = store.cursor()
+    ids: list[int] = []
+    for start in range(0, len(rows), BULK_PAGE):
+        page = rows[start : start + BULK_PAGE]
+        returned = execute_values(cursor, store.backend.insert_jobs, page, page_size=len(page), fetch=True)
+        ids += sorted(row[0] for row in returned)
     return ids
 
 
