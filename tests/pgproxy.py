@@ -17,6 +17,7 @@ import contextlib
 import select
 import socket
 import threading
+from collections.abc import Iterator
 from urllib.parse import urlparse, urlunparse
 
 TICK_S = 0.02  # how soon a pump or the acceptor notices a pause, a resume or the end
@@ -33,6 +34,7 @@ class PgProxy:
         self.pairs: list[tuple[socket.socket, socket.socket]] = []
         self.accepted = 0
         self.trigger: bytes | None = None  # pause_on(): pause once a client sends this
+        self.recording: bytearray | None = None  # record(): what clients send, as sent
         self.listener = self._listen(0)
         self.port = self.listener.getsockname()[1]
         self.thread = threading.Thread(target=self._accept, name="pgproxy-accept", daemon=True)
@@ -60,6 +62,22 @@ class PgProxy:
         """Pause (as pause()) the moment a client sends a statement holding `pattern`: that one
         reaches the server, its answer does not (a partition in the middle of a transaction)."""
         self.trigger = pattern
+
+    @contextlib.contextmanager
+    def record(self) -> Iterator[list[str]]:
+        """The simple-query messages clients send meanwhile, one string a message (a round trip
+        each: a client waits for the answer to one before it sends the next)."""
+        self.recording = bytearray()
+        found: list[str] = []
+        try:
+            yield found
+        finally:
+            data, self.recording = bytes(self.recording), None
+            while len(data) >= 5:
+                size = int.from_bytes(data[1:5], "big")
+                if data[:1] == b"Q":
+                    found.append(data[5 : 1 + size].rstrip(b"\0").decode())
+                data = data[1 + size :]
 
     def drop(self) -> None:
         """Close every connection and refuse new ones (the server went down)."""
@@ -150,6 +168,8 @@ class PgProxy:
                 if trigger is not None and src is pair[0] and trigger in data:
                     self.trigger = None
                     self.pause()  # before the server can answer: the answer stays with it
+                if self.recording is not None and src is pair[0]:
+                    self.recording += data
                 dst.sendall(data)
         except (OSError, ValueError):
             pass

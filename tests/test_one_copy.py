@@ -348,7 +348,7 @@ def test_a_job_never_starts_on_a_claim_not_yet_committed(cli, daemon, db_path, t
         conn.cursor().execute("SET lock_timeout = '30s'; LOCK TABLE event IN EXCLUSIVE MODE")
         cli.ok("resume", "default")
         waiting = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                   "AND wait_event_type = 'Lock' AND query LIKE 'EXECUTE jobrunner_claim%%'")  # fmt: skip
+                   "AND wait_event_type = 'Lock' AND query LIKE '%%EXECUTE jobrunner_claim%%'")  # fmt: skip
         wait_until(lambda: sql(db_path, waiting)[0][0] >= 1, timeout=20)  # the claim waits on its event
         daemon.kill(signal.SIGKILL)  # its claim is rolled back
         conn.rollback()

@@ -150,3 +150,33 @@ def test_a_bulk_submit_beside_other_submitters_writes_one_submitted_event_a_job(
     finally:
         bulk.close()
         single.close()
+
+
+def test_a_transaction_sends_begin_with_its_first_statement(postgres_url):
+    """A write transaction is its statements and COMMIT, one round trip each: BEGIN goes in
+    front of the first statement, in the same message (store/pgbegin.py), not on its own. It
+    is still a transaction: one that fails leaves nothing, and one that ran nothing sends
+    nothing at all."""
+    from tests.pgproxy import PgProxy
+
+    with PgProxy() as proxy:
+        store = open_store(proxy.url(postgres_url))
+        store.poke_on_commit = False
+        try:
+            store.execute("SELECT 1")  # connected
+            with proxy.record() as sent, store.write():
+                store.execute("UPDATE queue_state SET paused = paused WHERE name = 'nothing'")
+                store.execute("SELECT count(*) FROM job")
+            assert sent == ["BEGIN; UPDATE queue_state SET paused = paused WHERE name = 'nothing'",
+                            "SELECT count(*) FROM job", "COMMIT"]  # fmt: skip
+            with proxy.record() as sent, store.write():
+                pass
+            assert sent == []
+            job = repo.submit(store, build_spec({"command": ["true"]}), time.time())
+            with proxy.record() as sent, pytest.raises(RuntimeError), store.write():
+                store.execute("UPDATE job SET name = 'renamed' WHERE id = %s", (job,))
+                raise RuntimeError("the caller fails midway")
+            assert sent[0].startswith("BEGIN; UPDATE job") and sent[-1] == "ROLLBACK"
+            assert queries.get_job(store, job)["name"] != "renamed"
+        finally:
+            store.close()

@@ -323,7 +323,13 @@ def _open_url(target: str, durability: str = "normal") -> Store:
         raise UsageError(f"unsupported database URL {redact_target(target)!r}: use a file path or postgresql://")
     peewee = _peewee()
     load_postgres_driver(peewee)  # a no-op unless the CLI deferred it at start-up
-    db = peewee.PostgresqlDatabase(
+    try:
+        from jobrunner.store import pgbegin
+    except ImportError:  # no psycopg2: peewee says which driver is missing when it connects
+        database_class, lazy_begin = peewee.PostgresqlDatabase, {}
+    else:
+        database_class, lazy_begin = pgbegin.database_class(peewee), pgbegin.CONNECT_PARAMS
+    db = database_class(
         unquote(url.path.lstrip("/")) or "postgres",
         user=unquote(url.username) if url.username else None,
         password=unquote(url.password) if url.password else None,
@@ -333,6 +339,7 @@ def _open_url(target: str, durability: str = "normal") -> Store:
         # lose the last few, never corrupt (as synchronous=NORMAL on SQLite); "full" waits
         options="-c synchronous_commit=off" if durability != "full" else None,
         connect_timeout=CONNECT_TIMEOUT_S,  # a server that accepts but never answers: one line, not a hang
+        **lazy_begin,  # BEGIN goes with a transaction's first statement (pgbegin.py)
     )
     return Store(db, POSTGRESQL, target)
 

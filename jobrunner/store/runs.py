@@ -195,7 +195,7 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
 
 def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: float,
              rng: random.Random | None) -> list[Recorded]:  # fmt: skip
-    """Successes in three statements however many there are: the daemon's hot path."""
+    """Successes in three statements however many there are (PostgreSQL: one): the daemon's hot path."""
     rows, refused = [], []
     for outcome in outcomes:
         try:
@@ -205,6 +205,12 @@ def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: floa
             refused.append(Outcome(outcome.job_id, outcome.attempt, failure))
             continue
         rows.append((now, now, outcome.exit_code, result, outcome.job_id, outcome.attempt))
+    if not store.is_sqlite:
+        done, waited_on = _succeed_postgresql(store, owner, rows, now) if rows else ([], set())
+        stale = [(row[4], row[5]) for row in rows]
+        for pair in done:
+            stale.remove(pair)
+        return _succeeded(store, done, stale, refused, owner, now, rng, waited_on)
     clause, extra = _owner_clause(store, owner)
     p = store.backend.param
     cursor = store.cursor()
@@ -230,9 +236,57 @@ def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: floa
         store.backend.insert_event,
         [(job_id, now, attempt, "running", "succeeded", "succeeded", None) for job_id, attempt in done],
     )
-    recorded = [Recorded(job_id, attempt, Status.SUCCEEDED, "succeeded") for job_id, attempt in done]
+    waited_on = None
     if done and dependencies.any_waiting_on(store, [job_id for job_id, _ in done]):
+        waited_on = {job_id for job_id, _ in done}
+    return _succeeded(store, done, stale, refused, owner, now, rng, waited_on)
+
+
+HOT_SUCCEED_ROWS = 8  # PostgreSQL: successes recorded a few at a time run a prepared statement
+
+
+def _succeed_postgresql(store: Store, owner: str | None, rows: list[tuple], now: float,
+                        ) -> tuple[list[tuple[int, int]], set[int]]:  # fmt: skip
+    """PostgreSQL: the successes, their events and whether any job waits on them, in one
+    statement however many there are (a statement a job and an event made a turn of one job
+    four round trips). Returns the attempts it recorded, in the order given (each once), and
+    the ids among them that other jobs wait on."""
+    owner_test = " AND job.lease_owner = %s" if owner is not None else ""
+    values = ", ".join(["(%s::bigint, %s::integer, %s::integer, %s::text)"] * len(rows))
+    events = ", ".join(EVENT_INSERT_COLUMNS)
+    sql = (
+        f"WITH v (id, attempt, exit_code, result) AS (VALUES {values}), "
+        "done AS (UPDATE job SET status='succeeded', finished_at=%s, updated_at=%s, exit_code=v.exit_code, "
+        "result=v.result, error=NULL, lease_owner=NULL, lease_until=NULL, cancel_requested=FALSE, "
+        "progress=CASE WHEN job.progress IS NULL THEN NULL ELSE 1.0 END FROM v "
+        f"WHERE job.id = v.id AND job.attempts = v.attempt AND job.status = 'running'{owner_test} "
+        "RETURNING job.id, job.attempts), "
+        f"e AS (INSERT INTO event ({events}) SELECT id, %s, attempts, 'running', 'succeeded', 'succeeded', NULL "
+        "FROM done ORDER BY id) "
+        "SELECT id, attempts, EXISTS (SELECT 1 FROM job_dependency WHERE depends_on = done.id) FROM done"
+    )
+    params: list[Any] = [v for (_, _, exit_code, result, job_id, attempt) in rows
+                         for v in (job_id, attempt, exit_code, result)]  # fmt: skip
+    params += [now, now, *([owner] if owner is not None else []), now]
+    if len(rows) <= HOT_SUCCEED_ROWS:  # the daemon's usual turn: prepared, planned once per size
+        cursor = store.execute_hot(f"jobrunner_succeed_{len(rows)}_{owner is not None}", sql, params)
+    else:
+        cursor = store.execute(sql, params)
+    changed = {(job_id, attempt): waited for job_id, attempt, waited in cursor.fetchall()}
+    done = list(dict.fromkeys(pair for pair in ((row[4], row[5]) for row in rows) if pair in changed))
+    return done, {job_id for (job_id, _), waited in changed.items() if waited}
+
+
+def _succeeded(store: Store, done: list[tuple[int, int]], stale: list[tuple[int, int]], refused: list[Outcome],
+               owner: str | None, now: float, rng: random.Random | None, waited_on: set[int] | None,
+               ) -> list[Recorded]:  # fmt: skip
+    """The records of recorded successes (releasing the jobs that waited on them), stale
+    attempts and results refused."""
+    recorded = [Recorded(job_id, attempt, Status.SUCCEEDED, "succeeded") for job_id, attempt in done]
+    if waited_on:
         for index, record in enumerate(recorded):
+            if record.job_id not in waited_on:
+                continue
             released = dependencies.on_succeeded(store, record.job_id, now)
             if released:
                 recorded[index] = Recorded(record.job_id, record.attempt, Status.SUCCEEDED,
