@@ -180,3 +180,30 @@ def test_a_transaction_sends_begin_with_its_first_statement(postgres_url):
             assert queries.get_job(store, job)["name"] != "renamed"
         finally:
             store.close()
+
+
+def test_a_turn_of_progress_reports_and_successes_is_a_round_trip_each(postgres_url, tmp_path):
+    """The daemon's turn on PostgreSQL: the progress of many running jobs in one message, their
+    successes (with their events) in one statement, then the commit: three round trips for
+    five jobs, where a statement a job made eleven. What they write is all there."""
+    from tests.pgproxy import PgProxy
+
+    with PgProxy() as proxy:
+        store = open_store(proxy.url(postgres_url))
+        store.poke_on_commit = False
+        try:
+            now = time.time()
+            repo.submit_many(store, [build_spec({"command": ["true"]})] * 5, now)
+            claims = runs.claim(store, "owner", now, 5, 30.0, str(tmp_path))
+            with proxy.record() as sent, store.write():
+                runs.save_progress(store, [(c.id, c.attempt, 0.5, f"half of {c.id}") for c in claims], now)
+                recorded = runs.finish(store, "owner", [runs.Outcome(c.id, c.attempt, result=c.id) for c in claims], now)
+            assert len(sent) == 3 and sent[-1] == "COMMIT", sent
+            assert [r.status for r in recorded] == [Status.SUCCEEDED] * 5
+            for claim in claims:
+                job = queries.get_job(store, claim.id)
+                assert (job["status"], job["result"], job["progress"], job["progress_message"]) == (
+                    "succeeded", claim.id, 1.0, f"half of {claim.id}")
+                assert [e["to"] for e in queries.job_events(store, claim.id)] == ["queued", "running", "succeeded"]
+        finally:
+            store.close()

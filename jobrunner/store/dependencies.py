@@ -83,7 +83,7 @@ def initial_status(store: Store, after: Sequence[int], ready: Status) -> tuple[S
 
 def link(store: Store, job_id: int, after: Sequence[int]) -> None:
     if after:
-        store.cursor().executemany(
+        store.execute_many(
             f"INSERT INTO job_dependency (job_id, depends_on) VALUES ({store.backend.param}, {store.backend.param})",
             [(job_id, dep) for dep in dict.fromkeys(after)],
         )

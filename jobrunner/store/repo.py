@@ -3,7 +3,6 @@ checks everything before it writes, and records an event row per state change.""
 
 from __future__ import annotations
 
-import gc
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -189,13 +188,9 @@ def submit_many(store: Store, specs: Sequence[JobSpec], now: float) -> list[int]
     """Store many jobs in one transaction: all of them or none."""
     if not specs:
         return []
-    gc_was_on = gc.isenabled()
-    gc.disable()  # thousands of new tuples, no cycles: collections would only slow this down
-    try:
-        rows = [_job_row(spec, now) for spec in specs]
-    finally:
-        if gc_was_on:
-            gc.enable()
+    # the cyclic GC stays as the caller has it (library code flips no process-wide state): the
+    # CLI's --from-file pauses it around the whole read and store, `serve` froze its start-up heap
+    rows = [_job_row(spec, now) for spec in specs]
     backend = store.backend
     with store.write():
         if any(spec.unique_key is not None for spec in specs):

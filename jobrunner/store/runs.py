@@ -433,7 +433,7 @@ def promote_due(store: Store, now: float, limit: int = 1000) -> int:
             f"UPDATE job SET status='queued', updated_at={p} WHERE id IN ({', '.join([p] * len(ids))})",
             [now, *ids],
         )
-        store.cursor().executemany(
+        store.execute_many(
             store.backend.insert_event,
             [(job_id, now, attempts, status, "queued", "due", None) for job_id, status, attempts in rows],
         )
@@ -529,7 +529,7 @@ def save_progress(store: Store, updates: Sequence[tuple[int, int, float, str | N
         return
     p = store.backend.param
     with store.joined():
-        store.cursor().executemany(
+        store.execute_many(
             f"UPDATE job SET progress={p}, progress_message={p}, updated_at={p} "
             f"WHERE id={p} AND attempts={p} AND status='running'",
             rows,
