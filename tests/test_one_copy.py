@@ -297,7 +297,7 @@ def test_an_attempt_a_worker_finished_is_not_given_back_when_its_daemon_dies(cli
     then saw the daemon's pipe close at its kill -9 and exited cleanly, once taking its start log
     with it. The successor counted enough files, took B's attempt for never started and ran
     attempt 1 again. A worker's start log now outlives it, so B's attempt counts as lost."""
-    from tests.chaoshelpers import worker_pids
+    from tests.chaoshelpers import process_table, worker_pids
 
     daemon.start("--workers", "1")
     first = cli.submit("--", "true")
@@ -305,13 +305,15 @@ def test_an_attempt_a_worker_finished_is_not_given_back_when_its_daemon_dies(cli
     (killed,) = worker_pids(daemon.proc.pid)
     os.kill(killed, signal.SIGKILL)  # its start log stays; the daemon starts a replacement
     wait_until(lambda: list(worker_pids(daemon.proc.pid)) not in ([], [killed]), timeout=20)
-    (worker,) = worker_pids(daemon.proc.pid)
-    marker = tmp_path / "b-ran"
-    b = cli.submit("--retries", "0", "--", "sh", "-c", f"echo $JOBRUNNER_ATTEMPT $$ >> {marker}; sleep 0.3")
+    marker, go = tmp_path / "b-ran", tmp_path / "b-go"
+    b = cli.submit("--retries", "0", "--", "sh", "-c",
+                   f"echo $JOBRUNNER_ATTEMPT $$ >> {marker}; while [ ! -e {go} ]; do sleep 0.01; done")  # fmt: skip
     wait_until(lambda: lines(marker), timeout=20)
     os.kill(daemon.proc.pid, signal.SIGSTOP)  # B's result reaches a daemon that cannot record it
+    job_pid = int(lines(marker)[0].split()[1])
+    worker = process_table()[job_pid].ppid  # the worker that runs B (not one seen earlier, which may have gone)
+    go.touch()  # B ends only now, however slow the machine (a fixed sleep could end before the stop)
     try:
-        job_pid = int(lines(marker)[0].split()[1])
         wait_until(lambda: not alive(job_pid), timeout=10)
         wait_until(lambda: not worker_pids(daemon.proc.pid).get(worker), timeout=10)  # its job's gone
     finally:
