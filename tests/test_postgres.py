@@ -172,6 +172,11 @@ def test_a_transaction_sends_begin_with_its_first_statement(postgres_url):
             with proxy.record() as sent, store.write():
                 pass
             assert sent == []
+            from psycopg2 import sql as composed
+
+            with proxy.record() as sent, store.write():  # a composed statement: BEGIN on its own
+                store.cursor().execute(composed.SQL("SELECT {}").format(composed.Literal(1)))
+            assert sent == ["BEGIN", "SELECT 1", "COMMIT"]
             job = repo.submit(store, build_spec({"command": ["true"]}), time.time())
             with proxy.record() as sent, pytest.raises(RuntimeError), store.write():
                 store.execute("UPDATE job SET name = 'renamed' WHERE id = %s", (job,))

@@ -32,12 +32,12 @@ class LazyBeginCursor(psycopg2.extensions.cursor):
         conn = self.connection
         if conn.begin_pending:
             conn.begin_pending = False
-            if isinstance(query, str):
+            if self.name is None and isinstance(query, str):
                 query = "BEGIN; " + query
-            elif isinstance(query, bytes):
+            elif self.name is None and isinstance(query, bytes):
                 query = b"BEGIN; " + query
-            else:  # a psycopg2.sql object: composed by the driver, so BEGIN goes on its own
-                super().execute("BEGIN")
+            else:  # a psycopg2.sql object, or a named cursor's DECLARE: BEGIN goes on its own
+                self.connection.cursor().execute("BEGIN")
         return super().execute(query, vars)
 
     def executemany(self, query: Any, vars_list: Any) -> Any:
