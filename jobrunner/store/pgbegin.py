@@ -10,8 +10,9 @@ COMMIT. Nothing else changes: the statements still run inside BEGIN ... COMMIT, 
 killed before its COMMIT leaves nothing committed.
 
 Reaches into peewee's transaction hooks (begin, commit, rollback) and psycopg2's connection and
-cursor classes, so it lives here alone; the figure it buys: a claim turn 0.1 ms, a turn that
-records a job and claims the next about a fifth of its time on the local server.
+cursor classes, so it lives here alone. The figure it buys: a round trip per transaction, 0.1 to
+0.2 ms on the local server; with the successes in one statement (runs.py), the daemon's turn
+that records a finished job and claims the next went 2.3 -> 1.6 ms (medians of ~280 turns).
 """
 
 from __future__ import annotations

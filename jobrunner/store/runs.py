@@ -207,9 +207,12 @@ def _succeed(store: Store, owner: str | None, outcomes: list[Outcome], now: floa
         rows.append((now, now, outcome.exit_code, result, outcome.job_id, outcome.attempt))
     if not store.is_sqlite:
         done, waited_on = _succeed_postgresql(store, owner, rows, now) if rows else ([], set())
-        stale = [(row[4], row[5]) for row in rows]
-        for pair in done:
-            stale.remove(pair)
+        unclaimed, stale = set(done), []
+        for pair in ((row[4], row[5]) for row in rows):  # the same attempt twice: the second is stale
+            if pair in unclaimed:
+                unclaimed.discard(pair)
+            else:
+                stale.append(pair)
         return _succeeded(store, done, stale, refused, owner, now, rng, waited_on)
     clause, extra = _owner_clause(store, owner)
     p = store.backend.param
