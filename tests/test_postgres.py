@@ -212,3 +212,28 @@ def test_a_turn_of_progress_reports_and_successes_is_a_round_trip_each(postgres_
                 assert [e["to"] for e in queries.job_events(store, claim.id)] == ["queued", "running", "succeeded"]
         finally:
             store.close()
+
+
+def test_a_write_whose_session_the_server_ended_says_why_and_the_next_reconnects(pg, postgres_url):
+    """The server ends the session (a restart, pg_terminate_backend) before a write: the write
+    fails in one StoreError that says the server closed the connection (not what a ROLLBACK on
+    the closed connection would say on top of it), nothing is written, and the next write
+    connects again."""
+    import psycopg2
+
+    from jobrunner.errors import StoreError
+
+    job = repo.submit(pg, build_spec({"command": ["true"]}), time.time())
+    (pid,) = pg.execute("SELECT pg_backend_pid()").fetchone()
+    admin = psycopg2.connect(postgres_url)
+    try:
+        admin.cursor().execute("SELECT pg_terminate_backend(%s)", (pid,))
+        admin.commit()
+    finally:
+        admin.close()
+    with pytest.raises(StoreError) as failed, pg.write():
+        pg.execute("UPDATE job SET name = 'renamed' WHERE id = %s", (job,))
+    assert "server closed the connection" in str(failed.value), failed.value
+    with pg.write():
+        pg.execute("UPDATE job SET priority = 7 WHERE id = %s", (job,))
+    assert queries.get_job(pg, job)["name"] != "renamed"

@@ -72,6 +72,9 @@ def database_class(peewee: Any) -> type:
         def rollback(self) -> None:
             if self._owed_begin_dropped():
                 return
+            conn = getattr(self._state, "conn", None)
+            if conn is not None and conn.closed:  # the server dropped the session, and its transaction
+                return  # with it: a ROLLBACK would only hide why the statement failed
             super().rollback()
 
         def _owed_begin_dropped(self) -> bool:
