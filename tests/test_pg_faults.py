@@ -262,7 +262,7 @@ def test_a_daemon_cut_off_inside_a_transaction_does_not_hold_up_the_others(
     submit_jobs(postgres_url, tmp_path, [ledger_job(script, ledger, TICK) for _ in range(400)])
     wait_until(lambda: sum(e.ended and e.marks == {"A"} for e in read_ledger(ledger).values()) >= 5, timeout=20)
     owner = daemon_id(postgres_url, a)
-    proxy.pause_on(b"SET status='succeeded'")
+    proxy.pause_on(b"jobrunner_succeed_")  # the successes' statement (prepared: by name)
     wait_until(lambda: not proxy.forwarding.is_set(), timeout=20)
     paused_at = time.time()
     held = query(postgres_url, "SELECT id, attempts FROM job WHERE lease_owner=%s AND status='running'", (owner,))
