@@ -1,7 +1,8 @@
 """Wake-up across hosts on PostgreSQL (issue 16): a commit that makes work sends NOTIFY; every
 daemon LISTENs, so an idle daemon starts a job submitted on another host without polling. The
 "other host" is a submitter whose local socket poke cannot reach the daemon (another state
-directory), and the daemon polls only once a minute: a job that runs at all was woken by NOTIFY."""
+directory), and the daemon polls and beats only once a minute: a job that runs within the
+tests' 20 s was woken by NOTIFY."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from tests.conftest import run_jobrunner, wait_until
 
 pytestmark = pytest.mark.postgres
 ROOT_FLAG = ["--allow-root"] if os.geteuid() == 0 else []
+# no poll, no heartbeat for a minute: within the tests' 20 s only a notification wakes the daemon
+QUIET = ["--workers", "1", "--poll", "60s", "--heartbeat", "60s", "--lease", "180s"]
 
 
 def _elsewhere(url: str, tmp_path: Path) -> dict[str, str]:
@@ -29,7 +32,7 @@ def _status(url: str, tmp_path: Path, job_id: int) -> str:
 
 
 def test_a_job_submitted_on_another_host_wakes_an_idle_daemon(daemon, postgres_url, tmp_path):
-    daemon.start("--workers", "1", "--poll", "60s", *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
+    daemon.start(*QUIET, *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
     for _ in range(3):
         submitted = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))
         assert submitted.returncode == 0, submitted.stderr
@@ -38,21 +41,31 @@ def test_a_job_submitted_on_another_host_wakes_an_idle_daemon(daemon, postgres_u
 
 
 def test_the_daemon_listens_again_after_its_connection_is_dropped(daemon, postgres_url, tmp_path):
+    """The daemon LISTENs on its loop's connection: that backend terminated, it connects again
+    and LISTENs there, so a job from another host still starts long before its minute's poll."""
     import psycopg2
 
-    daemon.start("--workers", "1", "--poll", "60s", *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
+    daemon.start(*QUIET, *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
     name = postgres_url.rsplit("/", 1)[1]
+    first = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))
+    wait_until(lambda: _status(postgres_url, tmp_path, int(first.stdout)) == "succeeded", timeout=20)
     with psycopg2.connect(host="127.0.0.1", user="postgres", dbname=name) as admin:
         admin.autocommit = True
         cursor = admin.cursor()
-        listening = "SELECT pid FROM pg_stat_activity WHERE datname=%s AND query LIKE 'LISTEN%%'"
-        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=60)
-        cursor.execute(f"SELECT pg_terminate_backend(pid) FROM ({listening}) AS l", (name,))
-        wait_until(lambda: cursor.execute(listening, (name,)) or cursor.fetchall(), timeout=60)  # back
+        listening = ("SELECT pid FROM pg_stat_activity WHERE datname=%s AND pid <> pg_backend_pid() "
+                     "AND backend_type = 'client backend'")  # fmt: skip
+
+        def backends() -> list[tuple[int]]:
+            cursor.execute(listening, (name,))
+            return cursor.fetchall()
+
+        wait_until(lambda: len(backends()) == 1, timeout=20)  # the daemon's one (the CLIs' have ended)
+        cursor.execute("SELECT pg_terminate_backend(%s)", backends()[0])
     admin.close()
-    submitted = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))
-    job_id = int(submitted.stdout)
-    wait_until(lambda: _status(postgres_url, tmp_path, job_id) == "succeeded", timeout=20)
+    for _ in range(2):  # the second after the daemon has surely reconnected (it ran the first)
+        submitted = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))
+        job_id = int(submitted.stdout)
+        wait_until(lambda: _status(postgres_url, tmp_path, job_id) == "succeeded", timeout=20)  # noqa: B023
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "cannot listen" not in daemon.output() or "polling meanwhile" in daemon.output()
 
@@ -62,7 +75,7 @@ def test_the_daemon_rides_out_dropped_connections(daemon, postgres_url, tmp_path
     and claims again, and keeps listening; no traceback, no exit."""
     import psycopg2
 
-    daemon.start("--workers", "1", "--poll", "60s", *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
+    daemon.start(*QUIET, *ROOT_FLAG, env={"JOBRUNNER_DB": postgres_url})
     name = postgres_url.rsplit("/", 1)[1]
     admin = psycopg2.connect(host="127.0.0.1", user="postgres", dbname="test")
     admin.autocommit = True
@@ -78,3 +91,31 @@ def test_the_daemon_rides_out_dropped_connections(daemon, postgres_url, tmp_path
         admin.close()
     assert daemon.proc is not None and daemon.proc.poll() is None
     assert "Traceback" not in daemon.output()
+
+
+def test_a_notification_read_by_the_loops_own_statement_is_not_lost(postgres_url):
+    """The daemon LISTENs on the connection it claims on: a notification that arrives while
+    one of its statements runs is read by that statement (the socket no longer wakes the
+    selector for it) and must still count. Its own notifications do not."""
+    import selectors
+
+    import psycopg2
+
+    from jobrunner.api import connect
+    from jobrunner.store.pgwake import CHANNEL, PgListener
+
+    store = connect(postgres_url)
+    try:
+        listener = PgListener(store, "me")
+        assert listener.current() and listener.pending() == 0
+        with psycopg2.connect(postgres_url) as other:
+            other.autocommit = True
+            other.cursor().execute("SELECT pg_notify(%s, ''), pg_notify(%s, 'me')", (CHANNEL, CHANNEL))
+        wait_until(lambda: store.execute("SELECT 1").fetchall() and listener.conn.notifies, timeout=10)
+        with selectors.DefaultSelector() as selector:
+            selector.register(listener.fileno(), selectors.EVENT_READ)
+            assert selector.select(0) == []  # nothing left on the socket to wake the loop
+        assert listener.pending() == 1  # the client's, not its own
+        assert listener.pending() == 0
+    finally:
+        store.close()

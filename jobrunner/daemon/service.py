@@ -271,26 +271,37 @@ class Service(Handover, PeriodicWork):
         self.timers["poll"] = 0.0
 
     def _listen_across_hosts(self, now: float) -> None:
-        """On PostgreSQL, keep a LISTEN connection in the selector (reconnecting with backoff)."""
+        """On PostgreSQL, keep the loop's connection LISTENing with its socket in the selector
+        (again after the store reconnects, with backoff while the server is away), and answer
+        the notifications the loop's own statements read meanwhile (pgwake.py)."""
         if self.store.is_sqlite:
             return
         if self.pg is None:
             self.pg = PgListener(self.store, self.owner)
-        if self.pg.conn is None and self.pg.reconnect(now) is False:
+        elif not self.pg.current():  # the store dropped or replaced the connection
+            self._unwatch_pg()
+            self.pg.reconnect(now)
+        if self.pg.conn is None:
             return
-        if self.pg_fd is None and self.pg.conn is not None:
+        fresh = self.pg_fd is None  # a notification may have come while it was down: look now
+        if fresh:
             self.pg_fd = self.pg.fileno()
             self.selector.register(self.pg_fd, selectors.EVENT_READ, "wakeup-pg")
-            self.maybe_work = True  # a notification may have come while it was down
+        if self.pg.pending() or fresh:
+            self._poked()
 
     def _pg_drain(self) -> int:
-        assert self.pg is not None and self.pg_fd is not None
+        assert self.pg is not None
         count = self.pg.drain()
         if self.pg.conn is None:  # the connection broke: it reconnects with backoff
+            self._unwatch_pg()
+        return count
+
+    def _unwatch_pg(self) -> None:
+        if self.pg_fd is not None:
             with contextlib.suppress(KeyError, ValueError, OSError):
                 self.selector.unregister(self.pg_fd)
             self.pg_fd = None
-        return count
 
     def _watch(self, worker: Worker) -> None:
         self.selector.register(worker.conn, selectors.EVENT_READ, (worker, "conn"))

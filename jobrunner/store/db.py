@@ -100,14 +100,19 @@ class Store:
     def drop_if_broken(self) -> None:
         """Close a PostgreSQL connection the server dropped (a restart, a terminated backend),
         so the next statement opens a new one (peewee connects on use): a daemon rides out a
-        server restart by retrying its turn. Reads peewee's private per-thread state: its
-        public is_closed() still says open for a connection the server has closed."""
+        server restart by retrying its turn. peewee's public is_closed() still says open for a
+        connection the server has closed: the driver's own flag says."""
         if self.is_sqlite or self.db.transaction_depth():
             return
-        conn = getattr(getattr(self.db, "_state", None), "conn", None)
+        conn = self.open_connection()
         if conn is not None and getattr(conn, "closed", 0):
             with contextlib.suppress(Exception):
                 self.db.close()
+
+    def open_connection(self) -> Any:
+        """This thread's driver connection if peewee has opened one, else None; never connects.
+        Reads peewee's private per-thread state (its connection() would connect)."""
+        return getattr(getattr(self.db, "_state", None), "conn", None)
 
     def joined(self) -> Any:
         """The caller's open transaction, or a new write transaction if there is none.
