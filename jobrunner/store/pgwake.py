@@ -102,7 +102,6 @@ class PgListener:
         """Notifications from others that statements of the loop have read meanwhile."""
         if self.conn is None or not self.conn.notifies:
             return 0
-
         count = sum(1 for note in self.conn.notifies if note.payload != self.me)
         self.conn.notifies.clear()
         return count
