@@ -214,6 +214,41 @@ def test_a_turn_of_progress_reports_and_successes_is_a_round_trip_each(postgres_
             store.close()
 
 
+def test_a_turn_of_failures_is_two_round_trips_however_many(postgres_url, tmp_path):
+    """Failed attempts on PostgreSQL: their rows (and whether jobs wait on them) read under lock
+    in one statement, their updates and events in one message, then the commit (each attempt
+    took three round trips, and a look-up for dependents). The retry policy still decides each one: a job with retries left is
+    retrying, one without is dead, one cancelled meanwhile is cancelled, and an attempt given
+    twice or no longer running is stale."""
+    from jobrunner.domain.failures import Failure, FailureKind
+    from tests.pgproxy import PgProxy
+
+    with PgProxy() as proxy:
+        store = open_store(proxy.url(postgres_url))
+        store.poke_on_commit = False
+        try:
+            now = time.time()
+            retrying = build_spec({"command": ["false"], "retries": 2})
+            repo.submit_many(store, [retrying] * 3 + [build_spec({"command": ["false"], "retries": 0})] * 3, now)
+            claims = runs.claim(store, "owner", now, 6, 30.0, str(tmp_path))
+            store.execute("UPDATE job SET cancel_requested = TRUE WHERE id = %s", (claims[2].id,))
+            failure = Failure(FailureKind.EXIT, "exit code 1", exit_code=1)
+            outcomes = [runs.Outcome(c.id, c.attempt, failure=failure) for c in claims]
+            outcomes.append(runs.Outcome(claims[0].id, claims[0].attempt, failure=failure))  # twice
+            outcomes.append(runs.Outcome(claims[1].id, claims[1].attempt + 1, failure=failure))  # not running
+            with proxy.record() as sent, store.write():
+                recorded = runs.finish(store, "owner", outcomes, now)
+            assert len(sent) == 3 and sent[-1] == "COMMIT", sent
+            by_job = {c.id: queries.get_job(store, c.id)["status"] for c in claims}
+            assert [by_job[c.id] for c in claims] == ["retrying", "retrying", "cancelled", "dead", "dead", "dead"]
+            assert [r.status for r in recorded] == [
+                Status.RETRYING, Status.RETRYING, Status.CANCELLED, Status.DEAD, Status.DEAD, Status.DEAD, None, None]
+            for claim in claims:
+                assert [e["to"] for e in queries.job_events(store, claim.id)] == ["queued", "running", by_job[claim.id]]
+        finally:
+            store.close()
+
+
 def test_a_write_whose_session_the_server_ended_says_why_and_the_next_reconnects(pg, postgres_url):
     """The server ends the session (a restart, pg_terminate_backend) before a write: the write
     fails in one StoreError that says the server closed the connection (not what a ROLLBACK on

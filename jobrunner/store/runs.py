@@ -187,9 +187,9 @@ def finish(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: fl
         succeeded = [outcome for outcome in outcomes if outcome.failure is None]
         if succeeded:
             recorded += _succeed(store, owner, succeeded, now, rng)
-        for outcome in outcomes:
-            if outcome.failure is not None:
-                recorded += _fail(store, owner, outcome, now, rng, expired)
+        failed = [outcome for outcome in outcomes if outcome.failure is not None]
+        if failed:
+            recorded += _fail(store, owner, failed, now, rng, expired)
     return recorded
 
 
@@ -295,8 +295,8 @@ def _succeeded(store: Store, done: list[tuple[int, int]], stale: list[tuple[int,
                 recorded[index] = Recorded(record.job_id, record.attempt, Status.SUCCEEDED,
                                            "succeeded; released " + ", ".join(map(str, released)))  # fmt: skip
     recorded += [Recorded(job_id, attempt, None, "stale attempt: not recorded") for job_id, attempt in stale]
-    for outcome in refused:
-        recorded += _fail(store, owner, outcome, now, rng)
+    if refused:
+        recorded += _fail(store, owner, refused, now, rng)
     return recorded
 
 
@@ -305,62 +305,89 @@ def _owner_clause(store: Store, owner: str | None) -> tuple[str, list[Any]]:
     return (f" AND lease_owner={p}", [owner]) if owner is not None else ("", [])
 
 
-def _fail(store: Store, owner: str | None, outcome: Outcome, now: float,
-          rng: random.Random | None, expired: bool = False) -> list[Recorded]:  # fmt: skip
-    """One failed attempt through the retry policy; a cancel requested meanwhile wins.
+FAIL_READ_PAGE = 500  # failed attempts read a page of ids at a time (SQLite's variable limit)
 
-    Returns its record, then one per dependent cancelled because it ended dead or cancelled.
+
+def _fail(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: float,
+          rng: random.Random | None, expired: bool = False) -> list[Recorded]:  # fmt: skip
+    """Failed attempts through the retry policy; a cancel requested meanwhile wins.
+
+    Their rows (and whether any job waits on each) read under lock in one statement, their
+    updates and events in one more (SQLite: two): on PostgreSQL two round trips however many
+    there are, where each attempt took three and a look-up for dependents. Returns, for each attempt in order, its record, then
+    one per dependent cancelled because it ended dead or cancelled; an attempt that is no
+    longer running as that attempt (or is given twice) is stale and not recorded.
     """
     p = store.backend.param
     clause, extra = _owner_clause(store, owner)
     if expired:  # a recovery: its owner may have renewed the lease since it was found expired
         clause, extra = f"{clause} AND lease_until < {p}", [*extra, now]
-    # FOR UPDATE on PostgreSQL: a cancel requested between this read and the write below waits
-    lock = " FOR UPDATE" if store.backend.name == "postgresql" else ""
-    row = store.execute(
-        "SELECT max_retries, retry_offset, backoff_base, backoff_factor, backoff_max, retry_on, "
-        f"retry_on_exit_codes, cancel_requested FROM job WHERE id={p} AND attempts={p} "
-        f"AND status='running'{clause}{lock}",
-        [outcome.job_id, outcome.attempt, *extra],
-    ).fetchone()
-    if row is None:
-        return [Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded")]
-    max_retries, offset, base, factor, cap, retry_on, retry_codes, cancel_requested = row
-    policy = RetryPolicy(
-        max_retries=max_retries,
-        backoff=Backoff(base=base, factor=factor, max=cap),
-        retry_on=tuple(json.loads(retry_on)),
-        retry_on_exit_codes=tuple(json.loads(retry_codes)),
-    )
-    failure = outcome.failure
-    assert failure is not None
-    decision = after_failure(policy, outcome.attempt, offset, failure, now, rng,
-                             cancel_requested=bool(cancel_requested))  # fmt: skip
-    ended = decision.status in (Status.DEAD, Status.CANCELLED)
-    # a cancelled job's error says it was cancelled (and how the attempt ended)
-    error = decision.message if decision.status is Status.CANCELLED else failure.message
-    store.execute(
+    # FOR UPDATE on PostgreSQL: a cancel requested between this read and the write below waits;
+    # in id order, so two transactions locking the same jobs never wait on each other in a ring
+    lock = " ORDER BY id FOR UPDATE" if store.backend.name == "postgresql" else ""
+    ids = list(dict.fromkeys(outcome.job_id for outcome in outcomes))
+    found: dict[int, tuple] = {}
+    for page in range(0, len(ids), FAIL_READ_PAGE):
+        chunk = ids[page : page + FAIL_READ_PAGE]
+        rows = store.execute(
+            "SELECT id, attempts, max_retries, retry_offset, backoff_base, backoff_factor, backoff_max, "
+            "retry_on, retry_on_exit_codes, cancel_requested, "
+            "EXISTS (SELECT 1 FROM job_dependency WHERE depends_on = job.id) "
+            f"FROM job WHERE id IN ({', '.join([p] * len(chunk))}) AND status='running'{clause}{lock}",
+            [*chunk, *extra],
+        ).fetchall()  # fmt: skip
+        found.update((row[0], row) for row in rows)
+    decided: list[tuple[Outcome, Any, bool]] = []  # (outcome, its decision or None: stale, cancels dependents)
+    updates, events = [], []
+    for outcome in outcomes:
+        row = found.pop(outcome.job_id, None)  # popped: the same attempt twice is stale the second time
+        if row is None or row[1] != outcome.attempt:
+            decided.append((outcome, None, False))
+            continue
+        max_retries, offset, base, factor, cap, retry_on, retry_codes, cancel_requested, waited_on = row[2:]
+        policy = RetryPolicy(
+            max_retries=max_retries,
+            backoff=Backoff(base=base, factor=factor, max=cap),
+            retry_on=tuple(json.loads(retry_on)),
+            retry_on_exit_codes=tuple(json.loads(retry_codes)),
+        )
+        failure = outcome.failure
+        assert failure is not None
+        decision = after_failure(policy, outcome.attempt, offset, failure, now, rng,
+                                 cancel_requested=bool(cancel_requested))  # fmt: skip
+        ended = decision.status in (Status.DEAD, Status.CANCELLED)
+        # a cancelled job's error says it was cancelled (and how the attempt ended)
+        error = decision.message if decision.status is Status.CANCELLED else failure.message
+        updates.append((decision.status.value, decision.run_at, now if ended else None, now, error,
+                        failure.exit_code, 0 if decision.consumes_retry else 1, False, outcome.job_id,
+                        outcome.attempt))  # fmt: skip
+        events.append((outcome.job_id, now, outcome.attempt, "running", decision.status.value, decision.message,
+                       json.dumps(failure.details())))  # fmt: skip
+        decided.append((outcome, decision, ended and bool(waited_on)))
+    update = (
         f"UPDATE job SET status={p}, run_at=COALESCE({p}, run_at), finished_at={p}, updated_at={p}, "
         f"error={p}, exit_code={p}, retry_offset=retry_offset+{p}, lease_owner=NULL, "
         # progress belonged to the attempt that just failed: no stale bar on a re-queued job
         f"lease_until=NULL, cancel_requested={p}, progress=NULL, progress_message=NULL "
-        f"WHERE id={p} AND attempts={p}",
-        [decision.status.value, decision.run_at, now if ended else None, now, error,
-         failure.exit_code, 0 if decision.consumes_retry else 1, False, outcome.job_id,
-         outcome.attempt],
-    )  # fmt: skip
-    store.execute(
-        store.backend.insert_event,
-        (outcome.job_id, now, outcome.attempt, "running", decision.status.value, decision.message,
-         json.dumps(failure.details())),
-    )  # fmt: skip
-    message = decision.message
-    cancelled = dependencies.on_failed(store, outcome.job_id, now) if ended else []
-    if cancelled:
-        message += f"; cancelled dependents {', '.join(str(d.job_id) for d in cancelled)}"
-    return [Recorded(outcome.job_id, outcome.attempt, decision.status, message)] + [
-        Recorded(d.job_id, d.attempts, Status.CANCELLED, d.reason) for d in cancelled
-    ]
+        f"WHERE id={p} AND attempts={p}"
+    )
+    if updates and store.is_sqlite:
+        store.execute_many(update, updates)
+        store.execute_many(store.backend.insert_event, events)
+    elif updates:  # each job's update and its event, a hundred jobs a message
+        store.execute_many(f"{update}; {store.backend.insert_event}", [u + e for u, e in zip(updates, events, strict=True)])
+    recorded: list[Recorded] = []
+    for outcome, decision, cancels in decided:
+        if decision is None:
+            recorded.append(Recorded(outcome.job_id, outcome.attempt, None, "stale attempt: not recorded"))
+            continue
+        message = decision.message
+        cancelled = dependencies.on_failed(store, outcome.job_id, now) if cancels else []
+        if cancelled:
+            message += f"; cancelled dependents {', '.join(str(d.job_id) for d in cancelled)}"
+        recorded.append(Recorded(outcome.job_id, outcome.attempt, decision.status, message))
+        recorded += [Recorded(d.job_id, d.attempts, Status.CANCELLED, d.reason) for d in cancelled]
+    return recorded
 
 
 @guarded
