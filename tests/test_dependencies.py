@@ -6,10 +6,12 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from jobrunner.domain.failures import Failure, FailureKind
 from jobrunner.domain.states import Status
 from jobrunner.store import runs
-from tests.conftest import sql, wait_until
+from tests.conftest import ON_POSTGRES, sql, wait_until
 
 
 def run_to_end(store, job_id: int, ok: bool, failure: Failure | None = None) -> list[runs.Recorded]:
@@ -257,3 +259,65 @@ def test_daemon_logs_and_notifies_dependents_it_cancels(cli, daemon):
         wait_until(lambda: f"job {load} cancelled: {reason}" in daemon.output(), timeout=10)
     finally:
         hook.close()
+
+
+def test_jobs_stranded_waiting_on_ended_dependencies_are_settled(cli, store):
+    """On PostgreSQL a `submit --after X` that commits as X ends can leave its job waiting on a
+    dependency that has ended: each transaction read before the other committed. Here that
+    state is made directly; dependencies.settle_stranded releases the job whose dependencies
+    all succeeded and cancels the one whose dependency died, with its own dependents."""
+    from jobrunner.store import dependencies
+
+    ok, dead, blocker = cli.submit("--", "true"), cli.submit("--", "true"), cli.submit("--", "true")
+    run_to_end(store, ok, ok=True)
+    run_to_end(store, dead, ok=False)
+    released = cli.submit("--after", str(blocker), "--", "true")
+    cancelled = cli.submit("--after", str(blocker), "--", "true")
+    chained = cli.submit("--after", str(cancelled), "--", "true")
+    untouched = cli.submit("--after", str(blocker), "--", "true")
+    sql(store, "UPDATE job_dependency SET depends_on = ? WHERE job_id = ?", (ok, released))  # as the race leaves it
+    sql(store, "UPDATE job_dependency SET depends_on = ? WHERE job_id = ?", (dead, cancelled))
+    with store.write():
+        settled = dependencies.settle_stranded(store, time.time())
+    assert sorted(settled) == sorted([released, cancelled, chained])
+    assert [status(cli, j) for j in (released, cancelled, chained, untouched)] == ["queued", "cancelled", "cancelled", "waiting"]
+    assert cli.job(released)["events"][-1]["message"] == "dependencies succeeded"
+    assert f"dependency {dead}" in cli.job(chained)["error"]
+    with store.write():
+        assert dependencies.settle_stranded(store, time.time()) == []  # nothing left to settle
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL only: there a submit and a dependency's end can "
+                    "each read before the other commits (SQLite's write lock orders them)")  # fmt: skip
+def test_a_job_submitted_after_one_as_it_ends_still_runs(cli, daemon, db_path, tmp_path):
+    """The race, made to happen: `submit --after X` reads X running, then waits (the test holds
+    job_dependency locked) while X succeeds and its daemon looks for dependents, finding none
+    yet; then the submit commits its job as waiting on X, which has ended. The daemon finds
+    the stranded job within its 5 s cadence and releases it; before, it waited for ever."""
+    import contextlib
+    import os
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    daemon.start("--workers", "1")
+    go = tmp_path / "go"
+    running = cli.submit("--", "sh", "-c", f"while [ ! -e {go} ]; do sleep 0.01; done")
+    wait_until(lambda: status(cli, running) == "running", timeout=20)
+    with contextlib.closing(psycopg2.connect(str(db_path), connect_timeout=5)) as locker:
+        locker.cursor().execute("SET lock_timeout = '60s'; LOCK TABLE job_dependency IN EXCLUSIVE MODE")
+        submit = subprocess.Popen([sys.executable, "-m", "jobrunner", "submit", "--after", str(running), "--", "true"],
+                                  env=os.environ, stdout=subprocess.PIPE, text=True)  # fmt: skip
+        blocked = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                   "AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO job_dependency%%'")  # fmt: skip
+        wait_until(lambda: sql(db_path, blocked)[0][0] >= 1, timeout=20)  # it read X running
+        go.touch()
+        wait_until(lambda: status(cli, running) == "succeeded", timeout=20)  # no dependents seen
+        locker.rollback()
+    out, _ = submit.communicate(timeout=30)
+    assert submit.returncode == 0
+    stranded = int(out)
+    assert cli.job(stranded)["events"][0]["to"] == "waiting"  # on a job that had succeeded
+    wait_until(lambda: status(cli, stranded) == "succeeded", timeout=30)
+    assert f"job(s) {stranded} waited on dependencies that had all ended" in daemon.output()

@@ -7,7 +7,8 @@ comes soon, so a backlog drains in short steps between jobs. A log file some pro
 has open is kept, and deleted by a later run once nothing has it open; the first run after a
 start (and one an hour) also looks for such logs left by a previous daemon or `jobrunner purge`.
 New jobs go into the search index (SQLite; store/search.py) a batch at a time, every second,
-and every few turns while a backlog lasts. Errors are logged, never raised: housekeeping must
+and every few turns while a backlog lasts. On PostgreSQL, every 5 s, waiting jobs a race left
+with every dependency ended are released or cancelled (dependencies.settle_stranded). Errors are logged, never raised: housekeeping must
 not stop the daemon.
 """
 
@@ -22,6 +23,7 @@ from jobrunner.domain.states import Status
 from jobrunner.errors import JobrunnerError
 from jobrunner.store import search
 from jobrunner.store.db import Store
+from jobrunner.store.dependencies import settle_stranded
 from jobrunner.store.retention import apply_retention, checkpoint, delete_kept, orphan_logs
 
 log = logging.getLogger("jobrunner.daemon")
@@ -31,7 +33,7 @@ class Housekeeping:
     def __init__(self, store: Store, policy: Mapping[Status, float], *, every: float | None = None,
                  backlog_every: float = 1.0, checkpoint_every: float = 300.0, batch: int = 500,
                  sweep_every: float = 3600.0, index_every: float = 1.0,
-                 index_backlog_every: float = 0.05) -> None:  # fmt: skip
+                 index_backlog_every: float = 0.05, settle_every: float = 5.0) -> None:  # fmt: skip
         """`every`: seconds between retention runs; by default the policy's own `every`
         (config_checks.RetentionPolicy), else a minute."""
         self.store = store
@@ -46,6 +48,7 @@ class Housekeeping:
         self.index_every, self.index_backlog_every = index_every, index_backlog_every
         self.next_index = 0.0
         self.index_backlog = False
+        self.settle_every, self.next_settle = settle_every, 0.0
         self.kept: list[Path] = []  # logs of purged jobs that a process still had open
 
     def replace(self, policy: Mapping[Status, float]) -> None:
@@ -82,6 +85,9 @@ class Housekeeping:
                 self.next_checkpoint = min(self.next_checkpoint, now + self.every)
         if now >= self.next_index:
             self._index(now)
+        if now >= self.next_settle and not self.store.is_sqlite:
+            self.next_settle = now + self.settle_every
+            self._settle(now)
         if now >= self.next_checkpoint:
             self.next_checkpoint = now + self.checkpoint_every
             try:
@@ -92,6 +98,18 @@ class Housekeeping:
                 if result and result[0]:
                     log.debug("WAL checkpoint: readers still busy; %d of %d pages done", result[2], result[1])
         return removed
+
+    def _settle(self, now: float) -> None:
+        """Release or cancel waiting jobs a race stranded (dependencies.settle_stranded)."""
+        try:
+            with self.store.write():
+                settled = settle_stranded(self.store, now)
+        except JobrunnerError as exc:
+            log.warning("looking for jobs stranded waiting: %s", exc)
+            return
+        if settled:
+            log.warning("job(s) %s waited on dependencies that had all ended: settled now",
+                        ", ".join(map(str, settled)))  # fmt: skip
 
     def _index(self, now: float) -> None:
         """One batch of new jobs into the search index; with more waiting, the next soon."""

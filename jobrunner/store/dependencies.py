@@ -153,6 +153,44 @@ def on_failed(store: Store, job_id: int, now: float) -> list[Dependent]:
     return cancelled
 
 
+def settle_stranded(store: Store, now: float, limit: int = 100) -> list[int]:
+    """Waiting jobs whose dependencies have all ended, yet nothing released or cancelled them:
+    released now (queued, or scheduled for a later start), or cancelled with the dependents of
+    the dependency that failed. Returns the ids settled.
+
+    On PostgreSQL a `submit --after X` that commits while X ends strands its job: the submit
+    read X still running, and X's end looked for dependents before the new one was committed
+    (each transaction reads before the other commits). The daemon looks for such jobs now and
+    then (housekeeping); SQLite's one write lock orders the two, so none is ever stranded
+    there. Rows are locked, and ones another daemon is settling skipped."""
+    p = store.backend.param
+    lock = " FOR UPDATE SKIP LOCKED" if not store.is_sqlite else ""
+    ended = ", ".join(f"'{status}'" for status in (Status.SUCCEEDED.value, *FAILED))
+    stranded = store.execute(
+        "SELECT id, attempts, run_at FROM job j WHERE status = 'waiting' AND NOT EXISTS (SELECT 1 "
+        "FROM job_dependency d JOIN job x ON x.id = d.depends_on "
+        f"WHERE d.job_id = j.id AND x.status NOT IN ({ended})) ORDER BY id LIMIT {int(limit)}{lock}"
+    ).fetchall()
+    settled: list[int] = []
+    for job_id, attempts, run_at in stranded:
+        failed = store.execute(
+            "SELECT x.id FROM job_dependency d JOIN job x ON x.id = d.depends_on "
+            f"WHERE d.job_id = {p} AND x.status IN ({', '.join(repr(s) for s in FAILED)}) ORDER BY x.id LIMIT 1",
+            (job_id,),
+        ).fetchone()  # fmt: skip
+        if failed is not None:  # cancelled by a dead dependency, with every job waiting on it
+            settled += [d.job_id for d in on_failed(store, failed[0], now) if d.job_id not in settled]
+        else:
+            new = Status.SCHEDULED if run_at > now else Status.QUEUED
+            _move(store, job_id, attempts, Status.WAITING, new, "dependencies succeeded", now)
+            settled.append(job_id)
+    if settled:
+        from jobrunner.store.pgwake import notify
+
+        notify(store)  # a job released: an idle daemon on any host may take it
+    return settled
+
+
 def unmet(store: Store, job_id: int) -> bool:
     """True while some dependency of the job has not succeeded."""
     p = store.backend.param
