@@ -106,6 +106,24 @@ def test_cli_add_list_pause_resume_run_remove(cli, home):
     assert cli.json("schedule", "list") == []
 
 
+def test_cli_add_gives_its_jobs_tags_metadata_env_and_cwd(cli, home, tmp_path, monkeypatch):
+    """The job options of `submit` that a schedule's jobs need too: every job it fires carries
+    them; --env KEY takes KEY's value at `schedule add`, and --env-file its lines."""
+    monkeypatch.setenv("REPORT_TOKEN", "s3cret")
+    env_file = tmp_path / "report.env"
+    env_file.write_text("# for the report\nREGION=eu\n")
+    cli.ok("schedule", "add", "report", "--every", "1h", "--tag", "nightly,reports", "--tag", "team-a",
+           "--meta", "owner=ana", "--env", "MODE=full", "--env", "REPORT_TOKEN", "--env-file", str(env_file),
+           "--cwd", str(tmp_path), "--", "./report.sh")  # fmt: skip
+    job = cli.job(int(cli.ok("schedule", "run", "report")))
+    assert job["tags"] == ["nightly", "reports", "team-a"] and job["metadata"] == {"owner": "ana"}
+    assert job["env"] == {"REGION": "eu", "MODE": "full", "REPORT_TOKEN": "s3cret"}
+    assert job["cwd"] == str(tmp_path) and job["name"] == "report"
+    result = cli("schedule", "add", "bad", "--every", "1h", "--env", "=x", "--", "true")
+    assert result.exit_code == 2 and "--env expects KEY=VALUE or KEY" in result.stderr
+    assert [view["name"] for view in cli.json("schedule", "list")] == ["report"]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -71,6 +71,22 @@ def add_command(
     backoff: Annotated[str | None, typer.Option(
         "--backoff", metavar="DURATION", help="The delay before the first retry, doubled for each one after."
     )] = None,
+    tag: Annotated[list[str] | None, typer.Option(
+        "--tag", metavar="TAG", help="A tag for its jobs; repeatable, or comma-separated."
+    )] = None,
+    meta: Annotated[list[str] | None, typer.Option(
+        "--meta", metavar="KEY=VALUE", help="Metadata to keep with its jobs; repeatable."
+    )] = None,
+    env: Annotated[list[str] | None, typer.Option(
+        "--env", "-e", metavar="KEY[=VALUE]",
+        help="An environment variable for its jobs (KEY alone: its value here, now); repeatable.",
+    )] = None,
+    env_file: Annotated[str | None, typer.Option(
+        "--env-file", metavar="FILE", help="Environment variables for its jobs, a KEY=VALUE per line."
+    )] = None,
+    cwd: Annotated[str | None, typer.Option(
+        "--cwd", metavar="DIR", help="The directory its jobs run in [default, for a command: the current one]."
+    )] = None,
     memory: limit_options.Memory = None,
     cpu_time: limit_options.CpuTime = None,
     max_log_size: limit_options.MaxLogSize = None,
@@ -79,11 +95,12 @@ def add_command(
 
     For example, `jobrunner schedule add backup --cron '0 3 * * sun' --task nightly-backup` runs
     the task nightly-backup every Sunday at 03:00. The job options (--queue ... --max-log-size)
-    apply to every job it fires, over a task's own.
+    apply to every job it fires, over a task's own; --env KEY takes KEY's value now, once.
     """
     import os
 
     from jobrunner.cli.editing import option_error
+    from jobrunner.cli.submit import parse_env, parse_pairs, read_env_file
     from jobrunner.config import schedule_spec
     from jobrunner.domain.durations import parse_duration
     from jobrunner.domain.jobspec import SpecError
@@ -125,8 +142,15 @@ def add_command(
         job["command"] = command
         job["cwd"] = os.getcwd()
     options = (("queue", queue), ("priority", priority), ("retries", retries), ("timeout", timeout),
-               ("backoff", backoff), ("memory", memory), ("cpu_time", cpu_time), ("max_log_size", max_log_size))  # fmt: skip
+               ("backoff", backoff), ("cwd", cwd), ("memory", memory), ("cpu_time", cpu_time),
+               ("max_log_size", max_log_size))  # fmt: skip
     job.update((key, value) for key, value in options if value is not None)
+    if tag:
+        job["tags"] = [t for item in tag for t in item.split(",") if t]
+    if meta:
+        job["metadata"] = parse_pairs(meta, "--meta", decode=True)
+    if env or env_file:  # kept in the schedule's row: every job it fires gets them
+        job["env"] = {**(read_env_file(env_file) if env_file else {}), **parse_env(env or [])}
     try:  # as the daemon will build each job it fires
         schedule_spec(name, job, app_state.config)
     except SpecError as exc:

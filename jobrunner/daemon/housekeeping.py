@@ -8,8 +8,8 @@ has open is kept, and deleted by a later run once nothing has it open; the first
 start (and one an hour) also looks for such logs left by a previous daemon or `jobrunner purge`.
 New jobs go into the search index (SQLite; store/search.py) a batch at a time, every second,
 and every few turns while a backlog lasts. On PostgreSQL, every 5 s, waiting jobs a race left
-with every dependency ended are released or cancelled (dependencies.settle_stranded). Errors are logged, never raised: housekeeping must
-not stop the daemon.
+with every dependency ended are released or cancelled (dependencies.settle_stranded). Errors
+are logged, never raised: housekeeping must not stop the daemon.
 """
 
 from __future__ import annotations

@@ -314,9 +314,9 @@ def _fail(store: Store, owner: str | None, outcomes: Sequence[Outcome], now: flo
 
     Their rows (and whether any job waits on each) read under lock in one statement, their
     updates and events in one more (SQLite: two): on PostgreSQL two round trips however many
-    there are, where each attempt took three and a look-up for dependents. Returns, for each attempt in order, its record, then
-    one per dependent cancelled because it ended dead or cancelled; an attempt that is no
-    longer running as that attempt (or is given twice) is stale and not recorded.
+    there are, where each attempt took three and a look-up for dependents. Returns, for each
+    attempt in order, its record, then one per dependent cancelled because it ended dead or
+    cancelled; an attempt no longer running as that attempt (or given twice) is stale.
     """
     p = store.backend.param
     clause, extra = _owner_clause(store, owner)
