@@ -7,6 +7,7 @@ tests' 20 s was woken by NOTIFY."""
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -52,15 +53,17 @@ def test_the_daemon_listens_again_after_its_connection_is_dropped(daemon, postgr
     with psycopg2.connect(host="127.0.0.1", user="postgres", dbname=name) as admin:
         admin.autocommit = True
         cursor = admin.cursor()
-        listening = ("SELECT pid FROM pg_stat_activity WHERE datname=%s AND pid <> pg_backend_pid() "
-                     "AND backend_type = 'client backend'")  # fmt: skip
+        listening = ("SELECT pid, application_name FROM pg_stat_activity WHERE datname=%s "
+                     "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")  # fmt: skip
 
-        def backends() -> list[tuple[int]]:
+        def backends() -> list[tuple[int, str]]:
             cursor.execute(listening, (name,))
             return cursor.fetchall()
 
         wait_until(lambda: len(backends()) == 1, timeout=20)  # the daemon's one (the CLIs' have ended)
-        cursor.execute("SELECT pg_terminate_backend(%s)", backends()[0])
+        [(backend, named)] = backends()
+        assert daemon.proc is not None and named == f"jobrunner daemon {socket.gethostname()}:{daemon.proc.pid}"
+        cursor.execute("SELECT pg_terminate_backend(%s)", (backend,))
     admin.close()
     for _ in range(2):  # the second after the daemon has surely reconnected (it ran the first)
         submitted = run_jobrunner("submit", "--", "true", env=_elsewhere(postgres_url, tmp_path))

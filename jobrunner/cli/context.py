@@ -96,9 +96,18 @@ class AppState:
             if self.command not in CREATING_COMMANDS and self.database_missing:
                 raise no_database(self.db_target)
             self._store = open_store(self.db_target, durability=self.config_for_database.durability,
-                                     reading=self.command in READING_COMMANDS)  # fmt: skip
+                                     reading=self.command in READING_COMMANDS,
+                                     application_name=self.application_name())  # fmt: skip
             self.say_where()
         return self._store
+
+    def application_name(self) -> str:
+        """How this command's connections show in PostgreSQL's pg_stat_activity, so an operator
+        can tell which host and process holds one: `jobrunner daemon db1:4242`."""
+        import os
+        import socket
+
+        return " ".join(("jobrunner", *self.command, f"{socket.gethostname()}:{os.getpid()}"))
 
     def say_where(self) -> None:
         """With --verbose: which database and config this command uses (one line, on stderr)."""

@@ -198,15 +198,17 @@ class Store:
         self.close()
 
 
-def open_store(target: str, *, durability: str = "normal", migrate: bool = True, reading: bool = False) -> Store:
+def open_store(target: str, *, durability: str = "normal", migrate: bool = True, reading: bool = False,
+               application_name: str = "jobrunner") -> Store:  # fmt: skip
     """Open (creating if needed) the database at a path or URL and bring its schema up to date.
 
     `reading`: for a command that only reads (`list`, `stats`): a SQLite file whose schema is
     current opens as a SqliteReader, without peewee; any other opens as usual (and migrates).
+    `application_name`: what PostgreSQL's pg_stat_activity shows for its connections.
     """
     with translate_errors(target):
         if "://" in target:
-            store = _open_url(target, durability)
+            store = _open_url(target, durability, application_name)
         else:
             path = _prepare_sqlite(target)
             reader = _reader_if_current(path) if reading and migrate else None
@@ -330,7 +332,7 @@ def _enter_wal(path: Path) -> None:
         conn.close()
 
 
-def _open_url(target: str, durability: str = "normal") -> Store:
+def _open_url(target: str, durability: str = "normal", application_name: str = "jobrunner") -> Store:
     from jobrunner.secrets import redact_target
 
     url = urlparse(target)
@@ -356,6 +358,7 @@ def _open_url(target: str, durability: str = "normal") -> Store:
         # lose the last few, never corrupt (as synchronous=NORMAL on SQLite); "full" waits
         options="-c synchronous_commit=off" if durability != "full" else None,
         connect_timeout=CONNECT_TIMEOUT_S,  # a server that accepts but never answers: one line, not a hang
+        application_name=application_name[:63],  # the server keeps 63 bytes
         **lazy_begin,  # BEGIN goes with a transaction's first statement (pgbegin.py)
     )
     return Store(db, POSTGRESQL, target)
