@@ -265,7 +265,8 @@ def test_jobs_stranded_waiting_on_ended_dependencies_are_settled(cli, store):
     """On PostgreSQL a `submit --after X` that commits as X ends can leave its job waiting on a
     dependency that has ended: each transaction read before the other committed. Here that
     state is made directly; dependencies.settle_stranded releases the job whose dependencies
-    all succeeded and cancels the one whose dependency died, with its own dependents."""
+    all succeeded and cancels the one whose dependency died, with its own dependents; one
+    waiting on a job deleted since (its outcome unknown) keeps waiting."""
     from jobrunner.store import dependencies
 
     ok, dead, blocker = cli.submit("--", "true"), cli.submit("--", "true"), cli.submit("--", "true")
@@ -275,12 +276,15 @@ def test_jobs_stranded_waiting_on_ended_dependencies_are_settled(cli, store):
     cancelled = cli.submit("--after", str(blocker), "--", "true")
     chained = cli.submit("--after", str(cancelled), "--", "true")
     untouched = cli.submit("--after", str(blocker), "--", "true")
+    unknown = cli.submit("--after", str(blocker), "--", "true")
     sql(store, "UPDATE job_dependency SET depends_on = ? WHERE job_id = ?", (ok, released))  # as the race leaves it
     sql(store, "UPDATE job_dependency SET depends_on = ? WHERE job_id = ?", (dead, cancelled))
+    sql(store, "UPDATE job_dependency SET depends_on = ? WHERE job_id = ?", (10**6, unknown))  # a deleted job
     with store.write():
         settled = dependencies.settle_stranded(store, time.time())
     assert sorted(settled) == sorted([released, cancelled, chained])
-    assert [status(cli, j) for j in (released, cancelled, chained, untouched)] == ["queued", "cancelled", "cancelled", "waiting"]
+    assert [status(cli, j) for j in (released, cancelled, chained, untouched, unknown)] == [
+        "queued", "cancelled", "cancelled", "waiting", "waiting"]
     assert cli.job(released)["events"][-1]["message"] == "dependencies succeeded"
     assert f"dependency {dead}" in cli.job(chained)["error"]
     with store.write():

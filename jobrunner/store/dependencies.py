@@ -166,10 +166,13 @@ def settle_stranded(store: Store, now: float, limit: int = 100) -> list[int]:
     p = store.backend.param
     lock = " FOR UPDATE SKIP LOCKED" if not store.is_sqlite else ""
     ended = ", ".join(f"'{status}'" for status in (Status.SUCCEEDED.value, *FAILED))
+    # a dependency deleted since (its outcome unknown) keeps the job waiting, as it did before
     stranded = store.execute(
-        "SELECT id, attempts, run_at FROM job j WHERE status = 'waiting' AND NOT EXISTS (SELECT 1 "
-        "FROM job_dependency d JOIN job x ON x.id = d.depends_on "
-        f"WHERE d.job_id = j.id AND x.status NOT IN ({ended})) ORDER BY id LIMIT {int(limit)}{lock}"
+        "SELECT id, attempts, run_at FROM job j WHERE status = 'waiting' "
+        "AND EXISTS (SELECT 1 FROM job_dependency d WHERE d.job_id = j.id) "
+        "AND NOT EXISTS (SELECT 1 FROM job_dependency d LEFT JOIN job x ON x.id = d.depends_on "
+        f"WHERE d.job_id = j.id AND (x.id IS NULL OR x.status NOT IN ({ended}))) "
+        f"ORDER BY id LIMIT {int(limit)}{lock}"
     ).fetchall()
     settled: list[int] = []
     for job_id, attempts, run_at in stranded:
